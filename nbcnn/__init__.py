@@ -1,0 +1,50 @@
+"""nbcnn: convolutional neural networks from scratch, in readable Python compiled by Numba.
+
+    import nbcnn
+    nbcnn.available_backends()          # python / cpu / cuda: which work here, and why not
+    nbcnn.set_backend("cpu")            # or NBCNN_BACKEND=cpu, or "auto"
+    with nbcnn.use_backend("python"):   # plain Python: pdb steps into the kernels
+        z = nbcnn.conv2d(x, W, b, stride=2, pad=1)
+
+Importing nbcnn never imports numba.cuda: that waits until the cuda backend is used.
+"""
+
+from .backend import (
+    BACKENDS,
+    Availability,
+    BackendError,
+    available_backends,
+    get_backend,
+    set_backend,
+    to_host,
+    use_backend,
+)
+from .checks import output_size
+from .ops import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    conv2d,
+    conv2d_backward,
+    dense,
+    dense_backward,
+    max_pool2d,
+    max_pool2d_backward,
+    relu,
+    relu_backward,
+    sigmoid,
+    sigmoid_backward,
+    softmax,
+    softmax_backward,
+    tanh,
+    tanh_backward,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS", "Availability", "BackendError", "available_backends", "get_backend", "set_backend",
+    "use_backend", "to_host", "output_size",
+    "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "dense", "dense_backward", "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh",
+    "tanh_backward", "softmax", "softmax_backward",
+]

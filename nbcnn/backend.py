@@ -1,0 +1,274 @@
+"""The dispatcher: which backend runs a kernel, and where its arrays live.
+
+Three backends run the same readable kernel source:
+
+    python  the plain Python loop nest (slow; pdb can step into it)
+    cpu     that loop nest compiled by ``numba.njit(parallel=True)``
+    cuda    ``numba.cuda.jit`` kernels, one GPU thread per output element (or the
+            CUDA simulator when ``NUMBA_ENABLE_CUDASIM=1`` was set before numba was imported)
+
+Choose one with ``set_backend(name)``, ``with use_backend(name):`` or the environment
+variable ``NBCNN_BACKEND``; ``"auto"`` means cuda on a real GPU, else cpu. Asking for a
+backend that cannot run here raises an error that says why: nbcnn never falls back
+silently, so you always know where your code ran.
+
+Importing this module never imports ``numba.cuda``: that happens the first time the
+cuda backend is asked about or used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import ctypes
+import functools
+import os
+import sys
+import time
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+BACKENDS = ("python", "cpu", "cuda")
+ENV_VAR = "NBCNN_BACKEND"
+DEBUG_ENV_VAR = "NBCNN_DEBUG"
+
+# None: nothing chosen in code, so the environment variable (or "auto") decides.
+_chosen: contextvars.ContextVar[str | None] = contextvars.ContextVar("nbcnn_backend", default=None)
+
+
+class Availability(NamedTuple):
+    """Whether a backend can run here, and a sentence saying why (or why not)."""
+
+    ok: bool
+    reason: str
+
+    def __bool__(self) -> bool:  # so `if available_backends()["cuda"]:` reads naturally
+        return self.ok
+
+
+class BackendError(RuntimeError):
+    """A backend was asked for that cannot run here; the message names the fix."""
+
+
+# --------------------------------------------------------------------------- availability
+
+
+def cuda_simulator_enabled() -> bool:
+    """True when numba was imported with NUMBA_ENABLE_CUDASIM=1 (the simulator is active)."""
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+@functools.cache
+def _real_gpu_status() -> Availability:
+    # Probe the driver with ctypes first, so a machine without one never imports numba.cuda.
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return Availability(False, "no NVIDIA driver here (libcuda.so.1 cannot be loaded)")
+    try:
+        from numba import cuda
+
+        if not cuda.is_available():
+            return Availability(False, "an NVIDIA driver is installed but numba finds no usable GPU")
+        name = cuda.get_current_device().name
+        if isinstance(name, bytes):
+            name = name.decode()
+        return Availability(True, f"real GPU: {name}")
+    except Exception as exc:  # a broken toolkit install must not break `import nbcnn`
+        return Availability(False, f"the CUDA driver was found but numba cannot use it: {exc}")
+
+
+def _cuda_status() -> Availability:
+    if cuda_simulator_enabled():
+        return Availability(
+            True, "CUDA simulator (NUMBA_ENABLE_CUDASIM=1): @cuda.jit kernels run as Python, slowly"
+        )
+    gpu = _real_gpu_status()
+    if gpu.ok:
+        return gpu
+    hint = "; to run the cuda kernels without a GPU, start Python with NUMBA_ENABLE_CUDASIM=1"
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        hint = "; NUMBA_ENABLE_CUDASIM is set, but only after numba was imported: set it before starting Python"
+    return Availability(False, gpu.reason + hint)
+
+
+def available_backends() -> dict[str, Availability]:
+    """Which backends work here, and why not: ``{"python": Availability(ok, reason), ...}``."""
+    return {
+        "python": Availability(True, "plain Python loops (slow; pdb can step into every kernel)"),
+        "cpu": Availability(True, f"numba @njit(parallel=True) on {os.cpu_count()} CPU threads"),
+        "cuda": _cuda_status(),
+    }
+
+
+def auto_backend() -> str:
+    """cuda when a real GPU is usable (the simulator does not count: it is slow), else cpu."""
+    return "cuda" if _real_gpu_status().ok and not cuda_simulator_enabled() else "cpu"
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def _resolve(name: str, where: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"backend name must be a string, got {type(name).__name__} (from {where})")
+    key = name.strip().lower()
+    if key == "auto":
+        return auto_backend()
+    if key not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r} (from {where}); choose one of {BACKENDS + ('auto',)}")
+    status = available_backends()[key]
+    if not status.ok:
+        raise BackendError(f"backend {key!r} (from {where}) cannot run here: {status.reason}")
+    return key
+
+
+def set_backend(name: str) -> str:
+    """Choose the backend for every op from now on; returns the resolved name ("auto" -> cpu/cuda)."""
+    resolved = _resolve(name, "set_backend")
+    _chosen.set(resolved)
+    return resolved
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """``with use_backend("python"):`` runs the block on that backend, then restores the previous one."""
+    token = _chosen.set(_resolve(name, "use_backend"))
+    try:
+        yield get_backend()
+    finally:
+        _chosen.reset(token)
+
+
+def get_backend() -> str:
+    """The backend ops run on now: the one chosen in code, else $NBCNN_BACKEND, else auto."""
+    chosen = _chosen.get()
+    if chosen is not None:
+        return chosen
+    return _resolve(os.environ.get(ENV_VAR, "auto") or "auto", f"${ENV_VAR}")
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+class Kernel:
+    """One readable kernel source and its three compiled forms.
+
+    ``source(*inputs, out)`` is the plain loop nest; the python backend calls it as is and
+    the cpu backend calls ``numba.njit(parallel=True, cache=True)(source)``. ``cuda`` is a
+    zero-argument function returning the ``@cuda.jit`` kernel (built on first use, so that
+    ``numba.cuda`` is imported only then); it is launched with one thread per unit of work,
+    ``work(out)`` units (by default one per output element).
+    """
+
+    def __init__(self, name: str, source: Callable, cuda: Callable, work: Callable | None = None,
+                 cpu: Callable | None = None):
+        import numba
+
+        self.name = name
+        self.source = source
+        self.cpu = cpu if cpu is not None else numba.njit(parallel=True, cache=True)(source)
+        self._cuda_factory = cuda
+        self.work = work or (lambda out: out.size)
+
+    @property
+    def cuda(self):
+        return self._cuda_factory()
+
+    def __repr__(self) -> str:
+        return f"Kernel({self.name!r})"
+
+
+THREADS_PER_BLOCK = 128
+
+
+def _debug_level() -> int:
+    try:
+        return int(os.environ.get(DEBUG_ENV_VAR, "0") or 0)
+    except ValueError:
+        return 1
+
+
+def launch(kernel: Kernel, *args, backend: str | None = None) -> None:
+    """Run ``kernel`` on ``args`` (inputs..., then the output array it fills) on a backend.
+
+    The arrays must already live where that backend wants them (see ``to_backend``).
+    With NBCNN_DEBUG=1 each launch prints the backend, kernel and time to stderr.
+    """
+    name = backend or get_backend()
+    start = time.perf_counter()
+    if name == "python":
+        kernel.source(*args)
+    elif name == "cpu":
+        kernel.cpu(*args)
+    elif name == "cuda":
+        work = int(kernel.work(args[-1]))
+        if work > 0:
+            threads = min(THREADS_PER_BLOCK, work)
+            blocks = (work + threads - 1) // threads
+            kernel.cuda[blocks, threads](*args)
+            if _debug_level():
+                from numba import cuda
+
+                cuda.synchronize()
+    else:  # pragma: no cover - get_backend validated it
+        raise ValueError(f"unknown backend {name!r}")
+    if _debug_level():
+        ms = (time.perf_counter() - start) * 1e3
+        shape = getattr(args[-1], "shape", ())
+        print(f"[nbcnn] {name:6s} {kernel.name:28s} out={tuple(shape)} {ms:9.3f} ms", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def is_device_array(a) -> bool:
+    """True for GPU arrays (anything exposing ``__cuda_array_interface__``)."""
+    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+
+
+def to_backend(a, backend: str):
+    """Put an array where ``backend``'s kernels read it: numpy on python/cpu, device memory on cuda."""
+    if backend == "cuda":
+        from numba import cuda
+
+        if is_device_array(a):
+            return cuda.as_cuda_array(a) if not hasattr(a, "copy_to_host") else a
+        return cuda.to_device(np.ascontiguousarray(a))
+    if is_device_array(a):
+        return to_host(a)
+    return a
+
+
+def empty(shape, dtype, backend: str):
+    """An uninitialised output array on ``backend`` (every kernel writes each of its cells)."""
+    if backend == "cuda":
+        from numba import cuda
+
+        return cuda.device_array(tuple(shape), dtype=dtype)
+    return np.empty(shape, dtype=dtype)
+
+
+def to_host(a):
+    """A numpy array holding ``a`` (a copy for device arrays, ``a`` itself for numpy)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "copy_to_host"):
+        return a.copy_to_host()
+    from numba import cuda
+
+    return cuda.as_cuda_array(a).copy_to_host()
+
+
+def like_inputs(out, *inputs):
+    """Return ``out`` as device memory if any input was, else as a numpy array.
+
+    On cuda this keeps activations on the GPU between layers: copies happen only where the
+    caller handed in numpy arrays.
+    """
+    if any(is_device_array(a) for a in inputs):
+        return out
+    return to_host(out)

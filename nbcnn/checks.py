@@ -1,0 +1,217 @@
+"""Input validation shared by every public op.
+
+Compiled Numba code does not check bounds: a wrong shape there reads garbage or crashes the
+process. So every public op checks its inputs here, in Python, first, and raises a
+``TypeError``/``ValueError`` that names the argument and shows the shapes involved.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import is_device_array
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Window(NamedTuple):
+    """Where a filter or pooling window sits on the input.
+
+    Output position ``(h_out, w_out)`` looks at input rows
+    ``h_out * stride_h - pad_top ... + f_h - 1`` and columns likewise; rows and columns
+    outside the input are the (zero) padding. Kernels receive this tuple, not 6 loose ints.
+    """
+
+    f_h: int
+    f_w: int
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
+
+
+class Padding(NamedTuple):
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+
+def output_size(size: int, f: int, stride: int, pad_before: int, pad_after: int) -> int:
+    """``out = (size + pad_before + pad_after - f) // stride + 1``, the lecture's formula."""
+    return (size + pad_before + pad_after - f) // stride + 1
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def as_array(a, name: str, ndim: int | None = None, dtype=None):
+    """Check ``a`` is a float32/float64 array (numpy or GPU) of ``ndim`` dims; return it.
+
+    Lists and other array-likes are converted with ``np.asarray``; numpy arrays are made
+    C-contiguous (kernels index them directly). ``dtype``, when given, casts numpy inputs to
+    it (device arrays must already have it).
+    """
+    if isinstance(a, (str, bytes)) or a is None:
+        raise TypeError(f"{name} must be an array of float32 or float64, got {type(a).__name__} {a!r:.40}")
+    if not is_device_array(a):
+        try:
+            a = np.asarray(a)
+        except Exception as exc:
+            raise TypeError(f"{name} cannot be read as an array: {exc}") from None
+        if a.dtype == object or a.dtype.kind in "USVMmb":
+            raise TypeError(f"{name} must be an array of float32 or float64 numbers, got dtype {a.dtype}")
+    if np.dtype(a.dtype) not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} has dtype {np.dtype(a.dtype)}; nbcnn kernels take float32 or float64 "
+            f"(use {name}.astype(np.float32))"
+        )
+    if ndim is not None and len(a.shape) != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(a.shape)} ({len(a.shape)} dims)")
+    if any(int(s) == 0 for s in a.shape):
+        raise ValueError(f"{name} has an empty dimension: shape {tuple(a.shape)}")
+    if is_device_array(a):
+        if dtype is not None and np.dtype(a.dtype) != np.dtype(dtype):
+            raise TypeError(f"{name} is a GPU array of {np.dtype(a.dtype)} but the op computes in {np.dtype(dtype)}; "
+                            f"give every input the same dtype")
+        return a
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def common_dtype(*arrays) -> np.dtype:
+    """float64 if any input is float64, else float32 (mixing is allowed: float32 is promoted)."""
+    return np.result_type(*[np.dtype(a.dtype) for a in arrays])
+
+
+def same_shape(a, b, name_a: str, name_b: str) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; they must match")
+
+
+# --------------------------------------------------------------------------- hyper-parameters
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def int_pair(value, name: str, minimum: int) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, each >= minimum."""
+    if _is_int(value):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def padding(pad, size_hw, f_hw, stride_hw) -> Padding:
+    """Resolve ``pad`` into per-side zero padding.
+
+    ``pad`` is an int (same on every side), an (h, w) pair, ``((top, bottom), (left, right))``,
+    ``"valid"`` (no padding) or ``"same"``. "same" follows Keras/TensorFlow: the output has
+    ``ceil(size / stride)`` positions, and an odd total padding puts the extra row/column at
+    the bottom/right. With stride 1 and an odd f that is the lecture's ``p = (f - 1) / 2``.
+    """
+    if isinstance(pad, str):
+        mode = pad.lower()
+        if mode == "valid":
+            return Padding(0, 0, 0, 0)
+        if mode == "same":
+            sides = []
+            for size, f, s in zip(size_hw, f_hw, stride_hw):
+                out = -(-size // s)
+                total = max((out - 1) * s + f - size, 0)
+                sides += [total // 2, total - total // 2]
+            return Padding(*sides)
+        raise ValueError(f"pad must be an int, a pair, 'valid' or 'same', got {pad!r}")
+    if (isinstance(pad, (tuple, list)) and len(pad) == 2
+            and all(isinstance(p, (tuple, list)) for p in pad)):
+        top, bottom = int_pair(tuple(pad[0]), "pad[0] (top, bottom)", 0)
+        left, right = int_pair(tuple(pad[1]), "pad[1] (left, right)", 0)
+        return Padding(top, bottom, left, right)
+    ph, pw = int_pair(pad, "pad", 0)
+    return Padding(ph, ph, pw, pw)
+
+
+def window(x_shape, f_hw, stride, pad, what: str) -> tuple[Window, tuple[int, int], Padding]:
+    """Check a window against an NHWC input; return it, the output (H_out, W_out) and the padding."""
+    _, H, W, _ = x_shape
+    sh, sw = int_pair(stride, "stride", 1)
+    p = padding(pad, (H, W), f_hw, (sh, sw))
+    fh, fw = f_hw
+    if fh > H + p.top + p.bottom or fw > W + p.left + p.right:
+        raise ValueError(
+            f"{what} window {fh}x{fw} is larger than the padded input "
+            f"{H + p.top + p.bottom}x{W + p.left + p.right} (input {H}x{W}, pad {tuple(p)})"
+        )
+    out_hw = (output_size(H, fh, sh, p.top, p.bottom), output_size(W, fw, sw, p.left, p.right))
+    return Window(fh, fw, sh, sw, p.top, p.left), out_hw, p
+
+
+# --------------------------------------------------------------------------- ops
+
+
+def conv_inputs(x, W, b=None):
+    """Check the NHWC input, the (f_h, f_w, C_in, C_out) filters and the (C_out,) bias.
+
+    Returns ``(x, W, b)`` in one common dtype; ``b`` may be None (backward needs no bias).
+    """
+    arrays = [as_array(x, "x", 4), as_array(W, "W (filters)", 4)]
+    if b is not None:
+        arrays.append(as_array(b, "b (bias)"))
+    dtype = common_dtype(*arrays)
+    x, W = as_array(arrays[0], "x", 4, dtype), as_array(arrays[1], "W (filters)", 4, dtype)
+    if x.shape[3] != W.shape[2]:
+        raise ValueError(
+            f"channel mismatch: x has {x.shape[3]} channels (shape {tuple(x.shape)}, NHWC) but the filters "
+            f"W expect {W.shape[2]} (shape {tuple(W.shape)}, (f_h, f_w, C_in, C_out))"
+        )
+    if b is None:
+        return x, W, None
+    b = as_array(arrays[2], "b (bias)", None, dtype)
+    if b.size != W.shape[3] or (len(b.shape) > 1 and b.shape[-1] != W.shape[3]):
+        raise ValueError(
+            f"bias b has shape {tuple(b.shape)} but W has {W.shape[3]} filters (shape {tuple(W.shape)}): "
+            f"b needs {W.shape[3]} values"
+        )
+    if is_device_array(b) and len(b.shape) != 1:
+        raise ValueError(f"a GPU bias must be 1-D of shape ({W.shape[3]},), got {tuple(b.shape)}")
+    return x, W, b.reshape(-1)
+
+
+def dense_inputs(x, W, b=None):
+    """Check x (N, D), W (D, M) and b (M,); returns them in one common dtype (b may be None)."""
+    arrays = [as_array(x, "x", 2), as_array(W, "W", 2)] + ([as_array(b, "b", 1)] if b is not None else [])
+    dtype = common_dtype(*arrays)
+    x, W = as_array(arrays[0], "x", 2, dtype), as_array(arrays[1], "W", 2, dtype)
+    if x.shape[1] != W.shape[0]:
+        raise ValueError(f"dense: x has {x.shape[1]} features (shape {tuple(x.shape)}) but W has "
+                         f"{W.shape[0]} rows (shape {tuple(W.shape)}); flatten x to (N, D) with D = W.shape[0]")
+    if b is None:
+        return x, W, None
+    b = as_array(arrays[2], "b", 1, dtype)
+    if b.shape[0] != W.shape[1]:
+        raise ValueError(f"dense: bias b has shape {tuple(b.shape)} but W has {W.shape[1]} columns "
+                         f"(shape {tuple(W.shape)})")
+    return x, W, b
+
+
+def pool_window(x_shape, f, stride, pad, what: str):
+    """A pooling window: no side may be padded by f or more (a window of only padding has no max)."""
+    fh, fw = int_pair(f, "f (window size)", 1)
+    win, out_hw, p = window(x_shape, (fh, fw), stride if stride is not None else (fh, fw), pad, what)
+    if max(p.top, p.bottom) >= fh or max(p.left, p.right) >= fw:
+        raise ValueError(f"{what}: padding {tuple(p)} must be smaller than the window {fh}x{fw} on every side")
+    return win, out_hw
+
+
+def grad_shape(grad, name: str, expected) -> None:
+    if tuple(grad.shape) != tuple(expected):
+        raise ValueError(f"{name} has shape {tuple(grad.shape)} but the forward output has shape {tuple(expected)}")

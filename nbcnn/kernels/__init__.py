@@ -1,0 +1,1 @@
+"""The kernels: one concept per file, each a readable loop nest compiled for cpu and cuda."""

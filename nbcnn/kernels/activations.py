@@ -1,0 +1,222 @@
+"""Activations, forward and backward, element by element (one source, three backends).
+
+The op layer hands these kernels flat 1-D views (any input shape works), so the loop
+nest is one loop: ``for i in range(size): y[i] = f(x[i])``. Backward takes the forward's
+input ``x`` (not its output) and the upstream gradient ``dy``:
+
+    relu     y = max(x, 0)                     dx = dy * (x > 0)
+    sigmoid  y = 1 / (1 + exp(-x))             dx = dy * y * (1 - y)
+    tanh     y = tanh(x)                       dx = dy * (1 - y^2)
+    softmax  y[r, c] = exp(x[r, c]) / sum_c' exp(x[r, c'])   (per row of a 2-D view)
+             dx[r, c] = y[r, c] * (dy[r, c] - sum_c' dy[r, c'] * y[r, c'])
+
+Constants are made with ``x.dtype.type(1)`` so float32 stays float32 (a bare ``1.0``
+would promote the arithmetic to float64).
+"""
+
+import functools
+import math
+
+from numba import prange
+from numba.extending import register_jitable
+
+from ..backend import Kernel
+
+cuda = None  # numba.cuda, imported by _cuda_kernels() when the cuda backend is first used
+
+
+# --------------------------------------------------------------------------- cells
+
+
+@register_jitable
+def relu_cell(x, i):
+    v = x[i]
+    return v if v > 0 else x.dtype.type(0)
+
+
+@register_jitable
+def relu_backward_cell(dy, x, i):
+    # the gradient at exactly 0 is taken as 0 (the subgradient Keras and torch use)
+    return dy[i] if x[i] > 0 else dy.dtype.type(0)
+
+
+@register_jitable
+def sigmoid_of(v, one):
+    """1 / (1 + e^-v), written so exp never overflows: for v < 0 use e^v / (1 + e^v)."""
+    if v >= 0:
+        return one / (one + math.exp(-v))
+    e = math.exp(v)
+    return e / (one + e)
+
+
+@register_jitable
+def sigmoid_cell(x, i):
+    return sigmoid_of(x[i], x.dtype.type(1))
+
+
+@register_jitable
+def sigmoid_backward_cell(dy, x, i):
+    one = x.dtype.type(1)
+    s = sigmoid_of(x[i], one)
+    return dy[i] * s * (one - s)
+
+
+@register_jitable
+def tanh_cell(x, i):
+    return math.tanh(x[i])
+
+
+@register_jitable
+def tanh_backward_cell(dy, x, i):
+    t = math.tanh(x[i])
+    return dy[i] * (x.dtype.type(1) - t * t)
+
+
+@register_jitable
+def softmax_row(x, r, y):
+    """Softmax of row r of x into row r of y; the row max is subtracted first so exp never overflows."""
+    C = x.shape[1]
+    top = x[r, 0]
+    for c in range(1, C):
+        top = max(top, x[r, c])
+    total = x.dtype.type(0)
+    for c in range(C):
+        e = math.exp(x[r, c] - top)
+        y[r, c] = e
+        total += e
+    for c in range(C):
+        y[r, c] = y[r, c] / total
+
+
+@register_jitable
+def softmax_backward_row(dy, x, r, dx):
+    """dx[r] = s * (dy[r] - <dy[r], s>) with s = softmax(x[r]), recomputed into dx first."""
+    softmax_row(x, r, dx)
+    dot = dy.dtype.type(0)
+    for c in range(x.shape[1]):
+        dot += dy[r, c] * dx[r, c]
+    for c in range(x.shape[1]):
+        dx[r, c] = dx[r, c] * (dy[r, c] - dot)
+
+
+# --------------------------------------------------------------------------- loop nests
+
+
+def relu(x, y):
+    for i in prange(y.size):
+        y[i] = relu_cell(x, i)
+
+
+def relu_backward(dy, x, dx):
+    for i in prange(dx.size):
+        dx[i] = relu_backward_cell(dy, x, i)
+
+
+def sigmoid(x, y):
+    for i in prange(y.size):
+        y[i] = sigmoid_cell(x, i)
+
+
+def sigmoid_backward(dy, x, dx):
+    for i in prange(dx.size):
+        dx[i] = sigmoid_backward_cell(dy, x, i)
+
+
+def tanh(x, y):
+    for i in prange(y.size):
+        y[i] = tanh_cell(x, i)
+
+
+def tanh_backward(dy, x, dx):
+    for i in prange(dx.size):
+        dx[i] = tanh_backward_cell(dy, x, i)
+
+
+def softmax(x, y):
+    """``for r in range(rows): softmax_row(x, r, y)`` (each row owned by one iteration)."""
+    for r in prange(y.shape[0]):
+        softmax_row(x, r, y)
+
+
+def softmax_backward(dy, x, dx):
+    for r in prange(dx.shape[0]):
+        softmax_backward_row(dy, x, r, dx)
+
+
+# --------------------------------------------------------------------------- cuda
+
+
+@functools.cache
+def _cuda_kernels():
+    """One GPU thread per element (per row for softmax), each calling the cell above."""
+    # A module global, bound on first use: importing nbcnn must not import numba.cuda, and the
+    # simulator finds `cuda` by looking in the kernel's globals (a local would not be swapped).
+    global cuda
+    from numba import cuda
+
+    @cuda.jit
+    def relu_k(x, y):
+        i = cuda.grid(1)
+        if i < y.size:
+            y[i] = relu_cell(x, i)
+
+    @cuda.jit
+    def relu_backward_k(dy, x, dx):
+        i = cuda.grid(1)
+        if i < dx.size:
+            dx[i] = relu_backward_cell(dy, x, i)
+
+    @cuda.jit
+    def sigmoid_k(x, y):
+        i = cuda.grid(1)
+        if i < y.size:
+            y[i] = sigmoid_cell(x, i)
+
+    @cuda.jit
+    def sigmoid_backward_k(dy, x, dx):
+        i = cuda.grid(1)
+        if i < dx.size:
+            dx[i] = sigmoid_backward_cell(dy, x, i)
+
+    @cuda.jit
+    def tanh_k(x, y):
+        i = cuda.grid(1)
+        if i < y.size:
+            y[i] = tanh_cell(x, i)
+
+    @cuda.jit
+    def tanh_backward_k(dy, x, dx):
+        i = cuda.grid(1)
+        if i < dx.size:
+            dx[i] = tanh_backward_cell(dy, x, i)
+
+    @cuda.jit
+    def softmax_k(x, y):
+        r = cuda.grid(1)
+        if r < y.shape[0]:
+            softmax_row(x, r, y)
+
+    @cuda.jit
+    def softmax_backward_k(dy, x, dx):
+        r = cuda.grid(1)
+        if r < dx.shape[0]:
+            softmax_backward_row(dy, x, r, dx)
+
+    return {"relu": relu_k, "relu_backward": relu_backward_k, "sigmoid": sigmoid_k,
+            "sigmoid_backward": sigmoid_backward_k, "tanh": tanh_k, "tanh_backward": tanh_backward_k,
+            "softmax": softmax_k, "softmax_backward": softmax_backward_k}
+
+
+def _rows(out):
+    return out.shape[0]
+
+
+def _kernel(source, work=None):
+    name = source.__name__
+    return Kernel(name, source, cuda=lambda: _cuda_kernels()[name], work=work)
+
+
+RELU, RELU_BACKWARD = _kernel(relu), _kernel(relu_backward)
+SIGMOID, SIGMOID_BACKWARD = _kernel(sigmoid), _kernel(sigmoid_backward)
+TANH, TANH_BACKWARD = _kernel(tanh), _kernel(tanh_backward)
+SOFTMAX, SOFTMAX_BACKWARD = _kernel(softmax, work=_rows), _kernel(softmax_backward, work=_rows)

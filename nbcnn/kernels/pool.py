@@ -1,0 +1,208 @@
+"""Pooling, max and average, forward and backward (one source, three backends).
+
+Shapes (NHWC): ``x (N, H, W, C)`` -> ``p (N, H_out, W_out, C)``, each channel pooled on its own,
+
+    H_out = (H + pad_top + pad_bottom - f_h) // stride_h + 1     (W_out likewise)
+
+Windows may overlap (stride < f) and need not tile the input (the last rows/columns are
+left out, as in the formula). Padding is optional (Keras' ``padding="same"``); a padded cell
+is not a value: max ignores it and average divides by the number of real cells only
+(TensorFlow's rule; torch's ``count_include_pad=True`` differs).
+
+Ties in max pooling: the gradient of a window goes to exactly one cell, the *first*
+maximum in row-major order (smallest row, then smallest column), like ``np.argmax``.
+A NaN counts as the maximum (it propagates, like ``np.max``).
+"""
+
+import functools
+
+from numba import prange
+from numba.extending import register_jitable
+
+from ..backend import Kernel
+
+cuda = None  # numba.cuda, imported by _cuda_kernels() when the cuda backend is first used
+from .indexing import unravel_4d, windows_covering
+
+
+@register_jitable
+def window_argmax(x, n, h_out, w_out, c, win):
+    """(h, w) of the largest ``x[n, h, w, c]`` in the window of output (h_out, w_out)."""
+    best_h = -1
+    best_w = -1
+    best = x[n, 0, 0, c]
+    for i in range(win.f_h):
+        h = h_out * win.stride_h - win.pad_top + i
+        if h < 0 or h >= x.shape[1]:
+            continue  # padding never wins
+        for j in range(win.f_w):
+            w = w_out * win.stride_w - win.pad_left + j
+            if w < 0 or w >= x.shape[2]:
+                continue
+            v = x[n, h, w, c]
+            # strictly greater keeps the first maximum on ties; the first NaN wins and stays
+            if best_h < 0 or v > best or (v != v and best == best):
+                best, best_h, best_w = v, h, w
+    return best_h, best_w
+
+
+@register_jitable
+def window_count(h_out, w_out, x_shape, win):
+    """How many real (not padding) cells the window of (h_out, w_out) covers."""
+    top = h_out * win.stride_h - win.pad_top
+    left = w_out * win.stride_w - win.pad_left
+    rows = min(top + win.f_h, x_shape[1]) - max(top, 0)
+    cols = min(left + win.f_w, x_shape[2]) - max(left, 0)
+    return rows * cols
+
+
+# --------------------------------------------------------------------------- max
+
+
+@register_jitable
+def max_pool2d_forward_cell(x, n, h_out, w_out, c, win):
+    """``p[n, h_out, w_out, c] = max of x[n, window, c]``"""
+    h, w = window_argmax(x, n, h_out, w_out, c, win)
+    return x[n, h, w, c]
+
+
+def max_pool2d_forward(x, win, p):
+    """``for n, h_out, w_out, c: p[n, h_out, w_out, c] = max over the window`` (prange over n)."""
+    N, H_out, W_out, C = p.shape
+    for n in prange(N):
+        for h_out in range(H_out):
+            for w_out in range(W_out):
+                for c in range(C):
+                    p[n, h_out, w_out, c] = max_pool2d_forward_cell(x, n, h_out, w_out, c, win)
+
+
+@register_jitable
+def max_pool2d_backward_cell(dp, x, n, h, w, c, win):
+    """``dx[n, h, w, c]``: the sum of ``dp`` over the windows covering (h, w) whose max is (h, w).
+
+    A gather: the window's argmax is recomputed here rather than scattered from the window,
+    so each dx cell is written by one iteration only.
+    """
+    dx = dp.dtype.type(0)
+    h_first, h_stop = windows_covering(h, win.pad_top, win.f_h, win.stride_h, dp.shape[1])
+    w_first, w_stop = windows_covering(w, win.pad_left, win.f_w, win.stride_w, dp.shape[2])
+    for h_out in range(h_first, h_stop):
+        for w_out in range(w_first, w_stop):
+            best_h, best_w = window_argmax(x, n, h_out, w_out, c, win)
+            if best_h == h and best_w == w:
+                dx += dp[n, h_out, w_out, c]
+    return dx
+
+
+def max_pool2d_backward(dp, x, win, dx):
+    """``for n, h, w, c: dx[n, h, w, c] = max_pool2d_backward_cell(...)``"""
+    N, H, W, C = dx.shape
+    for n in prange(N):
+        for h in range(H):
+            for w in range(W):
+                for c in range(C):
+                    dx[n, h, w, c] = max_pool2d_backward_cell(dp, x, n, h, w, c, win)
+
+
+# --------------------------------------------------------------------------- average
+
+
+@register_jitable
+def avg_pool2d_forward_cell(x, n, h_out, w_out, c, win):
+    """``p[n, h_out, w_out, c] = mean of the real cells of x[n, window, c]``"""
+    total = x.dtype.type(0)
+    for i in range(win.f_h):
+        h = h_out * win.stride_h - win.pad_top + i
+        if h < 0 or h >= x.shape[1]:
+            continue
+        for j in range(win.f_w):
+            w = w_out * win.stride_w - win.pad_left + j
+            if w < 0 or w >= x.shape[2]:
+                continue
+            total += x[n, h, w, c]
+    return total / window_count(h_out, w_out, x.shape, win)
+
+
+def avg_pool2d_forward(x, win, p):
+    """``for n, h_out, w_out, c: p[n, h_out, w_out, c] = mean over the window`` (prange over n)."""
+    N, H_out, W_out, C = p.shape
+    for n in prange(N):
+        for h_out in range(H_out):
+            for w_out in range(W_out):
+                for c in range(C):
+                    p[n, h_out, w_out, c] = avg_pool2d_forward_cell(x, n, h_out, w_out, c, win)
+
+
+@register_jitable
+def avg_pool2d_backward_cell(dp, x_shape, n, h, w, c, win):
+    """``dx[n, h, w, c] = sum over the windows covering (h, w) of dp / (cells in that window)``
+
+    Each window spreads its gradient evenly over the cells it averaged (the course's
+    ``distribute_value``).
+    """
+    dx = dp.dtype.type(0)
+    h_first, h_stop = windows_covering(h, win.pad_top, win.f_h, win.stride_h, dp.shape[1])
+    w_first, w_stop = windows_covering(w, win.pad_left, win.f_w, win.stride_w, dp.shape[2])
+    for h_out in range(h_first, h_stop):
+        for w_out in range(w_first, w_stop):
+            dx += dp[n, h_out, w_out, c] / window_count(h_out, w_out, x_shape, win)
+    return dx
+
+
+def avg_pool2d_backward(dp, win, dx):
+    """``for n, h, w, c: dx[n, h, w, c] = avg_pool2d_backward_cell(...)`` (needs only x's shape: dx's)."""
+    N, H, W, C = dx.shape
+    for n in prange(N):
+        for h in range(H):
+            for w in range(W):
+                for c in range(C):
+                    dx[n, h, w, c] = avg_pool2d_backward_cell(dp, dx.shape, n, h, w, c, win)
+
+
+# --------------------------------------------------------------------------- cuda
+
+
+@functools.cache
+def _cuda_kernels():
+    """One GPU thread per output number, each calling the cell above."""
+    # A module global, bound on first use: importing nbcnn must not import numba.cuda, and the
+    # simulator finds `cuda` by looking in the kernel's globals (a local would not be swapped).
+    global cuda
+    from numba import cuda
+
+    @cuda.jit
+    def max_forward(x, win, p):
+        t = cuda.grid(1)
+        if t < p.size:
+            n, h_out, w_out, c = unravel_4d(t, p.shape)
+            p[n, h_out, w_out, c] = max_pool2d_forward_cell(x, n, h_out, w_out, c, win)
+
+    @cuda.jit
+    def max_backward(dp, x, win, dx):
+        t = cuda.grid(1)
+        if t < dx.size:
+            n, h, w, c = unravel_4d(t, dx.shape)
+            dx[n, h, w, c] = max_pool2d_backward_cell(dp, x, n, h, w, c, win)
+
+    @cuda.jit
+    def avg_forward(x, win, p):
+        t = cuda.grid(1)
+        if t < p.size:
+            n, h_out, w_out, c = unravel_4d(t, p.shape)
+            p[n, h_out, w_out, c] = avg_pool2d_forward_cell(x, n, h_out, w_out, c, win)
+
+    @cuda.jit
+    def avg_backward(dp, win, dx):
+        t = cuda.grid(1)
+        if t < dx.size:
+            n, h, w, c = unravel_4d(t, dx.shape)
+            dx[n, h, w, c] = avg_pool2d_backward_cell(dp, dx.shape, n, h, w, c, win)
+
+    return {"max_forward": max_forward, "max_backward": max_backward,
+            "avg_forward": avg_forward, "avg_backward": avg_backward}
+
+
+MAX_FORWARD = Kernel("max_pool2d_forward", max_pool2d_forward, cuda=lambda: _cuda_kernels()["max_forward"])
+MAX_BACKWARD = Kernel("max_pool2d_backward", max_pool2d_backward, cuda=lambda: _cuda_kernels()["max_backward"])
+AVG_FORWARD = Kernel("avg_pool2d_forward", avg_pool2d_forward, cuda=lambda: _cuda_kernels()["avg_forward"])
+AVG_BACKWARD = Kernel("avg_pool2d_backward", avg_pool2d_backward, cuda=lambda: _cuda_kernels()["avg_backward"])

@@ -1,0 +1,210 @@
+"""The functional API: every op validates its inputs, then runs its kernel on the chosen backend.
+
+Arrays are NHWC (``(N, H, W, C)``), float32 by default; float64 is accepted and kept.
+numpy in gives numpy out; GPU arrays in (anything with ``__cuda_array_interface__``,
+on the cuda backend) give GPU arrays out, so activations can stay on the device.
+
+Every backward takes the upstream gradient and the forward's *inputs* (not its cache):
+
+    z = conv2d(x, W, b, stride, pad)            dx, dW, db = conv2d_backward(dz, x, W, stride, pad)
+    p = max_pool2d(x, f, stride, pad)           dx = max_pool2d_backward(dp, x, f, stride, pad)
+    p = avg_pool2d(x, f, stride, pad)           dx = avg_pool2d_backward(dp, x, f, stride, pad)
+    y = dense(x, W, b)                          dx, dW, db = dense_backward(dy, x, W)
+    y = relu(x) / sigmoid(x) / tanh(x)          dx = relu_backward(dy, x) ...
+    y = softmax(x)  (over the last axis)        dx = softmax_backward(dy, x)
+"""
+
+from __future__ import annotations
+
+from . import backend, checks
+from .kernels import activations, bias, conv, dense as dense_kernels, pool
+
+
+def _run(kernel, inputs, params, out_shape, dtype, device):
+    """Move ``inputs`` to the backend, allocate the output, launch, and return the output there."""
+    on_device = [backend.to_backend(a, device) for a in inputs]
+    out = backend.empty(out_shape, dtype, device)
+    backend.launch(kernel, *on_device, *params, out, backend=device)
+    return out
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def conv2d(x, W, b, stride=1, pad=0):
+    """2-D convolution of an NHWC batch with ``C_out`` filters, plus bias.
+
+    x (N, H, W, C_in), W (f_h, f_w, C_in, C_out), b (C_out,) -> z (N, H_out, W_out, C_out)
+
+        H_out = (H + 2 * pad - f_h) // stride + 1        (W_out likewise)
+
+    ``stride``: int or (h, w). ``pad``: int, (h, w), ((top, bottom), (left, right)),
+    "valid" or "same" (Keras/TensorFlow rule: output size ceil(H / stride)).
+    """
+    x, W, b = checks.conv_inputs(x, W, b)
+    win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "conv2d")
+    device = backend.get_backend()
+    z = _run(conv.FORWARD, (x, W, b), (win,), (x.shape[0], H_out, W_out, W.shape[3]), x.dtype, device)
+    return backend.like_inputs(z, x, W, b)
+
+
+def conv2d_backward(dz, x, W, stride=1, pad=0):
+    """Gradients of ``conv2d``: returns ``(dx, dW, db)`` shaped like x, W and (C_out,)."""
+    x, W, _ = checks.conv_inputs(x, W)
+    win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "conv2d_backward")
+    dz = checks.as_array(dz, "dz", 4, x.dtype)
+    checks.grad_shape(dz, "dz", (x.shape[0], H_out, W_out, W.shape[3]))
+    device = backend.get_backend()
+    x_, W_, dz_ = (backend.to_backend(a, device) for a in (x, W, dz))
+    dx = _run(conv.BACKWARD_INPUT, (dz_, W_), (win,), x.shape, x.dtype, device)
+    dW = _run(conv.BACKWARD_FILTER, (x_, dz_), (win,), W.shape, x.dtype, device)
+    db = _run(bias.BACKWARD, (dz_.reshape(-1, W.shape[3]),), (), (W.shape[3],), x.dtype, device)
+    return tuple(backend.like_inputs(g, dz, x, W) for g in (dx, dW, db))
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _pool(kernel, x, f, stride, pad, what):
+    x = checks.as_array(x, "x", 4)
+    win, (H_out, W_out) = checks.pool_window(x.shape, f, stride, pad, what)
+    device = backend.get_backend()
+    p = _run(kernel, (x,), (win,), (x.shape[0], H_out, W_out, x.shape[3]), x.dtype, device)
+    return backend.like_inputs(p, x)
+
+
+def _pool_inputs(dp, x, f, stride, pad, what):
+    x = checks.as_array(x, "x", 4)
+    win, (H_out, W_out) = checks.pool_window(x.shape, f, stride, pad, what)
+    dp = checks.as_array(dp, "dp", 4, x.dtype)
+    checks.grad_shape(dp, "dp", (x.shape[0], H_out, W_out, x.shape[3]))
+    return dp, x, win
+
+
+def max_pool2d(x, f=2, stride=None, pad=0):
+    """Max pooling, each channel on its own: x (N, H, W, C) -> (N, H_out, W_out, C).
+
+        H_out = (H + 2 * pad - f) // stride + 1          (stride defaults to f)
+
+    Windows may overlap. Padding ("same" or ints, smaller than f) is ignored by the max.
+    """
+    return _pool(pool.MAX_FORWARD, x, f, stride, pad, "max_pool2d")
+
+
+def max_pool2d_backward(dp, x, f=2, stride=None, pad=0):
+    """Gradient of ``max_pool2d``: each window's gradient goes to its maximum, the first one
+    in row-major order when several cells tie."""
+    dp, x, win = _pool_inputs(dp, x, f, stride, pad, "max_pool2d_backward")
+    device = backend.get_backend()
+    dx = _run(pool.MAX_BACKWARD, (dp, x), (win,), x.shape, x.dtype, device)
+    return backend.like_inputs(dx, dp, x)
+
+
+def avg_pool2d(x, f=2, stride=None, pad=0):
+    """Average pooling: x (N, H, W, C) -> (N, H_out, W_out, C), H_out as in ``max_pool2d``.
+
+    With padding, each window averages its real cells only (TensorFlow's rule).
+    """
+    return _pool(pool.AVG_FORWARD, x, f, stride, pad, "avg_pool2d")
+
+
+def avg_pool2d_backward(dp, x, f=2, stride=None, pad=0):
+    """Gradient of ``avg_pool2d``: each window spreads its gradient evenly over its cells."""
+    dp, x, win = _pool_inputs(dp, x, f, stride, pad, "avg_pool2d_backward")
+    device = backend.get_backend()
+    dx = _run(pool.AVG_BACKWARD, (dp,), (win,), x.shape, x.dtype, device)
+    return backend.like_inputs(dx, dp, x)
+
+
+# --------------------------------------------------------------------------- dense
+
+
+def dense(x, W, b):
+    """Fully connected layer ``y = x @ W + b``: x (N, D), W (D, M), b (M,) -> y (N, M)."""
+    x, W, b = checks.dense_inputs(x, W, b)
+    device = backend.get_backend()
+    y = _run(dense_kernels.FORWARD, (x, W, b), (), (x.shape[0], W.shape[1]), x.dtype, device)
+    return backend.like_inputs(y, x, W, b)
+
+
+def dense_backward(dy, x, W):
+    """Gradients of ``dense``: ``(dx, dW, db) = (dy @ W.T, x.T @ dy, dy.sum(0))``."""
+    x, W, _ = checks.dense_inputs(x, W)
+    dy = checks.as_array(dy, "dy", 2, x.dtype)
+    checks.grad_shape(dy, "dy", (x.shape[0], W.shape[1]))
+    device = backend.get_backend()
+    x_, W_, dy_ = (backend.to_backend(a, device) for a in (x, W, dy))
+    dx = _run(dense_kernels.BACKWARD_INPUT, (dy_, W_), (), x.shape, x.dtype, device)
+    dW = _run(dense_kernels.BACKWARD_WEIGHT, (x_, dy_), (), W.shape, x.dtype, device)
+    db = _run(bias.BACKWARD, (dy_,), (), (W.shape[1],), x.dtype, device)
+    return tuple(backend.like_inputs(g, dy, x, W) for g in (dx, dW, db))
+
+
+# --------------------------------------------------------------------------- activations
+
+
+def _elementwise(kernel, x):
+    x = checks.as_array(x, "x")
+    device = backend.get_backend()
+    y = _run(kernel, (x.reshape(-1),), (), (x.size,), x.dtype, device)
+    return backend.like_inputs(y.reshape(x.shape), x)
+
+
+def _elementwise_backward(kernel, dy, x):
+    x = checks.as_array(x, "x")
+    dy = checks.as_array(dy, "dy", None, x.dtype)
+    checks.same_shape(dy, x, "dy", "x")
+    device = backend.get_backend()
+    dx = _run(kernel, (dy.reshape(-1), x.reshape(-1)), (), (x.size,), x.dtype, device)
+    return backend.like_inputs(dx.reshape(x.shape), dy, x)
+
+
+def relu(x):
+    """``max(x, 0)`` element by element."""
+    return _elementwise(activations.RELU, x)
+
+
+def relu_backward(dy, x):
+    """``dy * (x > 0)``."""
+    return _elementwise_backward(activations.RELU_BACKWARD, dy, x)
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))``, overflow-free for large |x|."""
+    return _elementwise(activations.SIGMOID, x)
+
+
+def sigmoid_backward(dy, x):
+    """``dy * s * (1 - s)`` with ``s = sigmoid(x)``."""
+    return _elementwise_backward(activations.SIGMOID_BACKWARD, dy, x)
+
+
+def tanh(x):
+    return _elementwise(activations.TANH, x)
+
+
+def tanh_backward(dy, x):
+    """``dy * (1 - tanh(x)^2)``."""
+    return _elementwise_backward(activations.TANH_BACKWARD, dy, x)
+
+
+def _rows(x):
+    return x.reshape(-1, x.shape[-1])
+
+
+def softmax(x):
+    """Softmax over the last axis (each row sums to 1); any leading shape."""
+    x = checks.as_array(x, "x")
+    device = backend.get_backend()
+    y = _run(activations.SOFTMAX, (_rows(x),), (), _rows(x).shape, x.dtype, device)
+    return backend.like_inputs(y.reshape(x.shape), x)
+
+
+def softmax_backward(dy, x):
+    """``s * (dy - sum(dy * s, axis=-1))`` with ``s = softmax(x)``."""
+    x = checks.as_array(x, "x")
+    dy = checks.as_array(dy, "dy", None, x.dtype)
+    checks.same_shape(dy, x, "dy", "x")
+    device = backend.get_backend()
+    dx = _run(activations.SOFTMAX_BACKWARD, (_rows(dy), _rows(x)), (), _rows(x).shape, x.dtype, device)
+    return backend.like_inputs(dx.reshape(x.shape), dy, x)
