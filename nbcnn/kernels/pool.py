@@ -120,7 +120,8 @@ def avg_pool2d_forward_cell(x, n, h_out, w_out, c, win):
             if w < 0 or w >= x.shape[2]:
                 continue
             total += x[n, h, w, c]
-    return total / window_count(h_out, w_out, x.shape, win)
+    # cast the count: an int in the division would promote float32 math to float64
+    return total / x.dtype.type(window_count(h_out, w_out, x.shape, win))
 
 
 def avg_pool2d_forward(x, win, p):
@@ -145,7 +146,7 @@ def avg_pool2d_backward_cell(dp, x_shape, n, h, w, c, win):
     w_first, w_stop = windows_covering(w, win.pad_left, win.f_w, win.stride_w, dp.shape[2])
     for h_out in range(h_first, h_stop):
         for w_out in range(w_first, w_stop):
-            dx += dp[n, h_out, w_out, c] / window_count(h_out, w_out, x_shape, win)
+            dx += dp[n, h_out, w_out, c] / dp.dtype.type(window_count(h_out, w_out, x_shape, win))
     return dx
 
 
