@@ -126,8 +126,14 @@ def _resolve(name: str, where: str) -> str:
     return key
 
 
-def set_backend(name: str) -> str:
-    """Choose the backend for every op from now on; returns the resolved name ("auto" -> cpu/cuda)."""
+def set_backend(name: str | None) -> str:
+    """Choose the backend for every op from now on; returns the resolved name ("auto" -> cpu/cuda).
+
+    ``set_backend(None)`` forgets the choice: $NBCNN_BACKEND (or auto) decides again.
+    """
+    if name is None:
+        _chosen.set(None)
+        return get_backend()
     resolved = _resolve(name, "set_backend")
     _chosen.set(resolved)
     return resolved
@@ -226,8 +232,11 @@ def launch(kernel: Kernel, *args, backend: str | None = None) -> None:
 
 
 def is_device_array(a) -> bool:
-    """True for GPU arrays (anything exposing ``__cuda_array_interface__``)."""
-    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+    """True for GPU arrays: numba device arrays (also the simulator's, which lack the
+    interface) and anything else exposing ``__cuda_array_interface__`` (CuPy, torch)."""
+    if isinstance(a, np.ndarray):
+        return False
+    return hasattr(a, "__cuda_array_interface__") or hasattr(a, "copy_to_host")
 
 
 def to_backend(a, backend: str):

@@ -1,0 +1,253 @@
+"""The Course 4, week 1 notebook functions ("Convolutional Model: Step by Step"), on nbcnn's kernels.
+
+Learners check their notebook work against these: the same names, signatures, shapes
+(NHWC) and caches as the deeplearning.ai notebook, numpy arrays in and out::
+
+    from nbcnn import course
+    Z, cache = course.conv_forward(A_prev, W, b, {"stride": 2, "pad": 1})
+    np.allclose(my_Z, Z)                      # does my loop nest agree?
+    dA_prev, dW, db = course.conv_backward(dZ, cache)
+
+They are not a second numpy implementation: each one runs the dispatcher's kernels
+(``nbcnn.conv2d``, ``nbcnn.conv2d_backward``, ``nbcnn.max_pool2d``, ...) on the current
+backend (``nbcnn.set_backend`` / ``nbcnn.use_backend``), so the loop nests in
+``nbcnn/kernels/conv.py`` and ``pool.py`` are the ones to read next to the notebook.
+Only ``zero_pad`` is plain numpy (``np.pad``): the kernels never copy the padding, they
+skip reads that fall outside the image.
+
+Shapes, as in the notebook:
+
+    A_prev  (m, n_H_prev, n_W_prev, n_C_prev)     W  (f, f, n_C_prev, n_C)     b  (1, 1, 1, n_C)
+    Z       (m, n_H, n_W, n_C)   with  n_H = (n_H_prev - f + 2 * pad) // stride + 1   (n_W likewise)
+    pooling: n_H = (n_H_prev - f) // stride + 1, no padding, n_C = n_C_prev
+
+Results are float64, like the notebook's ``np.zeros`` buffers, whatever numbers come in.
+One known difference: when several cells of a max-pool window tie for the maximum, nbcnn
+sends the gradient to the first of them only (row-major order), where the notebook's
+``x == np.max(x)`` mask sends it to all of them (see ``create_mask_from_window``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import ops
+from .backend import is_device_array, to_host
+
+__all__ = [
+    "zero_pad", "conv_single_step", "conv_forward", "conv_backward",
+    "pool_forward", "pool_backward", "create_mask_from_window", "distribute_value",
+]
+
+POOL_MODES = ("max", "average")
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _array(a, name: str, dims: tuple[str, ...] | None):
+    """``a`` as a C-contiguous float64 numpy array; ``dims`` names the expected axes (None: any)."""
+    if is_device_array(a):
+        a = to_host(a)
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:
+        raise TypeError(f"{name} cannot be read as a numpy array: {exc}") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype} "
+                        f"({type(a).__name__})")
+    if dims is not None and arr.ndim != len(dims):
+        raise ValueError(f"{name} must have {len(dims)} dimensions ({', '.join(dims)}), "
+                         f"got shape {arr.shape} ({arr.ndim} dims)")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def _hparameters(hparameters, keys: tuple[str, ...], where: str) -> tuple:
+    """The values of ``keys`` in the ``hparameters`` dict, or a clear error."""
+    if not isinstance(hparameters, Mapping):
+        raise TypeError(f"{where}: hparameters must be a dict with keys {list(keys)}, "
+                        f"got {type(hparameters).__name__} {hparameters!r:.60}")
+    missing = [k for k in keys if k not in hparameters]
+    if missing:
+        raise ValueError(f"{where}: hparameters is missing {missing}; it needs {list(keys)}, "
+                         f"got keys {list(hparameters)}")
+    return tuple(hparameters[k] for k in keys)
+
+
+def _mode(mode, where: str) -> str:
+    if not isinstance(mode, str) or mode not in POOL_MODES:
+        raise ValueError(f"{where}: mode must be 'max' or 'average', got {mode!r}")
+    return mode
+
+
+def _cache(cache, names: tuple[str, ...], made_by: str):
+    if not isinstance(cache, (tuple, list)) or len(cache) != len(names):
+        raise TypeError(f"cache must be the tuple ({', '.join(names)}) that {made_by} returned, "
+                        f"got {type(cache).__name__} of length {len(cache) if hasattr(cache, '__len__') else '?'}")
+    return cache
+
+
+A_PREV_DIMS = ("m", "n_H_prev", "n_W_prev", "n_C_prev")
+W_DIMS = ("f", "f", "n_C_prev", "n_C")
+OUT_DIMS = ("m", "n_H", "n_W", "n_C")
+
+
+def _bias(b, n_C: int):
+    """The notebook's (1, 1, 1, n_C) bias as the kernels' (n_C,)."""
+    b = _array(b, "b", None)
+    if b.size != n_C:
+        raise ValueError(f"b has shape {b.shape} but W has n_C = {n_C} filters: b must be (1, 1, 1, {n_C})")
+    return b.reshape(n_C)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def zero_pad(X, pad):
+    """Pad every image of ``X`` with ``pad`` rows/columns of zeros on each side (height and width).
+
+    X (m, n_H, n_W, n_C) -> X_pad (m, n_H + 2 * pad, n_W + 2 * pad, n_C)
+
+    Plain ``np.pad``: the conv kernels do not need it (they skip reads outside the image),
+    but it is the notebook's first step and handy for drawing what the filter sees.
+    """
+    X = _array(X, "X", ("m", "n_H", "n_W", "n_C"))
+    if not isinstance(pad, (int, np.integer)) or isinstance(pad, bool) or pad < 0:
+        raise TypeError(f"pad must be an int >= 0, got {pad!r}")
+    return np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="constant", constant_values=0)
+
+
+def conv_single_step(a_slice_prev, W, b):
+    """One filter on one window: ``Z = sum(a_slice_prev * W) + b``, a scalar.
+
+    a_slice_prev (f, f, n_C_prev), W (f, f, n_C_prev), b with one value (the notebook's
+    (1, 1, 1)) -> Z, a float (``np.float64``)
+
+    Runs ``nbcnn.conv2d`` on a one-image, one-filter problem whose output is 1 x 1.
+    """
+    a_slice_prev = _array(a_slice_prev, "a_slice_prev", ("f", "f", "n_C_prev"))
+    W = _array(W, "W", ("f", "f", "n_C_prev"))
+    if a_slice_prev.shape != W.shape:
+        raise ValueError(f"a_slice_prev has shape {a_slice_prev.shape} but W has shape {W.shape}; "
+                         f"one conv step needs them equal")
+    b = _array(b, "b", None)
+    if b.size != 1:
+        raise ValueError(f"b must hold exactly one value (shape (1, 1, 1)), got shape {b.shape}")
+    z = ops.conv2d(a_slice_prev[None], W[..., None], b.reshape(1))  # (1, 1, 1, 1)
+    return np.float64(z[0, 0, 0, 0])
+
+
+def conv_forward(A_prev, W, b, hparameters):
+    """Convolution layer forward: ``n_C`` filters over a batch, with stride and zero padding.
+
+    A_prev (m, n_H_prev, n_W_prev, n_C_prev), W (f, f, n_C_prev, n_C), b (1, 1, 1, n_C),
+    hparameters {"stride": int, "pad": int}
+    -> Z (m, n_H, n_W, n_C),  n_H = (n_H_prev - f + 2 * pad) // stride + 1  (n_W likewise),
+       cache = (A_prev, W, b, hparameters), what ``conv_backward`` needs.
+
+    Runs ``nbcnn.conv2d``.
+    """
+    stride, pad = _hparameters(hparameters, ("stride", "pad"), "conv_forward")
+    A = _array(A_prev, "A_prev", A_PREV_DIMS)
+    W_ = _array(W, "W", W_DIMS)
+    Z = ops.conv2d(A, W_, _bias(b, W_.shape[3]), stride=stride, pad=pad)
+    return Z, (A_prev, W, b, hparameters)
+
+
+def conv_backward(dZ, cache):
+    """Convolution layer backward.
+
+    dZ (m, n_H, n_W, n_C), the gradient of the cost with respect to Z;
+    cache = (A_prev, W, b, hparameters) from ``conv_forward``
+    -> dA_prev (m, n_H_prev, n_W_prev, n_C_prev), dW (f, f, n_C_prev, n_C), db (1, 1, 1, n_C)
+
+    Runs ``nbcnn.conv2d_backward``.
+    """
+    A_prev, W, b, hparameters = _cache(cache, ("A_prev", "W", "b", "hparameters"), "conv_forward")
+    stride, pad = _hparameters(hparameters, ("stride", "pad"), "conv_backward")
+    A = _array(A_prev, "A_prev", A_PREV_DIMS)
+    W_ = _array(W, "W", W_DIMS)
+    dZ = _array(dZ, "dZ", OUT_DIMS)
+    dA_prev, dW, db = ops.conv2d_backward(dZ, A, W_, stride=stride, pad=pad)
+    return dA_prev, dW, db.reshape(1, 1, 1, -1)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def pool_forward(A_prev, hparameters, mode="max"):
+    """Pooling layer forward, each channel on its own, no padding.
+
+    A_prev (m, n_H_prev, n_W_prev, n_C), hparameters {"f": int, "stride": int},
+    mode "max" or "average"
+    -> A (m, n_H, n_W, n_C),  n_H = (n_H_prev - f) // stride + 1  (n_W likewise),
+       cache = (A_prev, hparameters), what ``pool_backward`` needs.
+
+    Runs ``nbcnn.max_pool2d`` or ``nbcnn.avg_pool2d``.
+    """
+    mode = _mode(mode, "pool_forward")
+    f, stride = _hparameters(hparameters, ("f", "stride"), "pool_forward")
+    A = _array(A_prev, "A_prev", A_PREV_DIMS)
+    pool = ops.max_pool2d if mode == "max" else ops.avg_pool2d
+    return pool(A, f=f, stride=stride), (A_prev, hparameters)
+
+
+def pool_backward(dA, cache, mode="max"):
+    """Pooling layer backward.
+
+    dA (m, n_H, n_W, n_C), the gradient with respect to pool_forward's output;
+    cache = (A_prev, hparameters) from ``pool_forward``; mode "max" or "average"
+    -> dA_prev (m, n_H_prev, n_W_prev, n_C)
+
+    "max": each window's gradient goes to its maximum (``create_mask_from_window``);
+    on ties, to the first maximum only. "average": spread evenly (``distribute_value``).
+    Overlapping windows (stride < f) add up. Runs ``nbcnn.max_pool2d_backward`` or
+    ``nbcnn.avg_pool2d_backward``.
+    """
+    mode = _mode(mode, "pool_backward")
+    A_prev, hparameters = _cache(cache, ("A_prev", "hparameters"), "pool_forward")
+    f, stride = _hparameters(hparameters, ("f", "stride"), "pool_backward")
+    A = _array(A_prev, "A_prev", A_PREV_DIMS)
+    dA = _array(dA, "dA", OUT_DIMS)
+    backward = ops.max_pool2d_backward if mode == "max" else ops.avg_pool2d_backward
+    return backward(dA, A, f=f, stride=stride)
+
+
+def create_mask_from_window(x):
+    """Where the maximum of a window is: x (f_h, f_w) -> mask (f_h, f_w) of bools, one True.
+
+    Runs ``nbcnn.max_pool2d_backward`` on a single window with an upstream gradient of 1:
+    the cell that receives it is the mask.
+
+    Ties differ from the notebook: its ``x == np.max(x)`` marks every cell equal to the
+    maximum, so a tied window passes its gradient on several times; nbcnn's kernel (like
+    ``np.argmax``) marks only the *first* maximum in row-major order, so the mask has
+    exactly one True and the gradient is passed on once. Without ties (random floats) the
+    two agree. A NaN counts as the maximum here (the notebook's mask would be all False).
+    """
+    x = _array(x, "x", ("f_h", "f_w"))
+    window = x[None, :, :, None]  # one image, one channel: (1, f_h, f_w, 1)
+    one = np.ones((1, 1, 1, 1))
+    dx = ops.max_pool2d_backward(one, window, f=x.shape, stride=x.shape)
+    return dx[0, :, :, 0] != 0
+
+
+def distribute_value(dz, shape):
+    """Spread a gradient evenly over an average-pooling window.
+
+    dz a number, shape (n_H, n_W) -> a (n_H, n_W) array filled with ``dz / (n_H * n_W)``
+
+    Runs ``nbcnn.avg_pool2d_backward`` on a single window.
+    """
+    dz = _array(dz, "dz", None)
+    if dz.size != 1:
+        raise ValueError(f"dz must be a single number, got shape {dz.shape}")
+    if (not isinstance(shape, (tuple, list)) or len(shape) != 2
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in shape)):
+        raise ValueError(f"shape must be (n_H, n_W), two ints >= 1, got {shape!r}")
+    n_H, n_W = int(shape[0]), int(shape[1])
+    window = np.zeros((1, n_H, n_W, 1))  # only its shape matters to the kernel
+    dx = ops.avg_pool2d_backward(dz.reshape(1, 1, 1, 1), window, f=(n_H, n_W), stride=(n_H, n_W))
+    return dx[0, :, :, 0]
