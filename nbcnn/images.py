@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 from importlib import resources
 from pathlib import Path
 
@@ -38,8 +37,10 @@ def sample_image_path(name: str = "sudoku.png") -> Path:
     return Path(_resource_files.enter_context(resources.as_file(resource)))
 
 
-def load_image(path, grey: bool = False) -> np.ndarray:
+def load_image(path, grey: bool = False, width: int | None = None) -> np.ndarray:
     """Read an image file into a float32 array in [0, 1]: ``(H, W, 3)``, or ``(H, W, 1)`` if ``grey``.
+
+    ``width``: resize to this many columns first (Lanczos filter, aspect ratio kept).
 
     Colour images are converted to grey with the ITU-R 601 luma weights
     (0.299 R + 0.587 G + 0.114 B); transparency is dropped; 16-bit images keep their range.
@@ -47,6 +48,8 @@ def load_image(path, grey: bool = False) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    if width is not None and (not isinstance(width, int) or width < 1):
+        raise ValueError(f"load_image({path}): width must be a positive int, got {width!r}")
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {path}")
     if not path.is_file():
@@ -55,6 +58,9 @@ def load_image(path, grey: bool = False) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()  # decode now, inside the try: a truncated file fails here, not later
+            if width is not None and width != im.width:
+                height = max(1, round(im.height * width / im.width))
+                im = im.resize((width, height), Image.Resampling.LANCZOS)
             return _to_float(im, grey)
     except UnidentifiedImageError:
         raise ValueError(f"cannot read {path}: not an image file Pillow understands "
@@ -108,7 +114,7 @@ def save_image(path, array) -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
     try:
-        Image.fromarray(a, mode="L" if a.ndim == 2 else "RGB").save(path, format="PNG")
+        Image.fromarray(a).save(path, format="PNG")
     except OSError as exc:
         raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

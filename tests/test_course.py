@@ -1,0 +1,440 @@
+"""nbcnn.course against the notebook it mirrors (Course 4, week 1, "Convolutional Model: Step by Step").
+
+The oracles below are the notebook's own naive numpy loops, float64, written out again here
+(they share no code with nbcnn), and the published "expected output" numbers are asserted
+only where the naive loops reproduce them too.
+"""
+
+import numpy as np
+import pytest
+
+import nbcnn
+from nbcnn import backend as nbcnn_backend
+from nbcnn import course
+from conftest import is_slow
+
+TOL = dict(rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- the notebook's loops
+
+
+def nb_zero_pad(X, pad):
+    return np.pad(X, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="constant", constant_values=(0, 0))
+
+
+def nb_conv_single_step(a_slice_prev, W, b):
+    s = np.multiply(a_slice_prev, W)
+    Z = np.sum(s)
+    return Z + float(np.asarray(b).reshape(-1)[0])
+
+
+def nb_conv_forward(A_prev, W, b, hparameters):
+    (m, n_H_prev, n_W_prev, n_C_prev) = A_prev.shape
+    (f, f, n_C_prev, n_C) = W.shape
+    stride, pad = hparameters["stride"], hparameters["pad"]
+    n_H = int((n_H_prev - f + 2 * pad) / stride) + 1
+    n_W = int((n_W_prev - f + 2 * pad) / stride) + 1
+    Z = np.zeros((m, n_H, n_W, n_C))
+    A_prev_pad = nb_zero_pad(A_prev, pad)
+    for i in range(m):
+        a_prev_pad = A_prev_pad[i]
+        for h in range(n_H):
+            vert_start = h * stride
+            vert_end = vert_start + f
+            for w in range(n_W):
+                horiz_start = w * stride
+                horiz_end = horiz_start + f
+                for c in range(n_C):
+                    a_slice_prev = a_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :]
+                    Z[i, h, w, c] = nb_conv_single_step(a_slice_prev, W[:, :, :, c], b[:, :, :, c])
+    return Z, (A_prev, W, b, hparameters)
+
+
+def nb_conv_backward(dZ, cache):
+    (A_prev, W, b, hparameters) = cache
+    (m, n_H_prev, n_W_prev, n_C_prev) = A_prev.shape
+    (f, f, n_C_prev, n_C) = W.shape
+    stride, pad = hparameters["stride"], hparameters["pad"]
+    (m, n_H, n_W, n_C) = dZ.shape
+    dA_prev = np.zeros((m, n_H_prev, n_W_prev, n_C_prev))
+    dW = np.zeros((f, f, n_C_prev, n_C))
+    db = np.zeros((1, 1, 1, n_C))
+    A_prev_pad = nb_zero_pad(A_prev, pad)
+    dA_prev_pad = nb_zero_pad(dA_prev, pad)
+    for i in range(m):
+        a_prev_pad = A_prev_pad[i]
+        da_prev_pad = dA_prev_pad[i]
+        for h in range(n_H):
+            for w in range(n_W):
+                for c in range(n_C):
+                    vert_start, horiz_start = h * stride, w * stride
+                    vert_end, horiz_end = vert_start + f, horiz_start + f
+                    a_slice = a_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :]
+                    da_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :] += W[:, :, :, c] * dZ[i, h, w, c]
+                    dW[:, :, :, c] += a_slice * dZ[i, h, w, c]
+                    db[:, :, :, c] += dZ[i, h, w, c]
+        # the notebook writes [pad:-pad, pad:-pad], which is empty for pad = 0
+        dA_prev[i, :, :, :] = da_prev_pad[pad:pad + n_H_prev, pad:pad + n_W_prev, :]
+    return dA_prev, dW, db
+
+
+def nb_pool_forward(A_prev, hparameters, mode="max"):
+    (m, n_H_prev, n_W_prev, n_C_prev) = A_prev.shape
+    f, stride = hparameters["f"], hparameters["stride"]
+    n_H = int(1 + (n_H_prev - f) / stride)
+    n_W = int(1 + (n_W_prev - f) / stride)
+    A = np.zeros((m, n_H, n_W, n_C_prev))
+    for i in range(m):
+        for h in range(n_H):
+            vert_start = h * stride
+            for w in range(n_W):
+                horiz_start = w * stride
+                for c in range(n_C_prev):
+                    a_prev_slice = A_prev[i, vert_start:vert_start + f, horiz_start:horiz_start + f, c]
+                    if mode == "max":
+                        A[i, h, w, c] = np.max(a_prev_slice)
+                    elif mode == "average":
+                        A[i, h, w, c] = np.mean(a_prev_slice)
+    return A, (A_prev, hparameters)
+
+
+def nb_create_mask_from_window(x):
+    return x == np.max(x)
+
+
+def nb_distribute_value(dz, shape):
+    (n_H, n_W) = shape
+    return np.ones(shape) * (dz / (n_H * n_W))
+
+
+def nb_pool_backward(dA, cache, mode="max"):
+    (A_prev, hparameters) = cache
+    f, stride = hparameters["f"], hparameters["stride"]
+    m, n_H, n_W, n_C = dA.shape
+    dA_prev = np.zeros(A_prev.shape)
+    for i in range(m):
+        a_prev = A_prev[i]
+        for h in range(n_H):
+            for w in range(n_W):
+                for c in range(n_C):
+                    vs, hs = h * stride, w * stride
+                    if mode == "max":
+                        mask = nb_create_mask_from_window(a_prev[vs:vs + f, hs:hs + f, c])
+                        dA_prev[i, vs:vs + f, hs:hs + f, c] += np.multiply(mask, dA[i, h, w, c])
+                    elif mode == "average":
+                        dA_prev[i, vs:vs + f, hs:hs + f, c] += nb_distribute_value(dA[i, h, w, c], (f, f))
+    return dA_prev
+
+
+# --------------------------------------------------------------------------- zero_pad
+
+
+def test_zero_pad_notebook_example():
+    np.random.seed(1)
+    x = np.random.randn(4, 3, 3, 2)
+    x_pad = course.zero_pad(x, 3)
+    assert x_pad.shape == (4, 9, 9, 2)  # 3 + 2 * 3
+    np.testing.assert_allclose(x[1, 1], [[0.90085595, -0.68372786], [-0.12289023, -0.93576943],
+                                         [-0.26788808, 0.53035547]], atol=1e-8)
+    assert np.all(x_pad[1, 1] == 0)
+    np.testing.assert_array_equal(x_pad[:, 3:6, 3:6, :], x)
+    np.testing.assert_array_equal(x_pad, nb_zero_pad(x, 3))
+    np.testing.assert_array_equal(course.zero_pad(x, 0), x)
+
+
+# --------------------------------------------------------------------------- conv
+
+
+def test_conv_single_step_notebook_example(backend):
+    np.random.seed(1)
+    a_slice_prev = np.random.randn(4, 4, 3)
+    W = np.random.randn(4, 4, 3)
+    b = np.random.randn(1, 1, 1)
+    expected = -6.999089450680221  # the notebook's published Z
+    assert nb_conv_single_step(a_slice_prev, W, b) == pytest.approx(expected, rel=1e-14)
+    Z = course.conv_single_step(a_slice_prev, W, b)
+    assert isinstance(Z, float) and np.ndim(Z) == 0
+    assert Z == pytest.approx(expected, rel=1e-13)
+
+
+def test_conv_forward_notebook_examples(backend):
+    # the two published versions of the notebook's conv_forward check
+    np.random.seed(1)
+    A_prev = np.random.randn(10, 4, 4, 3)
+    W = np.random.randn(2, 2, 3, 8)
+    b = np.random.randn(1, 1, 1, 8)
+    hparameters = {"pad": 2, "stride": 2}
+    Z, cache = course.conv_forward(A_prev, W, b, hparameters)
+    Z_nb, _ = nb_conv_forward(A_prev, W, b, hparameters)
+    np.testing.assert_allclose(Z, Z_nb, **TOL)
+    assert Z.shape == (10, 4, 4, 8)
+    assert np.mean(Z) == pytest.approx(0.048995203528855794, rel=1e-10)
+    np.testing.assert_allclose(Z[3, 2, 1], [-0.61490741, -6.7439236, -2.55153897, 1.75698377,
+                                            3.56208902, 0.53036437, 5.18531798, 8.75898442], atol=1e-8)
+    np.testing.assert_allclose(cache[0][1][2][3], [-0.20075807, 0.18656139, 0.41005165], atol=1e-8)
+    assert cache[0] is A_prev and cache[1] is W and cache[2] is b and cache[3] is hparameters
+
+    # the notebook's conv_backward check runs on that Z and cache
+    np.random.seed(1)
+    dA, dW, db = course.conv_backward(Z, cache)
+    assert (dA.shape, dW.shape, db.shape) == (A_prev.shape, W.shape, (1, 1, 1, 8))
+    assert np.mean(dA) == pytest.approx(1.4524377775388075, rel=1e-10)
+    assert np.mean(dW) == pytest.approx(1.7269914583139097, rel=1e-10)
+    assert np.mean(db) == pytest.approx(7.839232564616838, rel=1e-10)
+
+    np.random.seed(1)
+    A_prev = np.random.randn(2, 5, 7, 4)
+    W = np.random.randn(3, 3, 4, 8)
+    b = np.random.randn(1, 1, 1, 8)
+    Z, cache = course.conv_forward(A_prev, W, b, {"pad": 1, "stride": 2})
+    assert Z.shape == (2, 3, 4, 8)
+    assert np.mean(Z) == pytest.approx(0.5511276474566768, rel=1e-10)
+    np.testing.assert_allclose(Z[0, 2, 1], [-2.17796037, 8.07171329, -0.5772704, 3.36286738,
+                                            4.48113645, -2.89198428, 10.99288867, 3.03171932], atol=1e-8)
+    np.testing.assert_allclose(cache[0][1][2][3], [-1.1191154, 1.9560789, -0.3264995, -1.34267579], atol=1e-8)
+
+
+@pytest.mark.parametrize("stride, pad", [(1, 0), (1, 1), (2, 1), (3, 2)])
+def test_conv_forward_and_backward_match_notebook_loops(backend, stride, pad):
+    rng = np.random.default_rng(stride * 10 + pad)
+    m, H, W_in, C, f, n_C = (2, 5, 6, 3, 3, 4) if is_slow(backend) else (4, 9, 8, 5, 3, 6)
+    A_prev = rng.standard_normal((m, H, W_in, C))
+    W = rng.standard_normal((f, f, C, n_C))
+    b = rng.standard_normal((1, 1, 1, n_C))
+    hparameters = {"stride": stride, "pad": pad}
+
+    Z, cache = course.conv_forward(A_prev, W, b, hparameters)
+    Z_nb, cache_nb = nb_conv_forward(A_prev, W, b, hparameters)
+    assert Z.dtype == np.float64 and Z.shape == Z_nb.shape
+    np.testing.assert_allclose(Z, Z_nb, **TOL)
+
+    dZ = rng.standard_normal(Z.shape)
+    for got, want in zip(course.conv_backward(dZ, cache), nb_conv_backward(dZ, cache_nb)):
+        assert got.dtype == np.float64 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_conv_single_step_matches_notebook(backend):
+    rng = np.random.default_rng(7)
+    for shape in [(1, 1, 1), (3, 3, 2), (5, 5, 4)]:
+        a, W, b = rng.standard_normal(shape), rng.standard_normal(shape), rng.standard_normal((1, 1, 1))
+        assert course.conv_single_step(a, W, b) == pytest.approx(nb_conv_single_step(a, W, b), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def test_pool_forward_notebook_example(backend):
+    np.random.seed(1)
+    A_prev = np.random.randn(2, 4, 4, 3)
+    hparameters = {"stride": 2, "f": 3}
+    A, cache = course.pool_forward(A_prev, hparameters)
+    assert A.shape == (2, 1, 1, 3)
+    np.testing.assert_allclose(A.ravel(), [1.74481176, 0.86540763, 1.13376944,
+                                           1.13162939, 1.51981682, 2.18557541], atol=1e-8)
+    np.testing.assert_allclose(A, nb_pool_forward(A_prev, hparameters)[0], **TOL)
+    assert cache[0] is A_prev and cache[1] is hparameters
+
+    A, _ = course.pool_forward(A_prev, hparameters, mode="average")
+    np.testing.assert_allclose(A.ravel(), [0.02105773, -0.20328806, -0.40389855,
+                                           -0.22154621, 0.51716526, 0.48155844], atol=1e-8)
+    np.testing.assert_allclose(A, nb_pool_forward(A_prev, hparameters, "average")[0], **TOL)
+
+
+def test_pool_backward_notebook_example(backend):
+    np.random.seed(1)
+    A_prev = np.random.randn(5, 5, 3, 2)
+    hparameters = {"stride": 1, "f": 2}
+    A, cache = course.pool_forward(A_prev, hparameters)
+    dA = np.random.randn(5, 4, 2, 2)
+    assert np.mean(dA) == pytest.approx(0.14571390272918056, rel=1e-12)
+
+    dA_prev = course.pool_backward(dA, cache, mode="max")
+    np.testing.assert_allclose(dA_prev[1, 1], [[0.0, 0.0], [5.05844394, -1.68282702], [0.0, 0.0]], atol=1e-8)
+    np.testing.assert_allclose(dA_prev, nb_pool_backward(dA, cache, "max"), **TOL)
+
+    dA_prev = course.pool_backward(dA, cache, mode="average")
+    np.testing.assert_allclose(dA_prev[1, 1], [[0.08485462, 0.2787552], [1.26461098, -0.25749373],
+                                               [1.17975636, -0.53624893]], atol=1e-8)
+    np.testing.assert_allclose(dA_prev, nb_pool_backward(dA, cache, "average"), **TOL)
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+@pytest.mark.parametrize("f, stride", [(2, 2), (3, 1), (3, 2)])  # tiling, overlapping, not tiling
+def test_pool_forward_and_backward_match_notebook_loops(backend, mode, f, stride):
+    rng = np.random.default_rng(f * 10 + stride)
+    shape = (2, 5, 6, 2) if is_slow(backend) else (4, 11, 9, 5)
+    A_prev = rng.standard_normal(shape)  # continuous values: no ties, so the masks agree
+    hparameters = {"f": f, "stride": stride}
+
+    A, cache = course.pool_forward(A_prev, hparameters, mode=mode)
+    A_nb, cache_nb = nb_pool_forward(A_prev, hparameters, mode)
+    assert A.dtype == np.float64 and A.shape == A_nb.shape
+    np.testing.assert_allclose(A, A_nb, **TOL)
+
+    dA = rng.standard_normal(A.shape)
+    dA_prev = course.pool_backward(dA, cache, mode=mode)
+    assert dA_prev.dtype == np.float64 and dA_prev.shape == A_prev.shape
+    np.testing.assert_allclose(dA_prev, nb_pool_backward(dA, cache_nb, mode), **TOL)
+
+
+def test_pool_backward_max_tie_goes_to_first_maximum(backend):
+    # the documented difference: a window of equal values passes its gradient on once, not 4 times
+    A_prev = np.ones((1, 2, 2, 1))
+    cache = (A_prev, {"f": 2, "stride": 2})
+    dA = np.full((1, 1, 1, 1), 3.0)
+    np.testing.assert_array_equal(course.pool_backward(dA, cache, "max")[0, :, :, 0], [[3.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(nb_pool_backward(dA, cache, "max")[0, :, :, 0], [[3.0, 3.0], [3.0, 3.0]])
+
+
+# --------------------------------------------------------------------------- mask and distribute
+
+
+def test_create_mask_from_window_notebook_example(backend):
+    np.random.seed(1)
+    x = np.random.randn(2, 3)
+    np.testing.assert_allclose(x, [[1.62434536, -0.61175641, -0.52817175],
+                                   [-1.07296862, 0.86540763, -2.3015387]], atol=1e-8)
+    mask = course.create_mask_from_window(x)
+    assert mask.dtype == np.bool_ and mask.shape == (2, 3)
+    np.testing.assert_array_equal(mask, [[True, False, False], [False, False, False]])
+    np.testing.assert_array_equal(mask, nb_create_mask_from_window(x))
+
+
+def test_create_mask_from_window_matches_notebook_without_ties(backend):
+    rng = np.random.default_rng(3)
+    for shape in [(1, 1), (2, 2), (3, 3), (2, 5), (4, 1)]:
+        x = rng.standard_normal(shape)
+        np.testing.assert_array_equal(course.create_mask_from_window(x), nb_create_mask_from_window(x))
+
+
+@pytest.mark.parametrize("x, first", [
+    ([[1.0, 5.0], [5.0, 2.0]], (0, 1)),                   # tie across rows: the earlier row wins
+    ([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], (0, 0)),         # all equal: the very first cell
+    ([[-3.0, -1.0, -1.0], [-1.0, -2.0, -5.0]], (0, 1)),   # negative maximum, three ties
+    ([[2.0, 7.0, 1.0], [7.0, 0.0, 7.0]], (0, 1)),
+])
+def test_create_mask_from_window_ties_mark_only_the_first_maximum(backend, x, first):
+    x = np.array(x)
+    mask = course.create_mask_from_window(x)
+    assert mask.sum() == 1, "exactly one True, unlike the notebook's x == np.max(x)"
+    assert mask[first]
+    assert np.argwhere(mask).tolist() == [list(first)] == [list(np.unravel_index(np.argmax(x), x.shape))]
+    assert nb_create_mask_from_window(x).sum() > 1  # the notebook marks every tie
+
+
+def test_distribute_value_notebook_example(backend):
+    a = course.distribute_value(2, (2, 2))
+    np.testing.assert_array_equal(a, [[0.5, 0.5], [0.5, 0.5]])
+    assert a.dtype == np.float64
+
+
+@pytest.mark.parametrize("dz, shape", [(1.0, (1, 1)), (-3.5, (3, 4)), (7, (2, 5)), (np.float64(0.3), (3, 3))])
+def test_distribute_value_matches_notebook(backend, dz, shape):
+    a = course.distribute_value(dz, shape)
+    assert a.shape == shape and a.dtype == np.float64
+    np.testing.assert_allclose(a, nb_distribute_value(dz, shape), **TOL)
+    assert a.sum() == pytest.approx(dz, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- dtypes, kernels
+
+
+def test_results_are_float64_even_from_float32_or_int_inputs():
+    rng = np.random.default_rng(5)
+    A32 = rng.standard_normal((1, 4, 4, 2)).astype(np.float32)
+    W32 = rng.standard_normal((2, 2, 2, 3)).astype(np.float32)
+    b = np.zeros((1, 1, 1, 3), dtype=np.int64)
+    Z, cache = course.conv_forward(A32, W32, b, {"stride": 1, "pad": 0})
+    assert Z.dtype == np.float64
+    np.testing.assert_allclose(Z, nb_conv_forward(A32.astype(np.float64), W32.astype(np.float64), b, cache[3])[0],
+                               **TOL)
+    assert all(g.dtype == np.float64 for g in course.conv_backward(np.ones_like(Z), cache))
+    A, cache = course.pool_forward(A32, {"f": 2, "stride": 2})
+    assert A.dtype == np.float64 and course.pool_backward(np.ones_like(A), cache).dtype == np.float64
+    assert isinstance(course.conv_single_step(np.ones((2, 2, 1), np.float32), np.ones((2, 2, 1), np.int32), 1), float)
+
+
+def test_every_function_runs_on_the_dispatcher_kernels(monkeypatch):
+    launched = []
+    real_launch = nbcnn_backend.launch
+
+    def recording_launch(kernel, *args, backend=None):
+        launched.append(kernel.name)
+        return real_launch(kernel, *args, backend=backend)
+
+    monkeypatch.setattr(nbcnn_backend, "launch", recording_launch)
+
+    def kernels_of(call):
+        launched.clear()
+        call()
+        return set(launched)
+
+    A, W, b = np.ones((1, 3, 3, 1)), np.ones((2, 2, 1, 2)), np.zeros((1, 1, 1, 2))
+    hp_conv, hp_pool = {"stride": 1, "pad": 0}, {"f": 2, "stride": 1}
+    Z, conv_cache = course.conv_forward(A, W, b, hp_conv)
+    P, pool_cache = course.pool_forward(A, hp_pool)
+    with nbcnn.use_backend("cpu"):
+        assert kernels_of(lambda: course.conv_single_step(A[0, :2, :2], W[..., 0], 1.0)) == {"conv2d_forward"}
+        assert kernels_of(lambda: course.conv_forward(A, W, b, hp_conv)) == {"conv2d_forward"}
+        assert {"conv2d_backward_input", "conv2d_backward_filter"} <= kernels_of(
+            lambda: course.conv_backward(Z, conv_cache))
+        assert kernels_of(lambda: course.pool_forward(A, hp_pool)) == {"max_pool2d_forward"}
+        assert kernels_of(lambda: course.pool_forward(A, hp_pool, "average")) == {"avg_pool2d_forward"}
+        assert kernels_of(lambda: course.pool_backward(P, pool_cache)) == {"max_pool2d_backward"}
+        assert kernels_of(lambda: course.pool_backward(P, pool_cache, "average")) == {"avg_pool2d_backward"}
+        assert kernels_of(lambda: course.create_mask_from_window(A[0, :, :, 0])) == {"max_pool2d_backward"}
+        assert kernels_of(lambda: course.distribute_value(1.0, (2, 2))) == {"avg_pool2d_backward"}
+        assert kernels_of(lambda: course.zero_pad(A, 1)) == set()  # plain np.pad, no kernel
+
+
+# --------------------------------------------------------------------------- bad input
+
+A4 = np.zeros((1, 4, 4, 2))
+W4 = np.zeros((2, 2, 2, 3))
+B4 = np.zeros((1, 1, 1, 3))
+CONV_CACHE = (A4, W4, B4, {"stride": 1, "pad": 0})
+POOL_CACHE = (A4, {"f": 2, "stride": 2})
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: course.pool_forward(A4, {"f": 2, "stride": 2}, mode="mean"), ValueError, "'max' or 'average'"),
+    (lambda: course.pool_forward(A4, {"f": 2, "stride": 2}, mode="MAX"), ValueError, "'max' or 'average'"),
+    (lambda: course.pool_backward(np.zeros((1, 2, 2, 2)), POOL_CACHE, mode="avg"), ValueError, "mode"),
+    (lambda: course.pool_forward(A4, {"f": 2}), ValueError, "missing ['stride']"),
+    (lambda: course.pool_forward(A4, [2, 2]), TypeError, "must be a dict"),
+    (lambda: course.conv_forward(A4, W4, B4, {"stride": 1}), ValueError, "missing ['pad']"),
+    (lambda: course.conv_forward(A4, W4, B4, {}), ValueError, "missing ['stride', 'pad']"),
+    (lambda: course.conv_backward(np.zeros((1, 3, 3, 3)), (A4, W4, B4, {"pad": 0})), ValueError, "missing"),
+    (lambda: course.conv_forward(A4[0], W4, B4, {"stride": 1, "pad": 0}), ValueError, "A_prev must have 4"),
+    (lambda: course.conv_forward(A4, W4[0], B4, {"stride": 1, "pad": 0}), ValueError, "W must have 4"),
+    (lambda: course.conv_forward(A4, W4, np.zeros(4), {"stride": 1, "pad": 0}), ValueError, "b has shape"),
+    (lambda: course.conv_forward(A4, W4, B4, {"stride": 0, "pad": 0}), ValueError, "stride"),
+    (lambda: course.conv_forward(A4, W4, B4, {"stride": 1.5, "pad": 0}), TypeError, "stride"),
+    (lambda: course.conv_forward(A4, np.zeros((2, 2, 5, 3)), B4, {"stride": 1, "pad": 0}), ValueError, "channel"),
+    (lambda: course.conv_backward(np.zeros((1, 3, 3)), CONV_CACHE), ValueError, "dZ must have 4"),
+    (lambda: course.conv_backward(np.zeros((1, 2, 2, 3)), CONV_CACHE), ValueError, "shape"),
+    (lambda: course.conv_backward(np.zeros((1, 3, 3, 3)), (A4, W4)), TypeError, "cache"),
+    (lambda: course.pool_backward(np.zeros((1, 2, 2, 2)), (A4,)), TypeError, "cache"),
+    (lambda: course.pool_backward(np.zeros((2, 2, 2)), POOL_CACHE), ValueError, "dA must have 4"),
+    (lambda: course.pool_forward(np.zeros((4, 4)), {"f": 2, "stride": 2}), ValueError, "A_prev must have 4"),
+    (lambda: course.pool_forward(A4, {"f": 5, "stride": 1}), ValueError, "larger"),
+    (lambda: course.conv_single_step(np.zeros((3, 3, 2)), np.zeros((2, 2, 2)), 0.0), ValueError, "equal"),
+    (lambda: course.conv_single_step(np.zeros((3, 3)), np.zeros((3, 3)), 0.0), ValueError, "3 dimensions"),
+    (lambda: course.conv_single_step(np.zeros((2, 2, 1)), np.zeros((2, 2, 1)), np.zeros(2)), ValueError, "one value"),
+    (lambda: course.create_mask_from_window(np.zeros((2, 2, 1))), ValueError, "2 dimensions"),
+    (lambda: course.create_mask_from_window("abc"), TypeError, "real numbers"),
+    (lambda: course.create_mask_from_window(np.array([[True, False]])), TypeError, "real numbers"),
+    (lambda: course.distribute_value(1.0, (2,)), ValueError, "(n_H, n_W)"),
+    (lambda: course.distribute_value(1.0, (0, 2)), ValueError, "(n_H, n_W)"),
+    (lambda: course.distribute_value(np.ones(2), (2, 2)), ValueError, "single number"),
+    (lambda: course.zero_pad(A4, -1), TypeError, "pad"),
+    (lambda: course.zero_pad(A4, 1.5), TypeError, "pad"),
+    (lambda: course.zero_pad(A4[0], 1), ValueError, "X must have 4"),
+])
+def test_bad_input_raises_a_clear_error(call, error, words):
+    with nbcnn.use_backend("python"):
+        with pytest.raises(error) as info:
+            call()
+    assert words in str(info.value)
