@@ -161,31 +161,57 @@ def get_backend() -> str:
 
 
 class Kernel:
-    """One readable kernel source and its three compiled forms.
+    """One readable kernel source, its compiled forms, and optionally faster restructured ones.
 
-    ``source(*inputs, out)`` is the plain loop nest; the python backend calls it as is and
-    the cpu backend calls ``numba.njit(parallel=True, cache=True)(source)``. ``cuda`` is a
+    ``source(*inputs, out)`` is the plain loop nest: the python backend calls it as is, and
+    ``naive_cpu`` is ``numba.njit(parallel=True, cache=True)(source)``. ``cuda`` is a
     zero-argument function returning the ``@cuda.jit`` kernel (built on first use, so that
-    ``numba.cuda`` is imported only then); it is launched with one thread per unit of work,
+    ``numba.cuda`` is imported only then), launched with one thread per unit of work,
     ``work(out)`` units (by default one per output element).
+
+    ``fast_cpu`` / ``fast_cuda``, when given, take the same arguments and fill the same
+    output, but are restructured for speed (blocked, packed, tiled); the cpu/cuda backends
+    run them instead, and the tests check them against the readable source. ``fast_cuda``
+    is a zero-argument factory returning a launcher ``launch(*args)``.
     """
 
     def __init__(self, name: str, source: Callable, cuda: Callable, work: Callable | None = None,
-                 cpu: Callable | None = None):
+                 fast_cpu: Callable | None = None, fast_cuda: Callable | None = None):
         import numba
 
         self.name = name
         self.source = source
-        self.cpu = cpu if cpu is not None else numba.njit(parallel=True, cache=True)(source)
+        self.naive_cpu = numba.njit(parallel=True, cache=True)(source)
+        self.fast_cpu = fast_cpu
         self._cuda_factory = cuda
+        self._fast_cuda_factory = fast_cuda
         self.work = work or (lambda out: out.size)
 
     @property
+    def cpu(self) -> Callable:
+        """What the cpu backend runs: the fast kernel when there is one, else the compiled loop nest."""
+        return self.fast_cpu if self.fast_cpu is not None else self.naive_cpu
+
+    @property
     def cuda(self):
+        """The one-thread-per-output ``@cuda.jit`` form of the readable source."""
         return self._cuda_factory()
+
+    @property
+    def fast_cuda(self):
+        return self._fast_cuda_factory() if self._fast_cuda_factory is not None else None
 
     def __repr__(self) -> str:
         return f"Kernel({self.name!r})"
+
+
+def launch_naive_cuda(kernel: Kernel, *args) -> None:
+    """Launch the readable cuda kernel with one thread per unit of work."""
+    work = int(kernel.work(args[-1]))
+    if work > 0:
+        threads = min(THREADS_PER_BLOCK, work)
+        blocks = (work + threads - 1) // threads
+        kernel.cuda[blocks, threads](*args)
 
 
 THREADS_PER_BLOCK = 128
@@ -206,26 +232,31 @@ def launch(kernel: Kernel, *args, backend: str | None = None) -> None:
     """
     name = backend or get_backend()
     start = time.perf_counter()
+    variant = "readable"
     if name == "python":
         kernel.source(*args)
     elif name == "cpu":
+        if kernel.fast_cpu is not None:
+            variant = "fast"
         kernel.cpu(*args)
     elif name == "cuda":
-        work = int(kernel.work(args[-1]))
-        if work > 0:
-            threads = min(THREADS_PER_BLOCK, work)
-            blocks = (work + threads - 1) // threads
-            kernel.cuda[blocks, threads](*args)
-            if _debug_level():
-                from numba import cuda
+        fast = kernel.fast_cuda
+        if fast is not None:
+            variant = "fast"
+            fast(*args)
+        else:
+            launch_naive_cuda(kernel, *args)
+        if _debug_level():
+            from numba import cuda
 
-                cuda.synchronize()
+            cuda.synchronize()
     else:  # pragma: no cover - get_backend validated it
         raise ValueError(f"unknown backend {name!r}")
     if _debug_level():
         ms = (time.perf_counter() - start) * 1e3
         shape = getattr(args[-1], "shape", ())
-        print(f"[nbcnn] {name:6s} {kernel.name:28s} out={tuple(shape)} {ms:9.3f} ms", file=sys.stderr)
+        print(f"[nbcnn] {name:6s} {kernel.name:28s} {variant:8s} out={tuple(shape)} {ms:9.3f} ms",
+              file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- arrays
