@@ -189,8 +189,9 @@ class Kernel:
 
     @property
     def cpu(self) -> Callable:
-        """What the cpu backend runs: the fast kernel when there is one, else the compiled loop nest."""
-        return self.fast_cpu if self.fast_cpu is not None else self.naive_cpu
+        """What the cpu backend runs: the fast kernel when there is one (and NBCNN_FAST is not 0),
+        else the compiled loop nest."""
+        return self.fast_cpu if self.fast_cpu is not None and fast_kernels_enabled() else self.naive_cpu
 
     @property
     def cuda(self):
@@ -199,10 +200,17 @@ class Kernel:
 
     @property
     def fast_cuda(self):
-        return self._fast_cuda_factory() if self._fast_cuda_factory is not None else None
+        if self._fast_cuda_factory is None or not fast_kernels_enabled():
+            return None
+        return self._fast_cuda_factory()
 
     def __repr__(self) -> str:
         return f"Kernel({self.name!r})"
+
+
+def fast_kernels_enabled() -> bool:
+    """NBCNN_FAST=0 runs the readable kernels everywhere (to compare, or to rule the fast ones out)."""
+    return os.environ.get("NBCNN_FAST", "1") != "0"
 
 
 def launch_naive_cuda(kernel: Kernel, *args) -> None:
@@ -236,7 +244,7 @@ def launch(kernel: Kernel, *args, backend: str | None = None) -> None:
     if name == "python":
         kernel.source(*args)
     elif name == "cpu":
-        if kernel.fast_cpu is not None:
+        if kernel.cpu is not kernel.naive_cpu:
             variant = "fast"
         kernel.cpu(*args)
     elif name == "cuda":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from . import backend, checks
 from .kernels import activations, bias, conv, dense as dense_kernels, pool
+from .kernels import fast  # noqa: F401  (installs the fast kernels on the readable ones)
 
 
 def _run(kernel, inputs, params, out_shape, dtype, device):
