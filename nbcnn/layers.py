@@ -1,0 +1,592 @@
+"""Layers and blocks with Keras names: forward, backward, parameters and their gradients.
+
+Every layer follows one small protocol:
+
+    out_shape = layer.build(in_shape, rng)   # shapes without the batch axis; creates params
+    y  = layer.forward(x, training)          # keeps what backward needs
+    dx = layer.backward(dy)                  # fills layer.grads, returns the gradient of x
+
+``layer.params`` and ``layer.grads`` are dicts of arrays with the same keys; an optimiser
+updates ``params[k]`` from ``grads[k]``. ``layer.trainable = False`` freezes a layer
+(transfer learning): its gradients are still passed back to earlier layers but its own
+parameters are left alone. ``layer.state`` holds non-trainable numbers that are saved with
+the model (BatchNormalization's moving averages).
+
+The arithmetic of convolution, pooling, dense and activations runs on the dispatcher's
+kernels (``nbcnn.ops``), so a model runs on whichever backend is chosen. The bookkeeping
+(reshapes, the batch statistics of BatchNorm, dropout masks, adding a shortcut,
+concatenating branches) is plain numpy.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+
+import numpy as np
+
+from . import ops
+from .backend import to_host
+from .checks import output_size, padding as resolve_padding
+
+DTYPE = np.float32
+
+
+# --------------------------------------------------------------------------- initialisers
+
+
+def initialise(name: str, shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    """Weights drawn so activations keep their scale through depth.
+
+    he_normal (ReLU nets): N(0, 2 / fan_in).  glorot_uniform (Keras' default, tanh/sigmoid):
+    U(-l, l) with l = sqrt(6 / (fan_in + fan_out)).
+    """
+    if name == "he_normal":
+        w = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
+    elif name == "glorot_uniform":
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-limit, limit, shape)
+    else:
+        raise ValueError(f"unknown initialiser {name!r}; use 'he_normal' or 'glorot_uniform'")
+    return w.astype(DTYPE)
+
+
+def _host(a):
+    return np.asarray(to_host(a))
+
+
+def _to_config(value):
+    """Constructor arguments as JSON-ready data (layers become their own configs)."""
+    if isinstance(value, Layer):
+        return value.get_config()
+    if isinstance(value, (list, tuple)):
+        return [_to_config(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_config(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def from_config(config):
+    """Rebuild a layer (and the layers inside it) from ``get_config()`` output."""
+    if isinstance(config, dict) and "class" in config and "config" in config:
+        cls = LAYER_CLASSES.get(config["class"])
+        if cls is None:
+            raise ValueError(f"unknown layer class {config['class']!r} in a saved model")
+        return cls(**{k: from_config(v) for k, v in config["config"].items()})
+    if isinstance(config, list):
+        return [from_config(v) for v in config]
+    return config
+
+
+# --------------------------------------------------------------------------- base
+
+
+class Layer:
+    """The protocol every layer implements (see the module docstring)."""
+
+    def __init_subclass__(cls, **kwargs):
+        # Remember each layer's constructor arguments, so a saved model can be rebuilt from them.
+        super().__init_subclass__(**kwargs)
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def remembering_init(self, *args, **kw):
+            if "_config" not in self.__dict__:
+                bound = inspect.signature(init).bind(self, *args, **kw)
+                bound.apply_defaults()
+                self._config = {k: v for k, v in list(bound.arguments.items())[1:]}
+            init(self, *args, **kw)
+
+        cls.__init__ = remembering_init
+
+    def get_config(self) -> dict:
+        """``{"class": ..., "config": {constructor arguments}}``, nested layers included."""
+        return {"class": type(self).__name__, "config": _to_config(self._config)}
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.state: dict[str, np.ndarray] = {}
+        self.trainable = True
+        self.input_shape: tuple | None = None
+        self.output_shape: tuple | None = None
+
+    def build(self, input_shape, rng: np.random.Generator):
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training: bool = False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    # --- bookkeeping used by summary(), optimisers and checkpoints
+    def sublayers(self) -> list["Layer"]:
+        return []
+
+    def count_params(self, trainable_only: bool = False) -> int:
+        if trainable_only and not self.trainable:
+            return 0
+        own = sum(p.size for p in self.params.values())
+        if not trainable_only:
+            own += sum(s.size for s in self.state.values())
+        return own + sum(l.count_params(trainable_only) for l in self.sublayers())
+
+    def macs(self) -> int:
+        """Multiply-adds of one forward pass on one example."""
+        return sum(l.macs() for l in self.sublayers())
+
+    def named_layers(self, prefix: str = ""):
+        """(path, layer) for this layer and every layer inside it, e.g. ("3.main.0", Conv2D)."""
+        yield prefix, self
+        for i, layer in enumerate(self.sublayers()):
+            yield from layer.named_layers(f"{prefix}.{i}" if prefix else str(i))
+
+    def parameters(self):
+        """(path, layer, key) for every trainable parameter: frozen layers and their insides are skipped."""
+        if not self.trainable:
+            return
+        for key in self.params:
+            yield self._path, self, key
+        for layer in self.sublayers():
+            yield from layer.parameters()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _zero_grads(layer: Layer) -> None:
+    for key, p in layer.params.items():
+        layer.grads[key] = np.zeros_like(p)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+class Conv2D(Layer):
+    """``filters`` convolutions of size ``kernel_size``, plus bias (NHWC).
+
+    Output: ``H_out = (H + pad_top + pad_bottom - f) // stride + 1``; ``padding`` is "valid",
+    "same" or ints as in ``nbcnn.conv2d``. Parameters: W ``(f_h, f_w, C_in, filters)`` and
+    b ``(filters,)``: ``f_h * f_w * C_in * filters + filters`` numbers, however big the image.
+    """
+
+    def __init__(self, filters: int, kernel_size, strides=1, padding="valid", use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", name: str | None = None):
+        super().__init__(name)
+        self.filters = int(filters)
+        self.kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.strides = strides
+        self.padding = padding
+        self.use_bias = use_bias
+        self.kernel_initializer = kernel_initializer
+
+    def compute_output_shape(self, input_shape):
+        H, W, _ = input_shape
+        s = (self.strides, self.strides) if isinstance(self.strides, int) else tuple(self.strides)
+        p = resolve_padding(self.padding, (H, W), self.kernel_size, s)
+        return (output_size(H, self.kernel_size[0], s[0], p.top, p.bottom),
+                output_size(W, self.kernel_size[1], s[1], p.left, p.right), self.filters)
+
+    def build(self, input_shape, rng):
+        if len(input_shape) != 3:
+            raise ValueError(f"Conv2D expects (H, W, C) inputs, got shape {tuple(input_shape)}")
+        out = super().build(input_shape, rng)
+        f_h, f_w = self.kernel_size
+        c_in = input_shape[2]
+        self.params["W"] = initialise(self.kernel_initializer, (f_h, f_w, c_in, self.filters),
+                                      f_h * f_w * c_in, f_h * f_w * self.filters, rng)
+        if self.use_bias:
+            self.params["b"] = np.zeros(self.filters, DTYPE)
+        return out
+
+    def _bias(self):
+        return self.params["b"] if self.use_bias else np.zeros(self.filters, DTYPE)
+
+    def forward(self, x, training=False):
+        self._x = x
+        return ops.conv2d(x, self.params["W"], self._bias(), self.strides, self.padding)
+
+    def backward(self, dy):
+        dx, dW, db = ops.conv2d_backward(dy, self._x, self.params["W"], self.strides, self.padding)
+        self.grads["W"] = _host(dW)
+        if self.use_bias:
+            self.grads["b"] = _host(db)
+        return dx
+
+    def macs(self):
+        H_out, W_out, K = self.output_shape
+        return H_out * W_out * K * self.kernel_size[0] * self.kernel_size[1] * self.input_shape[2]
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+class _Pool2D(Layer):
+    forward_op = backward_op = None
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name: str | None = None):
+        super().__init__(name)
+        self.pool_size = (pool_size, pool_size) if isinstance(pool_size, int) else tuple(pool_size)
+        self.strides = self.pool_size if strides is None else strides
+        self.padding = padding
+
+    def compute_output_shape(self, input_shape):
+        H, W, C = input_shape
+        s = (self.strides, self.strides) if isinstance(self.strides, int) else tuple(self.strides)
+        p = resolve_padding(self.padding, (H, W), self.pool_size, s)
+        return (output_size(H, self.pool_size[0], s[0], p.top, p.bottom),
+                output_size(W, self.pool_size[1], s[1], p.left, p.right), C)
+
+    def forward(self, x, training=False):
+        self._x = x
+        return type(self).forward_op(x, self.pool_size, self.strides, self.padding)
+
+    def backward(self, dy):
+        return type(self).backward_op(dy, self._x, self.pool_size, self.strides, self.padding)
+
+
+class MaxPooling2D(_Pool2D):
+    """Max over each ``pool_size`` window (stride defaults to the window): no parameters."""
+
+    forward_op, backward_op = staticmethod(ops.max_pool2d), staticmethod(ops.max_pool2d_backward)
+
+
+class AveragePooling2D(_Pool2D):
+    """Mean over each ``pool_size`` window (stride defaults to the window): no parameters."""
+
+    forward_op, backward_op = staticmethod(ops.avg_pool2d), staticmethod(ops.avg_pool2d_backward)
+
+
+MaxPool2D, AvgPool2D = MaxPooling2D, AveragePooling2D
+
+
+class GlobalAveragePooling2D(Layer):
+    """Mean over all rows and columns: (H, W, C) -> (C,). An average pool with f = (H, W)."""
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[2],)
+
+    def forward(self, x, training=False):
+        self._x = x
+        N, H, W, C = x.shape
+        return _host(ops.avg_pool2d(x, (H, W))).reshape(N, C)
+
+    def backward(self, dy):
+        N, H, W, C = self._x.shape
+        return ops.avg_pool2d_backward(np.asarray(dy).reshape(N, 1, 1, C), self._x, (H, W))
+
+
+# --------------------------------------------------------------------------- dense, flatten
+
+
+class Flatten(Layer):
+    """(H, W, C) -> (H * W * C,), row-major, as Keras does for NHWC."""
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return _host(x).reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return np.asarray(dy).reshape(self._shape)
+
+
+class Dense(Layer):
+    """Fully connected ``y = x @ W + b``: ``D * units + units`` parameters."""
+
+    def __init__(self, units: int, activation: str | None = None, kernel_initializer: str = "glorot_uniform",
+                 name: str | None = None):
+        super().__init__(name)
+        self.units = int(units)
+        self.kernel_initializer = kernel_initializer
+        self.activation = Activation(activation) if activation else None
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense expects flat (D,) inputs, got {tuple(input_shape)}: add a Flatten() first")
+        return (self.units,)
+
+    def build(self, input_shape, rng):
+        out = super().build(input_shape, rng)
+        d = input_shape[0]
+        self.params["W"] = initialise(self.kernel_initializer, (d, self.units), d, self.units, rng)
+        self.params["b"] = np.zeros(self.units, DTYPE)
+        if self.activation is not None:
+            self.activation.build(out, rng)
+        return out
+
+    def forward(self, x, training=False):
+        self._x = x
+        y = ops.dense(x, self.params["W"], self.params["b"])
+        return self.activation.forward(y, training) if self.activation is not None else y
+
+    def backward(self, dy):
+        if self.activation is not None:
+            dy = self.activation.backward(dy)
+        dx, dW, db = ops.dense_backward(dy, self._x, self.params["W"])
+        self.grads["W"], self.grads["b"] = _host(dW), _host(db)
+        return dx
+
+    def macs(self):
+        return self.input_shape[0] * self.units
+
+
+# --------------------------------------------------------------------------- activations
+
+
+_ACTIVATIONS = {
+    "relu": (ops.relu, ops.relu_backward),
+    "sigmoid": (ops.sigmoid, ops.sigmoid_backward),
+    "tanh": (ops.tanh, ops.tanh_backward),
+    "softmax": (ops.softmax, ops.softmax_backward),
+}
+
+
+class Activation(Layer):
+    """``Activation("relu" | "sigmoid" | "tanh" | "softmax")``, element by element (softmax per row)."""
+
+    def __init__(self, kind: str, name: str | None = None):
+        super().__init__(name)
+        if kind not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation {kind!r}; choose one of {sorted(_ACTIVATIONS)}")
+        self.kind = kind
+
+    def forward(self, x, training=False):
+        self._x = x
+        return _ACTIVATIONS[self.kind][0](x)
+
+    def backward(self, dy):
+        return _ACTIVATIONS[self.kind][1](dy, self._x)
+
+
+def ReLU(name: str | None = None) -> Activation:
+    return Activation("relu", name)
+
+
+def Softmax(name: str | None = None) -> Activation:
+    return Activation("softmax", name)
+
+
+# --------------------------------------------------------------------------- normalisation, dropout
+
+
+class BatchNormalization(Layer):
+    """Normalise each channel over the batch (and rows/columns), then scale and shift.
+
+    training:  x_hat = (x - mean_batch) / sqrt(var_batch + eps);  y = gamma * x_hat + beta
+               moving_mean <- momentum * moving_mean + (1 - momentum) * mean_batch  (same for var)
+    inference: the moving averages replace the batch statistics.
+    Parameters gamma, beta (trainable) and the moving mean/var (state): 4 per channel.
+    """
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, name: str | None = None):
+        super().__init__(name)
+        self.momentum, self.epsilon = momentum, epsilon
+
+    def build(self, input_shape, rng):
+        out = super().build(input_shape, rng)
+        c = input_shape[-1]
+        self.params["gamma"], self.params["beta"] = np.ones(c, DTYPE), np.zeros(c, DTYPE)
+        self.state["moving_mean"], self.state["moving_var"] = np.zeros(c, DTYPE), np.ones(c, DTYPE)
+        return out
+
+    def forward(self, x, training=False):
+        x = _host(x)
+        axes = tuple(range(x.ndim - 1))
+        if training:
+            mean, var = x.mean(axis=axes), x.var(axis=axes)
+            m = self.momentum
+            self.state["moving_mean"] = (m * self.state["moving_mean"] + (1 - m) * mean).astype(DTYPE)
+            self.state["moving_var"] = (m * self.state["moving_var"] + (1 - m) * var).astype(DTYPE)
+        else:
+            mean, var = self.state["moving_mean"], self.state["moving_var"]
+        self._inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
+        self._x_hat = (x - mean) * self._inv_std
+        self._axes = axes
+        return (self.params["gamma"] * self._x_hat + self.params["beta"]).astype(x.dtype)
+
+    def backward(self, dy):
+        dy = _host(dy)
+        axes, x_hat = self._axes, self._x_hat
+        m = x_hat.size // x_hat.shape[-1]
+        self.grads["beta"] = dy.sum(axis=axes).astype(DTYPE)
+        self.grads["gamma"] = (dy * x_hat).sum(axis=axes).astype(DTYPE)
+        dx_hat = dy * self.params["gamma"]
+        # the batch mean and variance depend on every x: the standard simplified form
+        dx = (self._inv_std / m) * (m * dx_hat - dx_hat.sum(axis=axes) - x_hat * (dx_hat * x_hat).sum(axis=axes))
+        return dx.astype(dy.dtype)
+
+
+class Dropout(Layer):
+    """During training, zero each value with probability ``rate`` and scale the rest by
+    1 / (1 - rate) ("inverted dropout"), so inference needs no change. No parameters."""
+
+    def __init__(self, rate: float, seed: int | None = None, name: str | None = None):
+        super().__init__(name)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
+        self.rate = rate
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, x, training=False):
+        x = _host(x)
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        self._mask = (self.rng.random(x.shape) >= self.rate).astype(x.dtype) / np.asarray(1 - self.rate, x.dtype)
+        return x * self._mask
+
+    def backward(self, dy):
+        return dy if self._mask is None else _host(dy) * self._mask
+
+
+# --------------------------------------------------------------------------- containers and blocks
+
+
+class Sequential(Layer):
+    """Layers applied one after the other; backward runs them in reverse."""
+
+    def __init__(self, layers=(), name: str | None = None):
+        super().__init__(name)
+        self.layers = list(layers)
+
+    def add(self, layer: Layer) -> None:
+        self.layers.append(layer)
+
+    def get_config(self) -> dict:  # the current layers (add/replace_head change them after __init__)
+        return {"class": "Sequential", "config": {"layers": [l.get_config() for l in self.layers], "name": self.name}}
+
+    def sublayers(self):
+        return self.layers
+
+    def build(self, input_shape, rng):
+        self.input_shape = shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.build(shape, rng)
+        self.output_shape = shape
+        return shape
+
+    def forward(self, x, training=False):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+
+class Residual(Layer):
+    """A residual block: ``a_out = g(main(a) + shortcut(a))`` — the lecture's a[l+2] = g(z[l+2] + a[l]).
+
+    The shortcut is the identity when ``main`` keeps the shape, else a projection (pass e.g.
+    ``[Conv2D(k, 1, strides=s), BatchNormalization()]``). Backward: the gradient reaches ``a``
+    along both paths and the two are added, which is why deep residual nets still train.
+    """
+
+    def __init__(self, main, shortcut=None, activation: str | None = "relu", name: str | None = None):
+        super().__init__(name)
+        self.main = main if isinstance(main, Sequential) else Sequential(main)
+        self.shortcut = None if shortcut is None else (
+            shortcut if isinstance(shortcut, Sequential) else Sequential(shortcut))
+        self.activation = Activation(activation) if activation else None
+
+    def sublayers(self):
+        return [self.main] + ([self.shortcut] if self.shortcut is not None else [])
+
+    def build(self, input_shape, rng):
+        self.input_shape = tuple(input_shape)
+        out = self.main.build(input_shape, rng)
+        short = self.shortcut.build(input_shape, rng) if self.shortcut is not None else tuple(input_shape)
+        if tuple(out) != tuple(short):
+            raise ValueError(f"Residual: the main path gives {tuple(out)} but the shortcut gives {tuple(short)}; "
+                             f"pass a projection shortcut, e.g. [Conv2D({out[-1]}, 1, strides=...)]")
+        self.output_shape = tuple(out)
+        return self.output_shape
+
+    def forward(self, x, training=False):
+        z = _host(self.main.forward(x, training))
+        s = _host(self.shortcut.forward(x, training)) if self.shortcut is not None else _host(x)
+        z = z + s
+        return self.activation.forward(z, training) if self.activation is not None else z
+
+    def backward(self, dy):
+        if self.activation is not None:
+            dy = _host(self.activation.backward(dy))
+        dx = _host(self.main.backward(dy))
+        return dx + (_host(self.shortcut.backward(dy)) if self.shortcut is not None else dy)
+
+
+class Concatenate(Layer):
+    """Parallel branches on the same input, outputs concatenated on channels (an Inception module)."""
+
+    def __init__(self, branches, name: str | None = None):
+        super().__init__(name)
+        self.branches = [b if isinstance(b, Sequential) else Sequential(b) for b in branches]
+
+    def sublayers(self):
+        return self.branches
+
+    def build(self, input_shape, rng):
+        self.input_shape = tuple(input_shape)
+        shapes = [b.build(input_shape, rng) for b in self.branches]
+        if len({s[:-1] for s in shapes}) != 1:
+            raise ValueError(f"Concatenate: branches give different spatial shapes {shapes}; use padding='same'")
+        self.output_shape = (*shapes[0][:-1], sum(s[-1] for s in shapes))
+        self._channels = [s[-1] for s in shapes]
+        return self.output_shape
+
+    def forward(self, x, training=False):
+        return np.concatenate([_host(b.forward(x, training)) for b in self.branches], axis=-1)
+
+    def backward(self, dy):
+        dy = _host(dy)
+        dx, start = None, 0
+        for branch, c in zip(self.branches, self._channels):
+            g = _host(branch.backward(np.ascontiguousarray(dy[..., start:start + c])))
+            dx = g if dx is None else dx + g
+            start += c
+        return dx
+
+
+def Inception(filters_1x1: int, reduce_3x3: int, filters_3x3: int, reduce_5x5: int, filters_5x5: int,
+              pool_proj: int, batch_norm: bool = False, name: str | None = None) -> Concatenate:
+    """The GoogLeNet module: 1x1, 1x1->3x3, 1x1->5x5 and 3x3 max-pool->1x1 branches, concatenated.
+
+    The 1x1 "reduce" convolutions shrink the channels before the expensive 3x3 and 5x5
+    filters: the lecture's 120M -> 12.4M multiplications example.
+    """
+    def conv(filters, size):
+        layers = [Conv2D(filters, size, padding="same", use_bias=not batch_norm, kernel_initializer="he_normal")]
+        return layers + ([BatchNormalization(epsilon=1e-3)] if batch_norm else []) + [ReLU()]
+
+    return Concatenate([
+        conv(filters_1x1, 1),
+        conv(reduce_3x3, 1) + conv(filters_3x3, 3),
+        conv(reduce_5x5, 1) + conv(filters_5x5, 5),
+        [MaxPooling2D(3, strides=1, padding="same")] + conv(pool_proj, 1),
+    ], name=name)
+
+
+LAYER_CLASSES = {cls.__name__: cls for cls in (
+    Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dense, Activation,
+    BatchNormalization, Dropout, Sequential, Residual, Concatenate)}
+
+
+def assign_paths(root: Layer) -> None:
+    """Give every layer its path inside ``root`` ("" for the root), used to name parameters."""
+    for path, layer in root.named_layers():
+        layer._path = path

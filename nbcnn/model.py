@@ -1,0 +1,153 @@
+"""A trainable model: a stack of layers with Keras' training API.
+
+    model = nbcnn.Sequential([Conv2D(6, 5, padding="same"), ReLU(), MaxPooling2D(2), Flatten(),
+                              Dense(10, activation="softmax")], input_shape=(28, 28, 1), seed=0)
+    model.summary()
+    model.compile(optimizer=nbcnn.optim.Adam(1e-3), loss="crossentropy")
+    history = model.fit(x_train, y_train, epochs=5, batch_size=64, validation_data=(x_val, y_val))
+    loss, acc = model.evaluate(x_test, y_test)
+    model.save("lenet.nbcnn");  model = nbcnn.load_model("lenet.nbcnn")
+
+The last layer may be a softmax (outputs are probabilities) or not (outputs are logits);
+the cross-entropy loss handles either and always back-propagates the stable ``p - y``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import layers as L
+from .backend import to_host
+from .optim import Optimizer, get_optimizer
+
+
+class Model:
+    """Layers applied in order (a ``layers.Sequential``), plus compile/fit/evaluate/predict/save."""
+
+    def __init__(self, layers, input_shape=None, seed: int = 0, name: str = "model"):
+        self.network = layers if isinstance(layers, L.Sequential) else L.Sequential(list(layers))
+        self.seed = int(seed)
+        self.name = name
+        self.input_shape = None
+        self.optimizer: Optimizer | None = None
+        self.loss = "crossentropy"
+        self.epochs_done = 0
+        self.history: dict[str, list[float]] = {}
+        if input_shape is not None:
+            self.build(input_shape)
+
+    # --- structure
+    @property
+    def layers(self) -> list[L.Layer]:
+        return self.network.layers
+
+    @property
+    def output_shape(self):
+        return self.network.output_shape
+
+    def build(self, input_shape) -> None:
+        """Create every parameter for inputs of ``input_shape`` (H, W, C), without the batch axis."""
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.network.build(self.input_shape, np.random.default_rng(self.seed))
+        L.assign_paths(self.network)
+
+    def _require_built(self, x=None) -> None:
+        if self.input_shape is None:
+            if x is None:
+                raise ValueError("the model has no input shape yet: pass input_shape=... or call build(shape)")
+            self.build(np.shape(x)[1:])
+
+    def count_params(self, trainable_only: bool = False) -> int:
+        self._require_built()
+        return self.network.count_params(trainable_only)
+
+    def summary(self, print_fn=print) -> str:
+        from .summary import summary
+
+        self._require_built()
+        text = summary(self)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "seed": self.seed, "input_shape": list(self.input_shape or ()),
+                "network": self.network.get_config()}
+
+    # --- computing
+    def forward(self, x, training: bool = False):
+        self._require_built(x)
+        x = np.asarray(x, dtype=np.float32) if isinstance(x, (list, tuple, np.ndarray)) else x
+        if tuple(np.shape(x)[1:]) != self.input_shape:
+            raise ValueError(f"model expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(np.shape(x))}")
+        return self.network.forward(x, training)
+
+    def backward(self, dy):
+        """Back-propagate ``dy`` through every layer; returns the gradient of the input images."""
+        return self.network.backward(dy)
+
+    def __call__(self, x, training: bool = False):
+        return np.asarray(to_host(self.forward(x, training)))
+
+    def predict(self, x, batch_size: int = 256) -> np.ndarray:
+        """Outputs for ``x`` in inference mode, computed in batches."""
+        x = np.asarray(x, dtype=np.float32)
+        return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    # --- training (nbcnn.train holds the loops)
+    def compile(self, optimizer="adam", loss: str = "crossentropy") -> None:
+        if loss not in ("crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"):
+            raise ValueError(f"unknown loss {loss!r}; nbcnn models train with 'crossentropy'")
+        self.optimizer = get_optimizer(optimizer)
+        self.loss = loss
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None, **kwargs):
+        from .train import fit
+
+        return fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data, **kwargs)
+
+    def evaluate(self, x, y, batch_size: int = 256):
+        """(mean loss, accuracy) over ``x``, in inference mode."""
+        from .train import evaluate
+
+        return evaluate(self, x, y, batch_size=batch_size)
+
+    def train_on_batch(self, x, y):
+        from .train import train_step
+
+        return train_step(self, x, y)
+
+    # --- transfer learning
+    def freeze(self, upto: int | None = None) -> None:
+        """Freeze the first ``upto`` layers (all when None): their parameters stop changing."""
+        for layer in self.layers[:upto]:
+            layer.trainable = False
+
+    def unfreeze(self) -> None:
+        for _, layer in self.network.named_layers():
+            layer.trainable = True
+
+    def replace_head(self, new_layers, drop: int = 1, seed: int | None = None) -> None:
+        """Swap the last ``drop`` layers for ``new_layers`` (freshly initialised), keeping the rest."""
+        keep = self.layers[:-drop] if drop else list(self.layers)
+        shape = keep[-1].output_shape if keep else self.input_shape
+        rng = np.random.default_rng(self.seed + 1 if seed is None else seed)
+        for layer in new_layers:
+            shape = layer.build(shape, rng)
+        self.network.layers = keep + list(new_layers)
+        self.network.output_shape = shape
+        L.assign_paths(self.network)
+        if self.optimizer is not None:  # the old head's optimiser state no longer applies
+            self.optimizer = get_optimizer(self.optimizer.get_config())
+
+    # --- saving
+    def save(self, path) -> None:
+        from .checkpoint import save_model
+
+        save_model(self, path)
+
+
+def Sequential(layers, input_shape=None, seed: int = 0, name: str = "sequential") -> Model:
+    """Keras-style constructor: ``nbcnn.Sequential([...layers], input_shape=(H, W, C))``."""
+    return Model(layers, input_shape=input_shape, seed=seed, name=name)

@@ -1,0 +1,125 @@
+"""Optimisers and learning-rate schedules.
+
+Each optimiser walks the model's trainable parameters, ``(path, layer, key)`` triples, and
+updates ``layer.params[key]`` in place from ``layer.grads[key]``. Its per-parameter state
+(momentum, Adam's moments) lives in ``self.slots[name]`` with ``name = "path/key"``, so it
+can be saved in a checkpoint and training can resume exactly.
+
+    SGD:   v = momentum * v - lr * (g + weight_decay * w);   w += v
+    Adam:  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+           w -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Optimizer:
+    def __init__(self, learning_rate: float, weight_decay: float = 0.0):
+        if learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+        self.learning_rate = float(learning_rate)
+        self.weight_decay = float(weight_decay)
+        self.iterations = 0
+        self.slots: dict[str, dict[str, np.ndarray]] = {}
+
+    def step(self, parameters) -> None:
+        self.iterations += 1
+        for path, layer, key in parameters:
+            w, g = layer.params[key], layer.grads.get(key)
+            if g is None:
+                continue
+            if self.weight_decay:
+                g = g + self.weight_decay * w
+            self.update(f"{path}/{key}", w, g.astype(w.dtype, copy=False))
+
+    def update(self, name: str, w: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"class": type(self).__name__, "config": dict(self._config)}
+
+    def _slot(self, name: str, slot: str, like: np.ndarray) -> np.ndarray:
+        slots = self.slots.setdefault(name, {})
+        if slot not in slots:
+            slots[slot] = np.zeros_like(like)
+        return slots[slot]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay."""
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0):
+        super().__init__(learning_rate, weight_decay)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self._config = dict(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                            weight_decay=weight_decay)
+
+    def update(self, name, w, g):
+        if self.momentum == 0.0:
+            w -= self.learning_rate * g
+            return
+        v = self._slot(name, "velocity", w)
+        v *= self.momentum
+        v -= self.learning_rate * g
+        w += self.momentum * v - self.learning_rate * g if self.nesterov else v
+
+
+class Adam(Optimizer):
+    """Adam: momentum on the gradient and a per-parameter step size from its running square."""
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, weight_decay: float = 0.0):
+        super().__init__(learning_rate, weight_decay)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self._config = dict(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                            weight_decay=weight_decay)
+
+    def update(self, name, w, g):
+        m, v = self._slot(name, "m", w), self._slot(name, "v", w)
+        m *= self.beta_1
+        m += (1 - self.beta_1) * g
+        v *= self.beta_2
+        v += (1 - self.beta_2) * g * g
+        t = self.iterations
+        step = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        w -= (step * m / (np.sqrt(v) + self.epsilon)).astype(w.dtype)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "SGD": SGD, "Adam": Adam}
+
+
+def get_optimizer(spec) -> Optimizer:
+    """An Optimizer from an instance, a name ("sgd", "adam") or a saved config."""
+    if isinstance(spec, Optimizer):
+        return spec
+    if isinstance(spec, str) and spec in OPTIMIZERS:
+        return OPTIMIZERS[spec]()
+    if isinstance(spec, dict) and spec.get("class") in OPTIMIZERS:
+        return OPTIMIZERS[spec["class"]](**spec["config"])
+    raise ValueError(f"unknown optimizer {spec!r}; use 'sgd', 'adam' or an nbcnn.optim.Optimizer")
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def step_decay(initial: float, drop: float = 0.5, every: int = 10):
+    """lr(epoch) = initial * drop ** (epoch // every)."""
+    return lambda epoch: initial * drop ** (epoch // every)
+
+
+def cosine_decay(initial: float, total_epochs: int, minimum: float = 0.0):
+    """lr(epoch) falls from ``initial`` to ``minimum`` along half a cosine over ``total_epochs``."""
+    return lambda epoch: minimum + 0.5 * (initial - minimum) * (1 + math.cos(math.pi * min(epoch, total_epochs)
+                                                                            / total_epochs))
+
+
+def exponential_decay(initial: float, rate: float = 0.95):
+    """lr(epoch) = initial * rate ** epoch (the course's learning-rate decay)."""
+    return lambda epoch: initial * rate ** epoch
