@@ -4,3 +4,9 @@ Each fast module sets ``fast_cpu`` / ``fast_cuda`` on the ``Kernel`` objects of 
 kernels it speeds up (see ``nbcnn.backend.Kernel``). Importing this module installs them
 all; ``NBCNN_FAST=0`` switches them off at run time.
 """
+
+from . import conv, cuda_conv  # noqa: E402  (imports no numba.cuda until a launcher is first asked for)
+
+conv.FORWARD._fast_cuda_factory = cuda_conv.forward_launcher  # implicit GEMM, 64x64 tiles, 8x8 per thread
+conv.BACKWARD_INPUT._fast_cuda_factory = cuda_conv.backward_input_launcher  # same, dz gathered by flipped taps
+conv.BACKWARD_FILTER._fast_cuda_factory = cuda_conv.backward_filter_launcher  # same, split-k + ordered sum
