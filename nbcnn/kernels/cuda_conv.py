@@ -41,6 +41,9 @@ import functools
 import numpy as np
 from numba.extending import register_jitable
 
+from ..backend import launch_naive_cuda
+from . import conv
+
 cuda = None  # numba.cuda, bound by _cuda() on first use (importing nbcnn must not import it)
 
 # --------------------------------------------------------------------------- tile sizes
@@ -68,9 +71,10 @@ BN_PAD = BN + PAD  # constant in the kernel (numba does not fold `BM + PAD` ther
 LOADS = BM * BK // THREADS  # 8 numbers each thread copies into each tile per step
 assert BM == BN and BM * BK % THREADS == 0 and THREADS % BK == 0 and THREADS % BN == 0
 
-# split-k for dW: aim for this many blocks in flight, with at least this many steps each
+# split-k for dW: aim for this many blocks in flight (~8 of 2 warps on each of 132 SMs), but
+# give each chunk at least this many steps: the second kernel's launch costs ~0.1 ms in numba
 DW_TARGET_BLOCKS = 1024
-DW_MIN_STEPS = 8
+DW_MIN_STEPS = 32
 
 
 def _cuda():
@@ -326,20 +330,30 @@ def _kernels(dtype):
 
 
 # --------------------------------------------------------------------------- launchers
+#
+# ``tiled_*`` always run the tiled kernels. The launchers the cuda backend calls run them
+# only when they make more than one block: a problem that fits in one 64 x 64 tile would
+# keep 64 threads busy on one SM, while the readable kernel spreads the same outputs over
+# one thread each (the course's small layers; also what keeps the simulator tests quick).
 
 
 def _kernel(name, array):
     return _kernels(np.dtype(array.dtype).type)[name]
 
 
-def _launch_forward(x, W, b, win, z):
+def _shapes_forward(W, z):
     N, H_out, W_out, K = z.shape
-    M, R = N * H_out * W_out, W.shape[0] * W.shape[1] * W.shape[2]
+    return N * H_out * W_out, K, W.shape[0] * W.shape[1] * W.shape[2]  # M, K, R
+
+
+def tiled_forward(x, W, b, win, z):
+    N, H_out, W_out, K = z.shape
+    M, K, R = _shapes_forward(W, z)
     grid = (_ceil_div(M, BM), _ceil_div(K, BN))
     _kernel("forward", z)[grid, THREADS](x, W.reshape(R, K), b, win, H_out, W_out, z.reshape(M, K))
 
 
-def _launch_backward_input(dz, W, win, dx):
+def tiled_backward_input(dz, W, win, dx):
     N, H, W_in, C = dx.shape
     f_h, f_w, _, K = W.shape
     M = N * H * W_in
@@ -355,14 +369,20 @@ def dw_splits(R, K, M):
     return max(1, min(_ceil_div(DW_TARGET_BLOCKS, tiles), most))
 
 
-def _launch_backward_filter(x, dz, win, dW):
-    N, H_out, W_out, K = dz.shape
-    f_h, f_w, C, _ = dW.shape
+def _dw_grid(W_shape, dz_shape):
+    """(grid, chunk): the dW kernel's blocks (tap tiles, filter tiles, pixel chunks)."""
+    N, H_out, W_out, K = dz_shape
+    f_h, f_w, C, _ = W_shape
     M, R = N * H_out * W_out, f_h * f_w * C
-    splits = dw_splits(R, K, M)
-    chunk = _ceil_div(_ceil_div(M, splits), BK) * BK  # a whole number of steps per chunk
-    splits = _ceil_div(M, chunk)
-    grid = (_ceil_div(R, BM), _ceil_div(K, BN), splits)
+    chunk = _ceil_div(_ceil_div(M, dw_splits(R, K, M)), BK) * BK  # a whole number of steps
+    return (_ceil_div(R, BM), _ceil_div(K, BN), _ceil_div(M, chunk)), chunk
+
+
+def tiled_backward_filter(x, dz, win, dW):
+    N, H_out, W_out, K = dz.shape
+    M, R = N * H_out * W_out, dW.size // K
+    grid, chunk = _dw_grid(dW.shape, dz.shape)
+    splits = grid[2]
     kernel = _kernel("backward_filter", dW)
     if splits == 1:
         kernel[grid, THREADS](x, dz.reshape(M, K), win, H_out, W_out, chunk, dW.reshape(1, R, K))
@@ -372,6 +392,30 @@ def _launch_backward_filter(x, dz, win, dW):
     threads = 256
     _kernel("sum_partials", dW)[_ceil_div(R * K, threads), threads](
         partial.reshape(splits, R * K), dW.reshape(R * K))
+
+
+def _launch_forward(x, W, b, win, z):
+    M, K, _ = _shapes_forward(W, z)
+    if M <= BM and K <= BN:
+        launch_naive_cuda(conv.FORWARD, x, W, b, win, z)
+    else:
+        tiled_forward(x, W, b, win, z)
+
+
+def _launch_backward_input(dz, W, win, dx):
+    N, H, W_in, C = dx.shape
+    if N * H * W_in <= BM and C <= BN:
+        launch_naive_cuda(conv.BACKWARD_INPUT, dz, W, win, dx)
+    else:
+        tiled_backward_input(dz, W, win, dx)
+
+
+def _launch_backward_filter(x, dz, win, dW):
+    grid, _ = _dw_grid(dW.shape, dz.shape)
+    if grid == (1, 1, 1):
+        launch_naive_cuda(conv.BACKWARD_FILTER, x, dz, win, dW)
+    else:
+        tiled_backward_filter(x, dz, win, dW)
 
 
 def forward_launcher():
