@@ -10,3 +10,10 @@ from . import conv, cuda_conv  # noqa: E402  (imports no numba.cuda until a laun
 conv.FORWARD._fast_cuda_factory = cuda_conv.forward_launcher  # implicit GEMM, 64x64 tiles, 8x8 per thread
 conv.BACKWARD_INPUT._fast_cuda_factory = cuda_conv.backward_input_launcher  # same, dz gathered by flipped taps
 conv.BACKWARD_FILTER._fast_cuda_factory = cuda_conv.backward_filter_launcher  # same, split-k + ordered sum
+
+from . import pool, pool_fast  # noqa: E402
+
+pool.MAX_FORWARD.fast_cpu = pool_fast.max_pool2d_forward  # prange over (n, h_out) rows, channels vectorised
+pool.MAX_BACKWARD.fast_cpu = pool_fast.max_pool2d_backward  # argmax once per window, then row gather
+pool.AVG_FORWARD.fast_cpu = pool_fast.avg_pool2d_forward  # same row/channel structure
+pool.AVG_BACKWARD.fast_cpu = pool_fast.avg_pool2d_backward  # each dx row gathers dp / count
