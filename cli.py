@@ -385,5 +385,58 @@ def step(backend_name):
     click.echo("\n".join("  " + s for s in _grid_lines(z[0, :, :, 0])))
 
 
+# --------------------------------------------------------------------------- bench
+
+
+@main.command()
+@click.option("--backend", "backend_name", type=click.Choice(nbcnn.BACKENDS, case_sensitive=False), default="cpu",
+              show_default=True, help="Backend whose kernels are timed.")
+@click.option("--shapes", default=None, help="Comma-separated shape names (default: the whole suite).")
+@click.option("--ops", default=None, help="Comma-separated ops: conv_fwd, conv_bwd, maxpool_fwd, maxpool_bwd, "
+              "avgpool_fwd, avgpool_bwd, dense (default: all).")
+@click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs after a warm-up.")
+@click.option("--tiny", is_flag=True, help="Tiny shapes (seconds on the python backend and in the CUDA simulator).")
+@click.option("--ladder", is_flag=True, help="The optimisation ladder of one conv shape (see --shape).")
+@click.option("--shape", "ladder_shape", default="vgg_b3", show_default=True, help="The conv shape of --ladder.")
+@click.option("--peers/--no-peers", default=True, show_default=True, help="Also time numpy im2col+BLAS and torch.")
+@click.option("--compile-time/--no-compile-time", default=True, show_default=True,
+              help="Also measure JIT compile time (cold and warm cache, in fresh processes).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, compile_time, as_json):
+    """Time the kernels (GFLOP/s, GB/s) next to numpy and PyTorch, each in its own process.
+
+    Shapes: seed39 lenet_c2 resnet_s2 vgg_b3 stem_s2 incep5x5 incep1x1 (conv),
+    pool32x16 pool112x64 (pooling), fc4096 lenet_fc (dense); with --tiny: tiny tinypool tinyfc.
+    """
+    import json
+
+    from nbcnn import benchmark
+
+    backend_name = backend_name.lower()
+    with _backend(backend_name):  # a backend that cannot run here: a clear error, before any timing
+        pass
+    if backend_name == "cuda" and _in_simulator(backend_name) and not tiny:
+        raise click.ClickException("the CUDA simulator runs a few thousand threads a second: use --tiny")
+    try:
+        if ladder:
+            if backend_name != "cpu":
+                raise click.ClickException("--ladder times the cpu kernels; leave out --backend or use cpu")
+            result = benchmark.run_ladder(ladder_shape, repeat, peers)
+            click.echo(json.dumps(result, indent=1) if as_json else benchmark.format_ladder(result))
+            return
+        names = [n.strip() for n in shapes.split(",") if n.strip()] if shapes else None
+        op_list = tuple(o.strip() for o in ops.split(",")) if ops else benchmark.ALL_OPS
+        bad = [o for o in op_list if o not in benchmark.ALL_OPS]
+        if bad:
+            raise click.ClickException(f"unknown op(s) {bad}; choose from {', '.join(benchmark.ALL_OPS)}")
+        if backend_name == "python" and not tiny and not names:
+            tiny = True
+            click.echo("note: the python backend runs the readable loops as Python: using the --tiny shapes", err=True)
+        result = benchmark.run_suite(backend_name, names, repeat, tiny, op_list, peers, compile_time)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result, indent=1) if as_json else benchmark.format_table(result))
+
+
 if __name__ == "__main__":
     main()
