@@ -77,7 +77,10 @@ class Model:
     # --- computing
     def forward(self, x, training: bool = False):
         self._require_built(x)
-        x = np.asarray(x, dtype=np.float32) if isinstance(x, (list, tuple, np.ndarray)) else x
+        if isinstance(x, (list, tuple, np.ndarray)):
+            x = np.asarray(x)
+            if x.dtype not in (np.float32, np.float64):  # images as uint8, labels' lists...: float32
+                x = x.astype(np.float32)
         if tuple(np.shape(x)[1:]) != self.input_shape:
             raise ValueError(f"model expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
                              f"got {tuple(np.shape(x))}")
@@ -92,7 +95,7 @@ class Model:
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """Outputs for ``x`` in inference mode, computed in batches."""
-        x = np.asarray(x, dtype=np.float32)
+        x = np.asarray(x)
         return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
     # --- training (nbcnn.train holds the loops)

@@ -105,12 +105,15 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar function f at x (float64), one element at a time."""
+def numeric_grad(f, x, eps=1e-6, only=None):
+    """Central differences of the scalar function f at x (float64), one element at a time.
+
+    ``only``: flat indices to differentiate (the others stay 0) — the slow backends check a sample.
+    """
     x = np.array(x, np.float64)
     g = np.zeros_like(x)
     flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
+    for i in (range(flat.size) if only is None else only):
         old = flat[i]
         flat[i] = old + eps
         up = f(x)
@@ -119,3 +122,19 @@ def numeric_grad(f, x, eps=1e-6):
         flat[i] = old
         gflat[i] = (up - down) / (2 * eps)
     return g
+
+
+def sample_indices(size, count, seed=0):
+    """``count`` distinct flat indices of an array of ``size`` elements (all when size <= count)."""
+    if size <= count:
+        return np.arange(size)
+    return np.random.default_rng(seed).choice(size, count, replace=False)
+
+
+def assert_grad_close(analytic, f, x, only=None, rtol=1e-5, atol=1e-7, err_msg=""):
+    """Compare an analytic gradient with central differences, on every element or on ``only``."""
+    numeric = numeric_grad(f, x, only=only)
+    analytic = np.asarray(analytic)
+    if only is not None:
+        analytic, numeric = analytic.reshape(-1)[only], numeric.reshape(-1)[only]
+    np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol, err_msg=err_msg)
