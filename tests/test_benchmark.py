@@ -1,0 +1,93 @@
+"""`nbcnn bench` and nbcnn/benchmark.py, on tiny shapes with one run (the real suite is minutes)."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import cli
+import nbcnn
+from nbcnn import benchmark
+
+
+def bench(*args):
+    return CliRunner().invoke(cli.main, ["bench", *args])
+
+
+def test_gflop_formula_on_vgg_b3():
+    # 4 images, 56x56 out (pad 1), 256 filters of 3x3x256: 2 * 4*56*56*256 * 9*256 flops
+    s = benchmark.CONV_SHAPES["vgg_b3"]
+    assert benchmark.conv_flops(s) == 2 * 4 * 56 * 56 * 256 * 3 * 3 * 256 == 14_797_504_512
+    assert benchmark.conv_flops(s, "conv_bwd") == 2 * benchmark.conv_flops(s)
+    # stride 2, pad 3, 7x7 on 224: 112x112 out
+    assert benchmark.out_size(224, 7, 2, 3) == 112
+
+
+def test_pool_bytes_count_reads_and_writes():
+    s = benchmark.PoolShape(64, 32, 32, 16, 2, 2)
+    x, p = 64 * 32 * 32 * 16, 64 * 16 * 16 * 16
+    assert benchmark.pool_bytes(s, "maxpool_fwd") == 4 * (x + p)
+    assert benchmark.pool_bytes(s, "maxpool_bwd") == 4 * (p + 2 * x)
+    assert benchmark.pool_bytes(s, "avgpool_bwd") == 4 * (p + x)
+
+
+@pytest.mark.parametrize("name", ["seed39", "stem_s2", "incep1x1"])
+def test_im2col_peer_equals_nbcnn_conv2d(name):
+    s = benchmark.CONV_SHAPES[name]
+    small = s._replace(N=2, H=min(s.H, 20), W=min(s.W, 17))  # same f, stride, pad, channels
+    x, W, b, _ = benchmark.conv_inputs(small)
+    with nbcnn.use_backend("cpu"):
+        want = nbcnn.conv2d(x, W, b, small.stride, small.pad)
+    np.testing.assert_allclose(benchmark.im2col_conv2d(x, W, b, small.stride, small.pad), want, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_peak_is_stated():
+    m = benchmark.cpu_peak()
+    assert m["peak_gflops"] > 0 and m["cores"] >= 1
+    assert "GFLOP/s" in m["assumption"]
+
+
+def test_cli_tiny_table_and_json():
+    r = bench("--tiny", "--repeat", "1", "--no-compile-time")
+    assert r.exit_code == 0, r.output
+    for op in benchmark.ALL_OPS:
+        assert op in r.output
+    assert "x torch" in r.output
+    r = bench("--tiny", "--repeat", "1", "--no-compile-time", "--no-peers", "--ops", "conv_fwd,maxpool_bwd", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert {(rec["op"], rec["impl"]) for rec in data["records"]} == {("conv_fwd", "nbcnn"), ("maxpool_bwd", "nbcnn")}
+    assert all(rec["min_s"] > 0 and rec["median_s"] >= rec["min_s"] for rec in data["records"])
+
+
+def test_cli_python_backend_uses_tiny_shapes():
+    r = bench("--backend", "python", "--repeat", "1", "--no-compile-time", "--ops", "maxpool_fwd,dense", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output[r.output.index("{"):])
+    assert data["tiny"] and {rec["shape"] for rec in data["records"]} == {"tinypool", "tinyfc"}
+
+
+def test_cli_cuda_in_the_simulator_reports_copies_apart():
+    if not nbcnn.backend.cuda_simulator_enabled():
+        pytest.skip("real GPU: the tiny run is covered by the cpu tests")
+    r = bench("--backend", "cuda", "--tiny", "--repeat", "1", "--no-compile-time", "--ops", "maxpool_fwd", "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.output)["records"][0]
+    assert rec["backend"] == "cuda" and rec["h2d_s"] > 0 and rec["d2h_s"] > 0
+    r = bench("--backend", "cuda", "--repeat", "1")
+    assert r.exit_code != 0 and "--tiny" in r.output
+
+
+def test_cli_ladder_on_the_tiny_shape():
+    r = bench("--ladder", "--shape", "tiny", "--repeat", "1", "--no-peers")
+    assert r.exit_code == 0, r.output
+    assert "readable kernel, python backend" in r.output and "naive compiled loop" in r.output
+    assert "peak FP32 assumed" in r.output
+
+
+def test_cli_rejects_unknown_shapes_and_ops():
+    assert "unknown shape" in bench("--shapes", "nope", "--no-compile-time").output
+    assert "unknown op" in bench("--ops", "nope", "--no-compile-time").output
+    assert "conv shape" in bench("--ladder", "--shape", "pool32x16").output
+
