@@ -17,3 +17,10 @@ pool.MAX_FORWARD.fast_cpu = pool_fast.max_pool2d_forward  # prange over (n, h_ou
 pool.MAX_BACKWARD.fast_cpu = pool_fast.max_pool2d_backward  # argmax once per window, then row gather
 pool.AVG_FORWARD.fast_cpu = pool_fast.avg_pool2d_forward  # same row/channel structure
 pool.AVG_BACKWARD.fast_cpu = pool_fast.avg_pool2d_backward  # each dx row gathers dp / count
+
+from . import bias, conv_fast  # noqa: E402
+
+conv.FORWARD.fast_cpu = conv_fast.forward  # im2col + one BLAS product; 1x1 convs skip the copy
+conv.BACKWARD_INPUT.fast_cpu = conv_fast.backward_input  # flipped-filter conv, or BLAS + gather col2im
+conv.BACKWARD_FILTER.fast_cpu = conv_fast.backward_filter  # im2col(x).T @ dz in one BLAS product
+bias.BACKWARD.fast_cpu = conv_fast.bias_backward  # 16 row slices summed along k (vectorised)
