@@ -23,8 +23,11 @@ every thread multiplies its own TM x TN piece of the tile from there into regist
     # register tile 8 x 8: each thread does 64 FMAs per 16 shared loads (the 1-per-FMA naive loop
     #   is load-bound; siboehm's SGEMM ladder puts 2-D register blocking at ~70% of cuBLAS)
 
-Not measured on a GPU yet (none was available when this was written): the tile sizes follow
-the published SGEMM ladder and fit an H100 comfortably, see the constants below.
+Not timed on a GPU yet (none was available when this was written): the tile sizes follow
+the published SGEMM ladder, and ptxas for sm_90 compiles them with no register spills and no
+local memory (see the constants below). Known waste: with stride > 1 most taps of dX's
+gather land between strides and are predicated off (3/4 of them at stride 2); splitting dX
+by stride phase would skip them.
 
 dW is deterministic: no float atomics. When the pixel reduction is long and the weight
 matrix small (a few blocks would leave most of the GPU idle), the pixels are split into S
@@ -335,6 +338,8 @@ def _kernels(dtype):
 # only when they make more than one block: a problem that fits in one 64 x 64 tile would
 # keep 64 threads busy on one SM, while the readable kernel spreads the same outputs over
 # one thread each (the course's small layers; also what keeps the simulator tests quick).
+# The tiled kernels view W, z, dz and dx as matrices, which needs C-contiguous arrays; a
+# strided GPU array from elsewhere (a torch view) also goes to the readable kernel.
 
 
 def _kernel(name, array):
@@ -394,9 +399,13 @@ def tiled_backward_filter(x, dz, win, dW):
         partial.reshape(splits, R * K), dW.reshape(R * K))
 
 
+def _contiguous(*arrays):
+    return all(a.is_c_contiguous() for a in arrays)
+
+
 def _launch_forward(x, W, b, win, z):
     M, K, _ = _shapes_forward(W, z)
-    if M <= BM and K <= BN:
+    if (M <= BM and K <= BN) or not _contiguous(W, z):
         launch_naive_cuda(conv.FORWARD, x, W, b, win, z)
     else:
         tiled_forward(x, W, b, win, z)
@@ -404,7 +413,7 @@ def _launch_forward(x, W, b, win, z):
 
 def _launch_backward_input(dz, W, win, dx):
     N, H, W_in, C = dx.shape
-    if N * H * W_in <= BM and C <= BN:
+    if (N * H * W_in <= BM and C <= BN) or not _contiguous(W, dx):
         launch_naive_cuda(conv.BACKWARD_INPUT, dz, W, win, dx)
     else:
         tiled_backward_input(dz, W, win, dx)
@@ -412,7 +421,7 @@ def _launch_backward_input(dz, W, win, dx):
 
 def _launch_backward_filter(x, dz, win, dW):
     grid, _ = _dw_grid(dW.shape, dz.shape)
-    if grid == (1, 1, 1):
+    if grid == (1, 1, 1) or not _contiguous(dz, dW):
         launch_naive_cuda(conv.BACKWARD_FILTER, x, dz, win, dW)
     else:
         tiled_backward_filter(x, dz, win, dW)
