@@ -18,12 +18,14 @@ and the whole convolution becomes one matrix product with the filters seen as a 
     dx = col2im(dz @ Wm.T)        (backward, input: each window's gradient summed back)
 
 The matrix products run in BLAS (OpenBLAS behind numpy), which is register-blocked,
-cache-blocked and vectorised for this very CPU: ~125 GFLOP/s on 2 AVX2 cores, against ~20
-for the readable loop nest. What is left to us is the copying, written as ``@njit``
+cache-blocked and vectorised for this very CPU (a 2048x2048 float32 product: ~128 GFLOP/s
+on 2 AVX2 cores). Numba's loop vectoriser could not do that here: without AVX-512 the
+register tiles of NUMBA_NOTES.md came out as scalar or memory-operand FMAs (~25 GFLOP/s). What is left to us is the copying, written as ``@njit``
 loops, and keeping it cheap:
 
-* few parallel regions: ``cols`` is built in one go (one numba region, then one BLAS call),
-  because every hand-over between the two thread pools costs more than memory traffic;
+* few hand-overs between thread pools: ``cols`` is built in one go, on one thread, then
+  one BLAS call; every switch between numba's threads and OpenBLAS's costs more than the
+  memory traffic of the big matrix (see ``CHUNK_BYTES`` and ``im2col_rows``);
 * no copy at all for a 1x1 stride-1 unpadded conv: ``x`` viewed as a matrix already is ``cols``;
 * workspaces are reused between calls (a fresh 4 MB array costs its page faults every time);
 * every parallel loop writes disjoint rows of its output (no races, same result every run).
@@ -42,9 +44,8 @@ _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
 CHUNK_BYTES = 256 << 20
 """Largest ``cols`` built at once; bigger problems are done in chunks of output rows.
 
-Why so big (the 56x56x256 3x3 conv of VGG needs 115 MB): each chunk costs two parallel
-regions, numba's copy then BLAS's product, and switching thread pools is expensive: both
-pools spin, then sleep, and must be woken. On a busy 2-core machine 4 MB chunks made
+Why so big (the 56x56x256 3x3 conv of VGG needs 115 MB): each chunk costs a copy and a BLAS
+call, and waking BLAS's threads (or fighting them while they spin) is expensive. On a busy 2-core machine 4 MB chunks made
 resnet_s2 5x slower than one big ``cols`` (664 ms vs 140 ms); the extra memory traffic of
 the big matrix costs far less than that."""
 
@@ -52,19 +53,23 @@ the big matrix costs far less than that."""
 # --------------------------------------------------------------------------- copying kernels
 
 
-@njit(**_JIT)
+@njit(cache=True)  # one thread on purpose: see the note at the end of this docstring
 def im2col_rows(x, f_h, f_w, stride_h, stride_w, pad_top, pad_left, H_out, W_out, row0, n_rows, cols):
     """Fill ``cols`` with the windows of output rows ``row0 .. row0 + n_rows - 1`` (an output
     row is one (n, h_out) pair, numbered ``n * H_out + h_out``)::
 
         cols[r * W_out + w_out, (i * f_w + j) * C + c] = x[n, h_in, w_in, c]   (0 on padding)
 
-    Each prange iteration owns one output row, i.e. W_out rows of ``cols``.
     Pads may be negative (used by the dX-as-convolution trick): the bounds test covers it.
+
+    Why not ``prange``: the BLAS product that follows runs on OpenBLAS's own threads, which
+    keep spinning for a while after each call. A parallel copy next to them fights them
+    for the 2 cores; measured in one process, interleaved, one-thread copy vs prange copy
+    then the product: lenet_c2 7.9 vs 13.5 ms, resnet_s2 70 vs 84 ms, stem_s2 139 vs 136.
     """
     N, H, W, C = x.shape
     zero = x.dtype.type(0)
-    for r in prange(n_rows):
+    for r in range(n_rows):
         n = (row0 + r) // H_out
         h_out = (row0 + r) % H_out
         for w_out in range(W_out):
