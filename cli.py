@@ -438,5 +438,55 @@ def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, 
     click.echo(json.dumps(result, indent=1) if as_json else benchmark.format_table(result))
 
 
+@main.command()
+@_backend_option()
+@click.option("--dataset", type=click.Choice(["digits", "fashion-mnist", "mnist"]), default="digits", show_default=True,
+              help="digits: OpenCV's 5,000 handwritten digits (shipped); fashion-mnist: Debian's "
+                   "dataset-fashion-mnist (or --data DIR); mnist: the IDX files in --data DIR.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder with the four IDX files (train/t10k images and labels).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 10 (digits), 8 (others).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
+              help="Adam's learning rate (cosine-decayed over the run).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Train on the first N examples only.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder for the learning-curve PNG (and --save).")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save the trained model (weights + optimiser state) to this checkpoint file.")
+@click.option("--experiment", type=click.Choice(["lenet", "depth"]), default="lenet", show_default=True,
+              help="lenet: train LeNet-5; depth: plain vs residual nets of growing depth (the ResNet lesson).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(backend_name, dataset, data_dir, epochs, batch_size, learning_rate, limit, out_dir, save_path, experiment,
+          seed, quiet):
+    """Train LeNet-5 on real handwritten digits (or Fashion-MNIST) and report test accuracy,
+    the confusion matrix and a learning-curve PNG."""
+    from nbcnn import experiments
+
+    with _backend(backend_name) as used:
+        try:
+            if experiment == "depth":
+                curves, path = experiments.depth_experiment(epochs=epochs or 4, out_dir=str(out_dir), seed=seed,
+                                                            verbose=not quiet)
+                click.echo(f"backend: {used}")
+                for name, errors in curves.items():
+                    click.echo(f"{name:>22}: training error " + " ".join(f"{e:.3f}" for e in errors))
+                click.echo(f"wrote {path}")
+                return
+            result = experiments.train_lenet(dataset, epochs=epochs or (10 if dataset == "digits" else 8),
+                                             batch_size=batch_size, learning_rate=learning_rate, data_dir=data_dir,
+                                             out_dir=str(out_dir), seed=seed, limit=limit, verbose=not quiet,
+                                             save_path=save_path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"backend: {used}   {result['seconds']:.1f} s, {result['images_per_second']:.0f} images/s")
+    click.echo(f"test accuracy: {result['test_accuracy']:.2%}")
+    click.echo(experiments.format_confusion(result["confusion"], result["class_names"]))
+    click.echo(f"learning curve: {result['curve']}")
+    if save_path:
+        click.echo(f"saved model: {save_path}")
+
+
 if __name__ == "__main__":
     main()

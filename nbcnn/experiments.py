@@ -1,0 +1,103 @@
+"""The runs behind ``nbcnn train``: LeNet-5 on real data, and the ResNet depth lesson.
+
+Each function returns plain numbers (and writes its PNG), so the command line only prints.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from . import data, optim
+from .models import lenet5, plain_or_residual
+from .plot import line_chart
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
+    """counts[t, p]: how many examples of class t were predicted as p."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return counts
+
+
+def format_confusion(counts: np.ndarray, names) -> str:
+    width = max(5, max(len(str(n)) for n in names) + 1)
+    lines = ["true \\ predicted".ljust(width + 2) + "".join(f"{str(n)[:width - 1]:>{width}}" for n in names)]
+    for name, row in zip(names, counts):
+        lines.append(f"{str(name)[:width + 1]:<{width + 2}}" + "".join(f"{c:>{width}}" for c in row))
+    return "\n".join(lines)
+
+
+def load_dataset(name: str, data_dir=None, seed: int = 0):
+    """(x_train, y_train), (x_test, y_test), class names; images padded to LeNet's 32x32."""
+    if name == "digits":
+        (x_train, y_train), (x_test, y_test) = data.load_digits(seed=seed, size=32)
+        return (x_train, y_train), (x_test, y_test), data.DIGITS_CLASSES
+    if name in ("fashion-mnist", "fashion_mnist", "fashion"):
+        (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist(data_dir)
+        names = data.FASHION_MNIST_CLASSES
+    elif name == "mnist":
+        if data_dir is None:
+            raise ValueError("MNIST is not shipped: pass --data DIR with the four IDX files")
+        (x_train, y_train), (x_test, y_test) = data.load_mnist(data_dir)
+        names = data.DIGITS_CLASSES
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose digits, fashion-mnist or mnist")
+    pad = ((0, 0), (2, 2), (2, 2), (0, 0))  # 28x28 -> 32x32, as LeNet-5 was fed MNIST
+    return (np.pad(x_train, pad), y_train), (np.pad(x_test, pad), y_test), names
+
+
+def train_lenet(dataset: str = "digits", epochs: int = 10, batch_size: int = 64, learning_rate: float = 2e-3,
+                data_dir=None, out_dir: str = ".", seed: int = 0, limit: int | None = None, verbose: bool = True,
+                save_path=None, augment=None):
+    """Train LeNet-5 (ReLU, max pooling) with Adam and a cosine learning-rate schedule.
+
+    Returns a dict with the history, test accuracy, confusion matrix and the PNG's path.
+    """
+    (x_train, y_train), (x_test, y_test), names = load_dataset(dataset, data_dir, seed)
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    model = lenet5(input_shape=x_train.shape[1:], num_classes=len(names), activation="relu", pooling="max", seed=seed)
+    model.compile(optim.Adam(learning_rate))
+    start = time.perf_counter()
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, validation_data=(x_test, y_test),
+              lr_schedule=optim.cosine_decay(learning_rate, epochs, learning_rate * 0.05), verbose=verbose,
+              augment=augment)
+    seconds = time.perf_counter() - start
+    predictions = model.predict(x_test).argmax(axis=1)
+    accuracy = float(np.mean(predictions == y_test))
+    os.makedirs(out_dir, exist_ok=True)
+    curve = os.path.join(out_dir, f"lenet5_{dataset}_curve.png")
+    h = model.history
+    line_chart({"train loss": h["loss"], "test loss": h["val_loss"]}, curve,
+               title=f"LeNet-5 on {dataset}: test accuracy {accuracy:.2%}", ylabel="cross-entropy")
+    if save_path:
+        model.save(save_path)
+    return {"model": model, "history": h, "test_accuracy": accuracy, "curve": curve, "seconds": seconds,
+            "images_per_second": epochs * len(x_train) / seconds, "class_names": names,
+            "confusion": confusion_matrix(y_test, predictions, len(names))}
+
+
+def depth_experiment(depths=(1, 3, 6), epochs: int = 4, train_size: int = 1000, out_dir: str = ".", seed: int = 0,
+                     verbose: bool = False):
+    """The ResNet lesson: plain and residual nets of growing depth on the digits (16x16 crops).
+
+    Training error should fall with depth for residual nets, while plain nets of the same
+    depth train worse as they get deeper. Returns {name: [training error per epoch]}.
+    """
+    (x_train, y_train), _ = data.load_digits(seed=seed)
+    x, y = x_train[:train_size, 2:18, 2:18, :], y_train[:train_size]
+    curves = {}
+    for depth in depths:
+        for residual in (False, True):
+            model = plain_or_residual(depth, residual, input_shape=(16, 16, 1), seed=seed)
+            model.compile(optim.Adam(1e-3))
+            history = model.fit(x, y, epochs=epochs, batch_size=32, verbose=verbose)
+            name = f"{'residual' if residual else 'plain'} {2 * depth + 1} conv"
+            curves[name] = [1.0 - a for a in history["accuracy"]]
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "depth_experiment.png")
+    line_chart(curves, path, title="training error: plain vs residual", ylabel="training error")
+    return curves, path

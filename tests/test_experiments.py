@@ -1,0 +1,51 @@
+"""`nbcnn train`, the confusion matrix, the learning-curve PNG and the depth experiment (short runs)."""
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+import cli
+from nbcnn import experiments
+from nbcnn.plot import line_chart
+
+
+def test_confusion_matrix_counts_true_against_predicted():
+    counts = experiments.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    text = experiments.format_confusion(counts, ["a", "b", "c"])
+    assert text.splitlines()[1].split() == ["a", "1", "1", "0"]
+
+
+def test_line_chart_writes_a_png(tmp_path):
+    path = tmp_path / "curve.png"
+    line_chart({"loss": [2.3, 1.0, 0.5], "val": [2.2, 1.2, 0.9]}, path, title="t")
+    image = Image.open(path)
+    assert image.size == (640, 400)
+    assert len(set(image.getdata())) > 3  # more than a blank canvas
+
+
+def test_train_command_reports_accuracy_confusion_and_curve(tmp_path):
+    result = CliRunner().invoke(cli.main, ["train", "--backend", "cpu", "--epochs", "1", "--limit", "600", "--quiet",
+                                           "--out", str(tmp_path), "--save", str(tmp_path / "lenet.nbcnn")])
+    assert result.exit_code == 0, result.output
+    assert "test accuracy:" in result.output
+    accuracy = float(result.output.split("test accuracy:")[1].split("%")[0]) / 100
+    assert accuracy > 0.5  # one epoch on 600 digits, far above chance (10%)
+    assert "true \\ predicted" in result.output
+    assert (tmp_path / "lenet5_digits_curve.png").exists()
+    assert (tmp_path / "lenet.nbcnn").exists()
+
+
+def test_train_command_explains_missing_data(tmp_path):
+    result = CliRunner().invoke(cli.main, ["train", "--dataset", "mnist", "--quiet"])
+    assert result.exit_code != 0
+    assert "--data DIR" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli.main, ["train", "--dataset", "fashion-mnist", "--data", str(tmp_path), "--quiet"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_depth_experiment_writes_curves(tmp_path):
+    curves, path = experiments.depth_experiment(depths=(1, 2), epochs=1, train_size=64, out_dir=str(tmp_path))
+    assert set(curves) == {"plain 3 conv", "residual 3 conv", "plain 5 conv", "residual 5 conv"}
+    assert all(0.0 <= e <= 1.0 for errors in curves.values() for e in errors)
+    assert Image.open(path).size == (640, 400)
