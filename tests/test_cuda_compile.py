@@ -11,7 +11,8 @@ import pytest
 
 from test_backend import run_python
 
-SCRIPT = """
+# Shared with test_cuda_tiled.py: exits 3 when the CUDA toolkit wheels are missing.
+PREAMBLE = """
 import types, sys
 import numpy as np, numba
 from numba import cuda
@@ -23,7 +24,9 @@ try:
 except Exception as exc:
     print("NO-TOOLKIT", type(exc).__name__, exc)
     sys.exit(3)
+"""
 
+SCRIPT = PREAMBLE + """
 from nbcnn.checks import Window
 from nbcnn.kernels import activations, bias, conv, dense, pool
 

@@ -19,6 +19,7 @@ from conftest import REAL_GPU
 from nbcnn.checks import Window
 from nbcnn.kernels import conv, cuda_conv
 from test_backend import run_python
+from test_cuda_compile import PREAMBLE
 
 cuda = pytest.importorskip("numba.cuda")
 
@@ -168,18 +169,7 @@ def test_tiled_conv_random_shapes(N, H, W_in, C, K, f_h, f_w, s_h, s_w, pad, see
 
 # --------------------------------------------------------------------------- real-GPU compile
 
-COMPILE_SCRIPT = """
-import types, sys
-import numpy as np, numba
-from numba import cuda
-import numba.cuda.dispatcher as dispatcher
-dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
-try:
-    cuda.compile_ptx(lambda a: None, (numba.float32[:],), cc=(9, 0))
-except Exception as exc:
-    print("NO-TOOLKIT", type(exc).__name__, exc)
-    sys.exit(3)
-
+COMPILE_SCRIPT = PREAMBLE + """
 from nbcnn.checks import Window
 from nbcnn.kernels import cuda_conv
 
