@@ -80,7 +80,7 @@ def train_lenet(dataset: str = "digits", epochs: int = 10, batch_size: int = 64,
             "confusion": confusion_matrix(y_test, predictions, len(names))}
 
 
-def depth_experiment(depths=(1, 3, 6), epochs: int = 4, train_size: int = 1000, out_dir: str = ".", seed: int = 0,
+def depth_experiment(depths=(1, 4, 10), epochs: int = 5, train_size: int = 1000, out_dir: str = ".", seed: int = 0,
                      verbose: bool = False):
     """The ResNet lesson: plain and residual nets of growing depth on the digits (16x16 crops).
 
@@ -93,7 +93,7 @@ def depth_experiment(depths=(1, 3, 6), epochs: int = 4, train_size: int = 1000, 
     for depth in depths:
         for residual in (False, True):
             model = plain_or_residual(depth, residual, input_shape=(16, 16, 1), seed=seed)
-            model.compile(optim.Adam(1e-3))
+            model.compile(optim.Adam(2e-3))
             history = model.fit(x, y, epochs=epochs, batch_size=32, verbose=verbose)
             name = f"{'residual' if residual else 'plain'} {2 * depth + 1} conv"
             curves[name] = [1.0 - a for a in history["accuracy"]]

@@ -167,13 +167,21 @@ def inception_v1(input_shape=(224, 224, 3), num_classes: int = 1000, width: floa
 
 
 def plain_or_residual(depth_blocks: int, residual: bool, input_shape=(16, 16, 1), num_classes: int = 10,
-                      width: int = 8, seed: int = 0) -> Model:
+                      width: int = 16, seed: int = 0) -> Model:
     """The ResNet lesson's pair: ``depth_blocks`` blocks of two 3x3 convolutions, with or
     without the identity shortcut (no BatchNorm, so the difference is the shortcut alone)."""
-    layers = [Conv2D(width, 3, padding="same", kernel_initializer="he_normal"), ReLU()]
+    layers = [Conv2D(width, 3, padding="same", kernel_initializer="he_normal"), ReLU(), MaxPooling2D(2)]
     for _ in range(depth_blocks):
         main = [Conv2D(width, 3, padding="same", kernel_initializer="he_normal"), ReLU(),
                 Conv2D(width, 3, padding="same", kernel_initializer="he_normal")]
         layers += [Residual(main)] if residual else main + [ReLU()]
-    layers += [GlobalAveragePooling2D(), Dense(num_classes, activation="softmax")]
-    return Model(layers, input_shape=input_shape, seed=seed, name=("residual" if residual else "plain") + f"_{depth_blocks}")
+    layers += [Flatten(), Dense(num_classes, activation="softmax")]
+    model = Model(layers, input_shape=input_shape, seed=seed, name=("residual" if residual else "plain") + f"_{depth_blocks}")
+    if residual:
+        # Without BatchNorm each block adds its branch's variance to the identity's, so activations
+        # grow with depth; starting the branches small (Fixup's 1/sqrt(depth) scaling, here on the
+        # last conv of each block) keeps a deep residual net close to the identity at first.
+        for layer in model.layers:
+            if isinstance(layer, Residual):
+                layer.main.layers[-1].params["W"] *= depth_blocks ** -0.5
+    return model
