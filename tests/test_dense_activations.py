@@ -79,3 +79,43 @@ def test_relu_gradient_at_zero_is_zero(backend):
 def test_softmax_rows_sum_to_one(backend, rng):
     s = nbcnn.softmax(rng.standard_normal((6, 10)).astype(np.float32))
     np.testing.assert_allclose(s.sum(axis=-1), np.ones(6), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- properties
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from conftest import ALL_BACKENDS, is_slow  # noqa: E402
+
+
+@pytest.mark.parametrize("backend_name", ALL_BACKENDS)
+def test_dense_and_activations_over_random_shapes(backend_name):
+    tiny = is_slow(backend_name)
+    dims = st.integers(1, 4 if tiny else 40)
+
+    @settings(max_examples=20 if tiny else 200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(n=dims, d=dims, m=dims, seed=st.integers(0, 2**31 - 1), name=st.sampled_from(sorted(ACTIVATIONS)))
+    def check(n, d, m, seed, name):
+        r = np.random.default_rng(seed)
+        x, W, b, dy = r.standard_normal((n, d)), r.standard_normal((d, m)), r.standard_normal(m), r.standard_normal((n, m))
+        np.testing.assert_allclose(nbcnn.dense(x, W, b), x @ W + b, rtol=1e-10, atol=1e-10)
+        for got, want in zip(nbcnn.dense_backward(dy, x, W), (dy @ W.T, x.T @ dy, dy.sum(axis=0))):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+        forward, backward, reference = ACTIVATIONS[name]
+        y = forward(x)
+        np.testing.assert_allclose(y, reference(x), rtol=1e-10, atol=1e-12)
+        # backward against the analytic derivative written with numpy
+        g = r.standard_normal(x.shape)
+        if name == "relu":
+            want = g * (x > 0)
+        elif name == "sigmoid":
+            want = g * y * (1 - y)
+        elif name == "tanh":
+            want = g * (1 - y * y)
+        else:
+            want = y * (g - (g * y).sum(axis=-1, keepdims=True))
+        np.testing.assert_allclose(backward(g, x), want, rtol=1e-9, atol=1e-12)
+
+    with nbcnn.use_backend(backend_name):
+        check()
