@@ -402,7 +402,9 @@ def step(backend_name):
 @click.option("--compile-time/--no-compile-time", default=True, show_default=True,
               help="Also measure JIT compile time (cold and warm cache, in fresh processes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, compile_time, as_json):
+@click.option("--models", is_flag=True, help="Whole models instead: LeNet-5 training images/s and VGG-16 "
+                                             "forward at 224x224, against the same networks in PyTorch.")
+def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, compile_time, as_json, models):
     """Time the kernels (GFLOP/s, GB/s) next to numpy and PyTorch, each in its own process.
 
     Shapes: seed39 lenet_c2 resnet_s2 vgg_b3 stem_s2 incep5x5 incep1x1 (conv),
@@ -418,6 +420,13 @@ def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, 
     if backend_name == "cuda" and _in_simulator(backend_name) and not tiny:
         raise click.ClickException("the CUDA simulator runs a few thousand threads a second: use --tiny")
     try:
+        if models:
+            from nbcnn import benchmark_models
+
+            result = benchmark_models.run(repeat=repeat, vgg=not tiny, backend=backend_name, peers=peers,
+                                          steps=2 if tiny else 20, batch=8 if tiny else 64)
+            click.echo(json.dumps(result, indent=1) if as_json else benchmark_models.format_result(result))
+            return
         if ladder:
             if backend_name != "cpu":
                 raise click.ClickException("--ladder times the cpu kernels; leave out --backend or use cpu")

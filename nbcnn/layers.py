@@ -114,6 +114,9 @@ class Layer:
         self.trainable = True
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
+        # False: backward may skip the input's gradient and return None (the first layer in
+        # training: nothing needs d(loss)/d(image) there; style transfer keeps it True)
+        self.need_input_grad = True
 
     def build(self, input_shape, rng: np.random.Generator):
         self.input_shape = tuple(input_shape)
@@ -217,7 +220,9 @@ class Conv2D(Layer):
         return ops.conv2d(x, self.params["W"], self._bias(), self.strides, self.padding)
 
     def backward(self, dy):
-        dx, dW, db = ops.conv2d_backward(dy, self._x, self.params["W"], self.strides, self.padding)
+        # need_input_grad is switched off by the training loop for a network's first layer
+        dx, dW, db = ops.conv2d_backward(dy, self._x, self.params["W"], self.strides, self.padding,
+                                         need_dx=self.need_input_grad)
         self.grads["W"] = _host(dW)
         if self.use_bias:
             self.grads["b"] = _host(db)

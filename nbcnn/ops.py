@@ -49,18 +49,22 @@ def conv2d(x, W, b, stride=1, pad=0):
     return backend.like_inputs(z, x, W, b)
 
 
-def conv2d_backward(dz, x, W, stride=1, pad=0):
-    """Gradients of ``conv2d``: returns ``(dx, dW, db)`` shaped like x, W and (C_out,)."""
+def conv2d_backward(dz, x, W, stride=1, pad=0, need_dx=True):
+    """Gradients of ``conv2d``: returns ``(dx, dW, db)`` shaped like x, W and (C_out,).
+
+    ``need_dx=False`` skips dx (returned as None): a network's first layer needs no gradient
+    for its input images while training, and dx is the most expensive of the three there.
+    """
     x, W, _ = checks.conv_inputs(x, W)
     win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "conv2d_backward")
     dz = checks.as_array(dz, "dz", 4, x.dtype)
     checks.grad_shape(dz, "dz", (x.shape[0], H_out, W_out, W.shape[3]))
     device = backend.get_backend()
     x_, W_, dz_ = (backend.to_backend(a, device) for a in (x, W, dz))
-    dx = _run(conv.BACKWARD_INPUT, (dz_, W_), (win,), x.shape, x.dtype, device)
+    dx = _run(conv.BACKWARD_INPUT, (dz_, W_), (win,), x.shape, x.dtype, device) if need_dx else None
     dW = _run(conv.BACKWARD_FILTER, (x_, dz_), (win,), W.shape, x.dtype, device)
     db = _run(bias.BACKWARD, (dz_.reshape(-1, W.shape[3]),), (), (W.shape[3],), x.dtype, device)
-    return tuple(backend.like_inputs(g, dz, x, W) for g in (dx, dW, db))
+    return tuple(None if g is None else backend.like_inputs(g, dz, x, W) for g in (dx, dW, db))
 
 
 # --------------------------------------------------------------------------- pooling

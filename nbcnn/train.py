@@ -62,7 +62,12 @@ def train_step(model, x, y):
         raise ValueError("call model.compile(optimizer=...) before training")
     out = model.forward(x, training=True)
     loss, d_logits = loss_and_gradient(model, out, y)
-    _backward(model, d_logits)
+    first = model.layers[0]
+    first.need_input_grad = False  # training needs no gradient of the images themselves
+    try:
+        _backward(model, d_logits)
+    finally:
+        first.need_input_grad = True
     model.optimizer.step(model.network.parameters())
     return loss, accuracy(out, y)
 

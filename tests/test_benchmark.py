@@ -91,3 +91,12 @@ def test_cli_rejects_unknown_shapes_and_ops():
     assert "unknown op" in bench("--ops", "nope", "--no-compile-time").output
     assert "conv shape" in bench("--ladder", "--shape", "pool32x16").output
 
+
+
+def test_cli_models_lenet_training_throughput_tiny():
+    r = bench("--models", "--tiny", "--repeat", "1", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["results"]["nbcnn"]["lenet_train"]["images_per_s"] > 0
+    if benchmark.torch_available():
+        assert data["results"]["torch"]["lenet_train"]["images_per_s"] > 0

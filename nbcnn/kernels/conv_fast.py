@@ -39,6 +39,8 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from . import blas
+
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
 
 CHUNK_BYTES = 256 << 20
@@ -166,7 +168,7 @@ def _conv_gemm(x, Wm, f_h, f_w, stride_h, stride_w, pad_top, pad_left, z):
         m = n_rows * W_out
         cols = cols_buf[:m]
         im2col_rows(x, f_h, f_w, stride_h, stride_w, pad_top, pad_left, H_out, W_out, row0, n_rows, cols)
-        np.matmul(cols, Wm, out=z2[row0 * W_out:row0 * W_out + m])
+        blas.matmul(cols, Wm, out=z2[row0 * W_out:row0 * W_out + m])
 
 
 def forward(x, W, b, win, z):
@@ -176,7 +178,7 @@ def forward(x, W, b, win, z):
     Wm = W.reshape(-1, K)
     if _is_pointwise(x.shape, win, z.shape):
         # 1x1 conv: no copy, one matrix product (x viewed as (pixels, C)).
-        np.matmul(x.reshape(-1, x.shape[3]), Wm, out=z.reshape(-1, K))
+        blas.matmul(x.reshape(-1, x.shape[3]), Wm, out=z.reshape(-1, K))
     else:
         _conv_gemm(x, Wm, win.f_h, win.f_w, win.stride_h, win.stride_w, win.pad_top, win.pad_left, z)
     z += b  # broadcast over the last axis
@@ -190,7 +192,7 @@ def backward_filter(x, dz, win, dW):
     dW2 = dW.reshape(F, K)
     dz2 = dz.reshape(-1, K)
     if _is_pointwise(x.shape, win, dz.shape):
-        np.matmul(x.reshape(-1, x.shape[3]).T, dz2, out=dW2)
+        blas.matmul(x.reshape(-1, x.shape[3]).T, dz2, out=dW2)
         return
     rows = _rows_per_chunk(N * H_out, W_out, F, x.itemsize)
     cols_buf = workspace("cols", rows * W_out * F, x.dtype).reshape(rows * W_out, F)
@@ -203,9 +205,9 @@ def backward_filter(x, dz, win, dW):
                     H_out, W_out, row0, n_rows, cols)
         dz_chunk = dz2[row0 * W_out:row0 * W_out + m]
         if row0 == 0:
-            np.matmul(cols.T, dz_chunk, out=dW2)
+            blas.matmul(cols.T, dz_chunk, out=dW2)
         else:
-            np.matmul(cols.T, dz_chunk, out=part)
+            blas.matmul(cols.T, dz_chunk, out=part)
             dW2 += part
 
 
@@ -222,7 +224,7 @@ def backward_input(dz, W, win, dx):
     _, H_out, W_out, K = dz.shape
     f_h, f_w = W.shape[0], W.shape[1]
     if _is_pointwise(dx.shape, win, dz.shape):
-        np.matmul(dz.reshape(-1, K), W.reshape(C, K).T, out=dx.reshape(-1, C))
+        blas.matmul(dz.reshape(-1, K), W.reshape(C, K).T, out=dx.reshape(-1, C))
     elif win.stride_h == 1 and win.stride_w == 1:
         # Wflip[i, j, k, c] = W[f_h-1-i, f_w-1-j, c, k]
         Wflip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, C)
@@ -237,7 +239,7 @@ def backward_input(dz, W, win, dx):
         for n0 in range(0, N, images):
             n_img = min(images, N - n0)
             dcols = dcols_buf[:n_img * per_image]
-            np.matmul(dz2[n0 * per_image:(n0 + n_img) * per_image], WmT, out=dcols)
+            blas.matmul(dz2[n0 * per_image:(n0 + n_img) * per_image], WmT, out=dcols)
             col2im_images(dcols, f_h, f_w, win.stride_h, win.stride_w, win.pad_top, win.pad_left,
                           H_out, W_out, n0, dx)
 
