@@ -163,3 +163,13 @@ def test_conv_forward_and_backward_over_random_shapes(backend_name):
 
     with nbcnn.use_backend(backend_name):
         check()
+
+
+def test_backward_can_skip_the_input_gradient(backend, rng):
+    x, Wt = rng.standard_normal((1, 5, 5, 2)), rng.standard_normal((3, 3, 2, 2))
+    dz = rng.standard_normal((1, 3, 3, 2))
+    dx, dW, db = nbcnn.conv2d_backward(dz, x, Wt, need_dx=False)
+    assert dx is None
+    _, eW, eb = oracles.conv_backward(dz, x, Wt, (1, 1), (0, 0, 0, 0))
+    np.testing.assert_allclose(dW, eW, rtol=1e-10)
+    np.testing.assert_allclose(db, eb, rtol=1e-10)
