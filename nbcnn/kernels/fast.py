@@ -24,3 +24,9 @@ conv.FORWARD.fast_cpu = conv_fast.forward  # im2col + one BLAS product; 1x1 conv
 conv.BACKWARD_INPUT.fast_cpu = conv_fast.backward_input  # flipped-filter conv, or BLAS + gather col2im
 conv.BACKWARD_FILTER.fast_cpu = conv_fast.backward_filter  # im2col(x).T @ dz in one BLAS product
 bias.BACKWARD.fast_cpu = conv_fast.bias_backward  # 16 row slices summed along k (vectorised)
+
+from . import dense, dense_fast  # noqa: E402
+
+dense.FORWARD.fast_cpu = dense_fast.forward  # one BLAS product, then the bias
+dense.BACKWARD_INPUT.fast_cpu = dense_fast.backward_input  # dy @ W.T
+dense.BACKWARD_WEIGHT.fast_cpu = dense_fast.backward_weight  # x.T @ dy

@@ -1,0 +1,31 @@
+"""The BLAS dense kernels against the readable ones and a float64 oracle."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nbcnn.kernels import dense
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 70), d=st.integers(1, 70), m=st.integers(1, 70), seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_fast_dense_equals_readable_and_oracle(n, d, m, seed, dtype):
+    r = np.random.default_rng(seed)
+    x, W, b, dy = (r.standard_normal(s).astype(dtype) for s in ((n, d), (d, m), (m,), (n, m)))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for kernel, args, shape, want in (
+        (dense.FORWARD, (x, W, b), (n, m), x.astype(np.float64) @ W + b),
+        (dense.BACKWARD_INPUT, (dy, W), (n, d), dy.astype(np.float64) @ W.T),
+        (dense.BACKWARD_WEIGHT, (x, dy), (d, m), x.astype(np.float64).T @ dy),
+    ):
+        fast, readable = np.empty(shape, dtype), np.empty(shape, dtype)
+        kernel.fast_cpu(*args, fast)
+        kernel.naive_cpu(*args, readable)
+        np.testing.assert_allclose(fast, want, rtol=tol, atol=tol)
+        np.testing.assert_allclose(fast, readable, rtol=tol, atol=tol)
+
+
+def test_fast_dense_is_installed():
+    assert dense.FORWARD.fast_cpu is not None and dense.BACKWARD_WEIGHT.fast_cpu is not None
