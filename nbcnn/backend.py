@@ -210,8 +210,10 @@ class Kernel:
 
 # Below this many array elements touched, a cpu kernel runs its prange loops on one thread:
 # waking the second thread (and waiting for BLAS's spinning workers to let go of the core)
-# costs more than it saves. LeNet-5 training, batch 64, 2 cores: 60 -> 40 ms a step.
-SERIAL_BELOW_ELEMENTS = 1_000_000
+# costs more than it saves. LeNet-5 training, batch 64, 2 cores, images/s: every kernel
+# parallel ~1,300-1,600; serial below 1M elements ~1,300-1,600 (the compute-heavy conv
+# gathers lost their second thread); serial below 250k ~2,300-2,400.
+SERIAL_BELOW_ELEMENTS = 250_000
 
 
 def _run_cpu(fn, args) -> None:
