@@ -28,16 +28,29 @@ def _blas_controllers():
     return tuple(lc for lc in ThreadpoolController().lib_controllers if lc.user_api == "blas")
 
 
-def matmul(a, b, out):
-    """``out[...] = a @ b`` (2-D), single-threaded BLAS when the product is small."""
-    flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
-    if flops >= SMALL_PRODUCT_FLOPS or not _blas_controllers():
-        return np.matmul(a, b, out=out)
+import contextlib  # noqa: E402
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """BLAS products inside run on one thread (callers may run several at once themselves)."""
     saved = [(lc, lc.num_threads) for lc in _blas_controllers()]
     for lc, _ in saved:
         lc.set_num_threads(1)
     try:
-        return np.matmul(a, b, out=out)
+        yield
     finally:
         for lc, threads in saved:
             lc.set_num_threads(threads)
+
+
+def is_small(m: int, k: int, n: int) -> bool:
+    return 2 * m * k * n < SMALL_PRODUCT_FLOPS
+
+
+def matmul(a, b, out):
+    """``out[...] = a @ b`` (2-D), single-threaded BLAS when the product is small."""
+    if not is_small(a.shape[0], a.shape[1], b.shape[1]) or not _blas_controllers():
+        return np.matmul(a, b, out=out)
+    with single_threaded():
+        return np.matmul(a, b, out=out)

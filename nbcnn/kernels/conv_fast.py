@@ -55,7 +55,7 @@ the big matrix costs far less than that."""
 # --------------------------------------------------------------------------- copying kernels
 
 
-@njit(cache=True)  # one thread on purpose: see the note at the end of this docstring
+@njit(cache=True, nogil=True)  # one thread on purpose: see the note at the end of this docstring
 def im2col_rows(x, f_h, f_w, stride_h, stride_w, pad_top, pad_left, H_out, W_out, row0, n_rows, cols):
     """Fill ``cols`` with the windows of output rows ``row0 .. row0 + n_rows - 1`` (an output
     row is one (n, h_out) pair, numbered ``n * H_out + h_out``)::
@@ -71,13 +71,22 @@ def im2col_rows(x, f_h, f_w, stride_h, stride_w, pad_top, pad_left, H_out, W_out
     """
     N, H, W, C = x.shape
     zero = x.dtype.type(0)
+    span = f_w * C
     for r in range(n_rows):
         n = (row0 + r) // H_out
         h_out = (row0 + r) % H_out
         for w_out in range(W_out):
             dst = cols[r * W_out + w_out]
+            w_first = w_out * stride_w - pad_left
             for i in range(f_h):
                 h_in = h_out * stride_h - pad_top + i
+                if 0 <= h_in < H and 0 <= w_first and w_first + f_w <= W:
+                    # the whole filter row is inside the image: in NHWC it is f_w * C numbers
+                    # in a row, copied with no per-tap bounds test
+                    for j in range(f_w):
+                        for c in range(C):
+                            dst[i * span + j * C + c] = x[n, h_in, w_first + j, c]
+                    continue
                 for j in range(f_w):
                     w_in = w_out * stride_w - pad_left + j
                     base = (i * f_w + j) * C
@@ -161,6 +170,8 @@ def _conv_gemm(x, Wm, f_h, f_w, stride_h, stride_w, pad_top, pad_left, z):
     N, H_out, W_out, K = z.shape
     F = Wm.shape[0]
     z2 = z.reshape(N * H_out * W_out, K)
+    if _split_small(x, Wm, f_h, f_w, stride_h, stride_w, pad_top, pad_left, z2, N * H_out, H_out, W_out):
+        return
     rows = _rows_per_chunk(N * H_out, W_out, F, x.itemsize)
     cols_buf = workspace("cols", rows * W_out * F, x.dtype).reshape(rows * W_out, F)
     for row0 in range(0, N * H_out, rows):
@@ -169,6 +180,51 @@ def _conv_gemm(x, Wm, f_h, f_w, stride_h, stride_w, pad_top, pad_left, z):
         cols = cols_buf[:m]
         im2col_rows(x, f_h, f_w, stride_h, stride_w, pad_top, pad_left, H_out, W_out, row0, n_rows, cols)
         blas.matmul(cols, Wm, out=z2[row0 * W_out:row0 * W_out + m])
+
+
+_pool = None
+
+
+def _threads():
+    import numba
+
+    return numba.get_num_threads()
+
+
+def _split_rows(n_rows, rows_per_part_flops_small: bool, part):
+    """Run ``part(row0, row1)`` on each thread's share of the output rows, in Python threads,
+    and return the results in order; None (nothing run) for big problems or one thread.
+
+    For small products (LeNet-sized) this beats one big copy + one BLAS call: each thread
+    copies its own windows (``im2col_rows`` releases the GIL) and runs its own one-thread
+    BLAS product, so both cores work and no BLAS thread pool has to be woken or waited for.
+    The split depends only on the thread count, so results are the same run to run.
+    """
+    global _pool
+    threads = min(_threads(), n_rows)
+    if threads < 2 or not rows_per_part_flops_small:
+        return None
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="nbcnn-conv")
+    bounds = [n_rows * t // threads for t in range(threads + 1)]
+    with blas.single_threaded():
+        futures = [_pool.submit(part, bounds[t], bounds[t + 1]) for t in range(threads)]
+        return [f.result() for f in futures]
+
+
+def _split_small(x, Wm, f_h, f_w, stride_h, stride_w, pad_top, pad_left, z2, n_rows, H_out, W_out) -> bool:
+    """``z2 = im2col(x) @ Wm`` with the rows split between threads (see ``_split_rows``)."""
+    F, K = Wm.shape
+
+    def part(row0, row1):
+        m = (row1 - row0) * W_out
+        cols = workspace("cols", m * F, x.dtype).reshape(m, F)
+        im2col_rows(x, f_h, f_w, stride_h, stride_w, pad_top, pad_left, H_out, W_out, row0, row1 - row0, cols)
+        np.matmul(cols, Wm, out=z2[row0 * W_out:row1 * W_out])
+
+    return _split_rows(n_rows, blas.is_small(n_rows * W_out, F, K), part) is not None
 
 
 def forward(x, W, b, win, z):
@@ -193,6 +249,19 @@ def backward_filter(x, dz, win, dW):
     dz2 = dz.reshape(-1, K)
     if _is_pointwise(x.shape, win, dz.shape):
         blas.matmul(x.reshape(-1, x.shape[3]).T, dz2, out=dW2)
+        return
+    def partial_dW(row0, row1):
+        m = (row1 - row0) * W_out
+        cols = workspace("cols", m * F, x.dtype).reshape(m, F)
+        im2col_rows(x, win.f_h, win.f_w, win.stride_h, win.stride_w, win.pad_top, win.pad_left,
+                    H_out, W_out, row0, row1 - row0, cols)
+        return cols.T @ dz2[row0 * W_out:row1 * W_out]
+
+    parts = _split_rows(N * H_out, blas.is_small(N * H_out * W_out, F, K), partial_dW)
+    if parts is not None:
+        dW2[...] = parts[0]
+        for p in parts[1:]:  # summed in a fixed order: the same bits every run
+            dW2 += p
         return
     rows = _rows_per_chunk(N * H_out, W_out, F, x.itemsize)
     cols_buf = workspace("cols", rows * W_out * F, x.dtype).reshape(rows * W_out, F)
