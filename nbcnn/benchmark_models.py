@@ -22,6 +22,16 @@ import time
 import numpy as np
 
 
+def _timed(fn, repeat: int) -> list[float]:
+    """Seconds of ``repeat`` calls of ``fn`` (after the caller's warm-up)."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def _stats(times, images):
     times = sorted(times)
     return {"best_s": times[0], "median_s": times[len(times) // 2], "images_per_s": images / times[0],
@@ -39,23 +49,17 @@ def nbcnn_worker(batch: int, steps: int, repeat: int, vgg: bool, backend: str) -
     model = models.lenet5(activation="relu", pooling="max")
     model.compile(optim.Adam(1e-3))
     model.train_on_batch(x[:batch], y[:batch])  # compile / warm up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
+
+    def epoch():
         for s in range(steps):
             model.train_on_batch(x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch])
-        times.append(time.perf_counter() - t)
-    out = {"lenet_train": _stats(times, batch * steps)}
+
+    out = {"lenet_train": _stats(_timed(epoch, repeat), batch * steps)}
     if vgg:
         net = models.vgg16()
         image = rng.random((1, 224, 224, 3), dtype=np.float32)
         net(image)
-        vt = []
-        for _ in range(max(2, repeat // 2)):
-            t = time.perf_counter()
-            net(image)
-            vt.append(time.perf_counter() - t)
-        out["vgg16_forward"] = _stats(vt, 1)
+        out["vgg16_forward"] = _stats(_timed(lambda: net(image), max(2, repeat // 2)), 1)
     return out
 
 
@@ -78,13 +82,12 @@ def torch_worker(batch: int, steps: int, repeat: int, vgg: bool) -> dict:
         opt.step()
 
     step(0)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
+
+    def epoch():
         for s in range(steps):
             step(s)
-        times.append(time.perf_counter() - t)
-    out = {"lenet_train": _stats(times, batch * steps), "threads": torch.get_num_threads()}
+
+    out = {"lenet_train": _stats(_timed(epoch, repeat), batch * steps), "threads": torch.get_num_threads()}
     if vgg:
         cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
         layers, c = [], 3
@@ -99,12 +102,7 @@ def torch_worker(batch: int, steps: int, repeat: int, vgg: bool) -> dict:
         image = torch.rand(1, 3, 224, 224)
         with torch.no_grad():
             net(image)
-            vt = []
-            for _ in range(max(2, repeat // 2)):
-                t = time.perf_counter()
-                net(image)
-                vt.append(time.perf_counter() - t)
-        out["vgg16_forward"] = _stats(vt, 1)
+            out["vgg16_forward"] = _stats(_timed(lambda: net(image), max(2, repeat // 2)), 1)
     return out
 
 
