@@ -210,3 +210,24 @@ def test_transfer_learning_needs_fewer_steps_than_training_from_scratch(digits):
                                                max_steps=150))
     assert transfer_steps <= 100, transfer_steps
     assert transfer_steps < min(scratch_steps), (transfer_steps, scratch_steps)
+
+
+@pytest.mark.parametrize("backend_name", ["python", "cuda"])
+def test_the_same_training_step_on_every_backend(backend_name, digits):
+    """A few steps of a tiny model give the same weights on python and cuda (simulator) as on cpu."""
+    x, y = digits[0][:8, 6:14, 6:14, :], digits[1][:8]  # 8x8 crops: tiny for the slow backends
+
+    def run():
+        model = nbcnn.Sequential([L.Conv2D(2, 3, kernel_initializer="he_normal"), L.ReLU(), L.MaxPooling2D(2),
+                                  L.Flatten(), L.Dense(10, activation="softmax")], input_shape=(8, 8, 1), seed=0)
+        model.compile(optim.SGD(0.1, momentum=0.9))
+        history = model.fit(x, y, epochs=2, batch_size=4, verbose=False)
+        return history["loss"], model.layers[0].params["W"], model.layers[-1].params["W"]
+
+    reference = run()  # the autouse fixture runs this on cpu
+    with nbcnn.use_backend(backend_name):
+        other = run()
+    np.testing.assert_allclose(other[0], reference[0], rtol=1e-4)
+    for a, b in zip(other[1:], reference[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert reference[0][-1] < reference[0][0]
