@@ -28,7 +28,7 @@ import numpy as np
 
 from . import ops
 from .backend import to_host
-from .checks import output_size, padding as resolve_padding
+from .checks import int_pair, output_size, padding as resolve_padding
 
 DTYPE = np.float32
 
@@ -172,6 +172,15 @@ def _zero_grads(layer: Layer) -> None:
         layer.grads[key] = np.zeros_like(p)
 
 
+def window_output_shape(input_shape, f_hw, strides, padding, channels):
+    """(H_out, W_out, channels) of a conv or pool window on an (H, W, C) input:
+    ``H_out = (H + pad_top + pad_bottom - f_h) // stride_h + 1`` (W_out likewise)."""
+    H, W, _ = input_shape
+    s = int_pair(strides, "strides", 1)
+    p = resolve_padding(padding, (H, W), f_hw, s)
+    return (output_size(H, f_hw[0], s[0], p.top, p.bottom), output_size(W, f_hw[1], s[1], p.left, p.right), channels)
+
+
 # --------------------------------------------------------------------------- convolution
 
 
@@ -194,11 +203,7 @@ class Conv2D(Layer):
         self.kernel_initializer = kernel_initializer
 
     def compute_output_shape(self, input_shape):
-        H, W, _ = input_shape
-        s = (self.strides, self.strides) if isinstance(self.strides, int) else tuple(self.strides)
-        p = resolve_padding(self.padding, (H, W), self.kernel_size, s)
-        return (output_size(H, self.kernel_size[0], s[0], p.top, p.bottom),
-                output_size(W, self.kernel_size[1], s[1], p.left, p.right), self.filters)
+        return window_output_shape(input_shape, self.kernel_size, self.strides, self.padding, self.filters)
 
     def build(self, input_shape, rng):
         if len(input_shape) != 3:
@@ -246,11 +251,7 @@ class _Pool2D(Layer):
         self.padding = padding
 
     def compute_output_shape(self, input_shape):
-        H, W, C = input_shape
-        s = (self.strides, self.strides) if isinstance(self.strides, int) else tuple(self.strides)
-        p = resolve_padding(self.padding, (H, W), self.pool_size, s)
-        return (output_size(H, self.pool_size[0], s[0], p.top, p.bottom),
-                output_size(W, self.pool_size[1], s[1], p.left, p.right), C)
+        return window_output_shape(input_shape, self.pool_size, self.strides, self.padding, input_shape[2])
 
     def forward(self, x, training=False):
         self._x = x

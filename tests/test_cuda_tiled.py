@@ -18,8 +18,7 @@ import oracles
 from conftest import REAL_GPU
 from nbcnn.checks import Window
 from nbcnn.kernels import conv, cuda_conv
-from test_backend import run_python
-from test_cuda_compile import PREAMBLE
+from test_cuda_compile import PREAMBLE, run_compile_script
 
 cuda = pytest.importorskip("numba.cuda")
 
@@ -207,11 +206,7 @@ sys.exit(1 if failures else 0)
 
 
 def test_tiled_kernels_compile_for_a_real_gpu():
-    result = run_python(COMPILE_SCRIPT)
-    if result.returncode == 3:
-        pytest.skip("CUDA toolkit wheels not installed (pip install -e .[cuda13]): " + result.stdout.strip()[:200])
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("OK ") == 8
+    assert run_compile_script(COMPILE_SCRIPT).count("OK ") == 8
 
 
 @pytest.mark.gpu
