@@ -267,9 +267,10 @@ def launch(kernel: Kernel, *args, backend: str | None = None) -> None:
     if name == "python":
         kernel.source(*args)
     elif name == "cpu":
-        if kernel.cpu is not kernel.naive_cpu:
+        fn = kernel.cpu  # reads NBCNN_FAST once per launch
+        if fn is not kernel.naive_cpu:
             variant = "fast"
-        _run_cpu(kernel.cpu, args)
+        _run_cpu(fn, args)
     elif name == "cuda":
         fast = kernel.fast_cuda
         if fast is not None:

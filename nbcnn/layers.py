@@ -167,11 +167,6 @@ class Layer:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-def _zero_grads(layer: Layer) -> None:
-    for key, p in layer.params.items():
-        layer.grads[key] = np.zeros_like(p)
-
-
 def window_output_shape(input_shape, f_hw, strides, padding, channels):
     """(H_out, W_out, channels) of a conv or pool window on an (H, W, C) input:
     ``H_out = (H + pad_top + pad_bottom - f_h) // stride_h + 1`` (W_out likewise)."""
