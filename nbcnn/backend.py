@@ -217,8 +217,11 @@ SERIAL_BELOW_ELEMENTS = 250_000
 
 
 def _run_cpu(fn, args) -> None:
+    """Run a cpu kernel, on one thread when it touches few elements (see above). Kernels
+    marked ``fn.compute_bound = True`` (the register-blocked convolutions: many multiply-adds
+    per element touched, and no BLAS threads to wait for) always get every thread."""
     touched = sum(a.size for a in args if isinstance(a, np.ndarray))
-    if touched >= SERIAL_BELOW_ELEMENTS:
+    if touched >= SERIAL_BELOW_ELEMENTS or getattr(fn, "compute_bound", False):
         fn(*args)
         return
     import numba

@@ -39,7 +39,8 @@ import threading
 import numpy as np
 from numba import njit, prange
 
-from . import blas
+from ..checks import Window
+from . import blas, conv_direct
 
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
 
@@ -155,6 +156,16 @@ def _rows_per_chunk(n_out_rows, W_out, F, itemsize):
     return int(min(n_out_rows, max(1, CHUNK_BYTES // per_row)))
 
 
+def _direct_ok(x, W, z):
+    """The direct kernel takes contiguous float32 (float64 stays on im2col + BLAS)."""
+    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, W, z))
+
+
+def _scratch(name, n_items):
+    """Reusable float32 scratch memory for the direct kernels (padded input, padded dz)."""
+    return workspace(name, n_items, np.float32)
+
+
 def _is_pointwise(x_shape, win, z_shape):
     """A 1x1, stride-1, unpadded conv: ``x`` as an (N*H*W, C) matrix already is ``cols``."""
     return (win.f_h == 1 and win.f_w == 1 and win.stride_h == 1 and win.stride_w == 1
@@ -232,6 +243,10 @@ def forward(x, W, b, win, z):
     output as ``conv.conv2d_forward``."""
     K = z.shape[3]
     Wm = W.reshape(-1, K)
+    if _direct_ok(x, W, z):
+        # float32: the register-blocked direct kernel (conv_direct.py), bias included
+        conv_direct.forward(x, W, b, win, z, _scratch)
+        return
     if _is_pointwise(x.shape, win, z.shape):
         # 1x1 conv: no copy, one matrix product (x viewed as (pixels, C)).
         blas.matmul(x.reshape(-1, x.shape[3]), Wm, out=z.reshape(-1, K))
@@ -247,6 +262,9 @@ def backward_filter(x, dz, win, dW):
     F = dW.size // K
     dW2 = dW.reshape(F, K)
     dz2 = dz.reshape(-1, K)
+    if _direct_ok(x, dz, dW):
+        conv_direct.backward_filter(x, dz, win, dW, _scratch)
+        return
     if _is_pointwise(x.shape, win, dz.shape):
         blas.matmul(x.reshape(-1, x.shape[3]).T, dz2, out=dW2)
         return
@@ -300,8 +318,12 @@ def backward_input(dz, W, win, dx):
         blas.matmul(dz.reshape(-1, K), W.reshape(C, K).T, out=dx.reshape(-1, C))
     elif win.stride_h == 1 and win.stride_w == 1 and flipped_copy <= 2 * dcols_size:
         # Wflip[i, j, k, c] = W[f_h-1-i, f_w-1-j, c, k]
-        Wflip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, C)
-        _conv_gemm(dz, Wflip, f_h, f_w, 1, 1, f_h - 1 - win.pad_top, f_w - 1 - win.pad_left, dx)
+        Wflip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
+        flipped = Window(f_h, f_w, 1, 1, f_h - 1 - win.pad_top, f_w - 1 - win.pad_left)
+        if _direct_ok(dz, W, dx):
+            conv_direct.forward(dz, Wflip, np.zeros(C, dz.dtype), flipped, dx, _scratch)
+        else:
+            _conv_gemm(dz, Wflip.reshape(-1, C), f_h, f_w, 1, 1, flipped.pad_top, flipped.pad_left, dx)
     else:
         F = f_h * f_w * C
         per_image = H_out * W_out

@@ -23,6 +23,8 @@ from . import bias, conv_fast  # noqa: E402
 conv.FORWARD.fast_cpu = conv_fast.forward  # im2col + one BLAS product; 1x1 convs skip the copy
 conv.BACKWARD_INPUT.fast_cpu = conv_fast.backward_input  # flipped-filter conv, or BLAS + gather col2im
 conv.BACKWARD_FILTER.fast_cpu = conv_fast.backward_filter  # im2col(x).T @ dz in one BLAS product
+conv_fast.forward.compute_bound = conv_fast.backward_input.compute_bound = True  # both threads, however small
+conv_fast.backward_filter.compute_bound = True
 bias.BACKWARD.fast_cpu = conv_fast.bias_backward  # 16 row slices summed along k (vectorised)
 
 from . import dense, dense_fast  # noqa: E402

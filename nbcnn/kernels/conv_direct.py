@@ -1,0 +1,303 @@
+"""Fast cpu convolution forward (float32): a direct, register-blocked loop nest.
+
+Same maths and shapes as the readable ``conv.conv2d_forward`` (NHWC)::
+
+    z[n, h_out, w_out, k] = b[k] + sum over i, j, c of
+                            x[n, h_out * s_h - pad_top + i, w_out * s_w - pad_left + j, c] * W[i, j, c, k]
+    H_out = (H + pad_top + pad_bottom - f_h) // s_h + 1
+
+What is restructured, and why it is fast (about 10x the readable compiled loop):
+
+1. **A register tile.** The output is cut into tiles of 6 pixels (along a row) x 16 channels.
+   A tile's 96 sums live in 12 vector registers (``simd.f32x8``: 8 lanes each) for the whole
+   reduction over (i, j, c); each step loads 2 weight vectors and 6 input numbers and does 12
+   vector multiply-adds. That is 96 multiply-adds per 8 loads: the two FMA units, not memory,
+   set the speed. (The readable loop does one load per multiply-add.) AVX2 has 16 vector
+   registers: 12 sums + 2 weights + 1 broadcast input fill them; a bigger tile spills.
+2. **Packed weights.** ``W`` is re-laid out as panels ``(K/16, f_h, f_w, C, 16)`` (padded with
+   zeros to a whole panel), so the 2 weight vectors of one step are 64 contiguous bytes and a
+   tile walks its panel front to back.
+3. **One contiguous run per filter row.** In NHWC the numbers under filter row i of one pixel,
+   ``x[n, h, w0 .. w0 + f_w - 1, 0 .. C - 1]``, are ``f_w * C`` consecutive floats, and so are
+   the weights ``W[i, :, :, k0 .. k0 + 15]`` in the panel: the inner loop is one flat ``jc``
+   loop with no index arithmetic per tap.
+4. **Padding copied once.** Reads outside the image would need a test per tap; instead ``x``
+   is copied once into a zero-bordered buffer (skipped when no pad is needed). Tiles that
+   hang over the right edge repeat the last pixel's reads and store only the real pixels.
+5. **Bias for free:** the sums start from the bias vector instead of zero.
+6. **Threads:** ``prange`` over output rows (n, h_out); each row's tiles are written by one
+   thread, so there are no races and the result is the same bits every run.
+
+Measured with ``nbcnn bench`` (see the README): 3-7x the im2col + BLAS path on small-channel
+convs (LeNet, the 3-channel stems), and on par with it or faster on VGG-sized ones.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .simd import fma8, load8, splat8, splat_at8, store8
+
+PIXELS = 6
+"""Output pixels per register tile (along a row)."""
+CHANNELS = 16
+"""Output channels per register tile: two 8-lane vectors."""
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
+    """The tiled loop nest. All arrays are flat float32:
+
+    * ``xf``: the (padded) input, shape ``x_shape = (N, Hp, Wp, C)``, already holding the zero
+      border, so window (h_out, w_out) starts at row ``h_out * s_h``, column ``w_out * s_w``;
+    * ``Wf``: the packed filters ``(ceil(K / 16), f_h, f_w, C, 16)`` (see ``pack_filters``);
+    * ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
+    * ``bias``: ``ceil(K / 16) * 16`` numbers; ``out``: ``(N, H_out, W_out, K)``.
+    """
+    N, Hp, Wp, C = x_shape
+    f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    panels = (K + CHANNELS - 1) // CHANNELS
+    run = f_w * C  # floats under one filter row: contiguous in x and in the panel
+    step = s_w * C  # floats from one output pixel's window to the next one's
+    for t in prange(N * H_out):
+        n = t // H_out
+        h_out = t % H_out
+        edge = np.empty(PIXELS * CHANNELS, np.float32)  # a tile that does not fit in `out`
+        for kb in range(panels):
+            for w0 in range(0, W_out, PIXELS):
+                # pixel p of the tile reads (w0 + p) * step floats right of the tile's start;
+                # past the right edge it repeats the last real pixel (computed, never stored)
+                last = W_out - 1 - w0
+                o1 = min(1, last) * step
+                o2 = min(2, last) * step
+                o3 = min(3, last) * step
+                o4 = min(4, last) * step
+                o5 = min(5, last) * step
+                a00 = load8(bias, kb * CHANNELS)
+                a01 = load8(bias, kb * CHANNELS + 8)
+                a10 = a00
+                a11 = a01
+                a20 = a00
+                a21 = a01
+                a30 = a00
+                a31 = a01
+                a40 = a00
+                a41 = a01
+                a50 = a00
+                a51 = a01
+                for i in range(f_h):
+                    x_row = ((n * Hp + h_out * s_h + i) * Wp + w0 * s_w) * C
+                    w_row = (kb * f_h + i) * run * CHANNELS
+                    for jc in range(run):
+                        w_lo = load8(Wf, w_row + jc * CHANNELS)
+                        w_hi = load8(Wf, w_row + jc * CHANNELS + 8)
+                        o = x_row + jc
+                        v = splat_at8(xf, o)
+                        a00 = fma8(v, w_lo, a00)
+                        a01 = fma8(v, w_hi, a01)
+                        v = splat_at8(xf, o + o1)
+                        a10 = fma8(v, w_lo, a10)
+                        a11 = fma8(v, w_hi, a11)
+                        v = splat_at8(xf, o + o2)
+                        a20 = fma8(v, w_lo, a20)
+                        a21 = fma8(v, w_hi, a21)
+                        v = splat_at8(xf, o + o3)
+                        a30 = fma8(v, w_lo, a30)
+                        a31 = fma8(v, w_hi, a31)
+                        v = splat_at8(xf, o + o4)
+                        a40 = fma8(v, w_lo, a40)
+                        a41 = fma8(v, w_hi, a41)
+                        v = splat_at8(xf, o + o5)
+                        a50 = fma8(v, w_lo, a50)
+                        a51 = fma8(v, w_hi, a51)
+                k0 = kb * CHANNELS
+                base = ((n * H_out + h_out) * W_out + w0) * K + k0
+                whole = w0 + PIXELS <= W_out and k0 + CHANNELS <= K
+                dst = out if whole else edge
+                at = base if whole else 0
+                pitch = K if whole else CHANNELS
+                store8(dst, at, a00)
+                store8(dst, at + 8, a01)
+                store8(dst, at + pitch, a10)
+                store8(dst, at + pitch + 8, a11)
+                store8(dst, at + 2 * pitch, a20)
+                store8(dst, at + 2 * pitch + 8, a21)
+                store8(dst, at + 3 * pitch, a30)
+                store8(dst, at + 3 * pitch + 8, a31)
+                store8(dst, at + 4 * pitch, a40)
+                store8(dst, at + 4 * pitch + 8, a41)
+                store8(dst, at + 5 * pitch, a50)
+                store8(dst, at + 5 * pitch + 8, a51)
+                if not whole:
+                    for p in range(min(PIXELS, W_out - w0)):
+                        for k in range(min(CHANNELS, K - k0)):
+                            out[base + p * K + k] = edge[p * CHANNELS + k]
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def filter_grad_tiles(xf, x_shape, dzf, geometry, parts):
+    """dW as the same kind of register tile, the reduction now running over output pixels::
+
+        dW[r, k] = sum over (n, h_out, w_out) of x_window[(n, h_out, w_out), r] * dz[n, h_out, w_out, k]
+
+    with r = (i * f_w + j) * C + c a filter tap. A tile is 6 taps x 16 channels (12 vector
+    sums); each pixel loads 2 vectors of ``dz`` and broadcasts the 6 input numbers under the
+    tile's taps, which sit at fixed offsets from the pixel's window corner (computed once per
+    tile). ``dzf`` is ``dz`` flat, with at least 16 numbers more after it when K is not a
+    multiple of 16: a pixel's last vector then runs into the next pixel's numbers, which only
+    reach the columns k >= K of ``parts``, never read.
+
+    ``parts`` is ``(splits, tiles * 6, Kp)``: split s sums images ``s * N // splits`` up to the
+    next split's first, so that small filters still give every thread work; the caller adds
+    the splits in a fixed order (the same bits every run). Task = (split, tap tile, panel).
+    """
+    N, Hp, Wp, C = x_shape
+    f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    F = f_h * f_w * C
+    tiles = (F + PIXELS - 1) // PIXELS
+    panels = (K + CHANNELS - 1) // CHANNELS
+    Kp = panels * CHANNELS
+    splits = parts.size // (tiles * PIXELS * Kp)
+    for task in prange(splits * tiles * panels):
+        split = task // (tiles * panels)
+        tile = (task // panels) % tiles
+        kb = task % panels
+        # offset of tap r inside the window, for the tile's 6 taps (past F: repeat the last tap)
+        r = min(tile * PIXELS, F - 1)
+        o0 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+        r = min(tile * PIXELS + 1, F - 1)
+        o1 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+        r = min(tile * PIXELS + 2, F - 1)
+        o2 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+        r = min(tile * PIXELS + 3, F - 1)
+        o3 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+        r = min(tile * PIXELS + 4, F - 1)
+        o4 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+        r = min(tile * PIXELS + 5, F - 1)
+        o5 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+        a00 = splat8(np.float32(0))
+        a01 = a00
+        a10 = a00
+        a11 = a00
+        a20 = a00
+        a21 = a00
+        a30 = a00
+        a31 = a00
+        a40 = a00
+        a41 = a00
+        a50 = a00
+        a51 = a00
+        k0 = kb * CHANNELS
+        for n in range(split * N // splits, (split + 1) * N // splits):
+            for h_out in range(H_out):
+                corner = (n * Hp + h_out * s_h) * Wp * C
+                q = (n * H_out + h_out) * W_out * K + k0
+                for w_out in range(W_out):
+                    g_lo = load8(dzf, q)
+                    g_hi = load8(dzf, q + 8)
+                    q += K
+                    o = corner + w_out * s_w * C
+                    v = splat_at8(xf, o + o0)
+                    a00 = fma8(v, g_lo, a00)
+                    a01 = fma8(v, g_hi, a01)
+                    v = splat_at8(xf, o + o1)
+                    a10 = fma8(v, g_lo, a10)
+                    a11 = fma8(v, g_hi, a11)
+                    v = splat_at8(xf, o + o2)
+                    a20 = fma8(v, g_lo, a20)
+                    a21 = fma8(v, g_hi, a21)
+                    v = splat_at8(xf, o + o3)
+                    a30 = fma8(v, g_lo, a30)
+                    a31 = fma8(v, g_hi, a31)
+                    v = splat_at8(xf, o + o4)
+                    a40 = fma8(v, g_lo, a40)
+                    a41 = fma8(v, g_hi, a41)
+                    v = splat_at8(xf, o + o5)
+                    a50 = fma8(v, g_lo, a50)
+                    a51 = fma8(v, g_hi, a51)
+        at = (split * tiles * PIXELS + tile * PIXELS) * Kp + k0
+        store8(parts, at, a00)
+        store8(parts, at + 8, a01)
+        store8(parts, at + Kp, a10)
+        store8(parts, at + Kp + 8, a11)
+        store8(parts, at + 2 * Kp, a20)
+        store8(parts, at + 2 * Kp + 8, a21)
+        store8(parts, at + 3 * Kp, a30)
+        store8(parts, at + 3 * Kp + 8, a31)
+        store8(parts, at + 4 * Kp, a40)
+        store8(parts, at + 4 * Kp + 8, a41)
+        store8(parts, at + 5 * Kp, a50)
+        store8(parts, at + 5 * Kp + 8, a51)
+
+
+def pack_filters(W):
+    """``W (f_h, f_w, C, K)`` -> flat panels ``(ceil(K / 16), f_h, f_w, C, 16)``, zero-padded."""
+    f_h, f_w, C, K = W.shape
+    panels = -(-K // CHANNELS)
+    padded = np.zeros((f_h, f_w, C, panels * CHANNELS), np.float32)
+    padded[..., :K] = W
+    return np.ascontiguousarray(padded.reshape(f_h, f_w, C, panels, CHANNELS).transpose(3, 0, 1, 2, 4)).reshape(-1)
+
+
+def padded_input(x, win, H_out, W_out, scratch):
+    """``x`` with its zero border, exactly as big as the windows read: ``(N, Hp, Wp, C)`` with
+    ``Hp = (H_out - 1) * s_h + f_h``. ``x`` itself when that is already the case (no pad).
+    ``scratch(name, n_items)`` gives reusable float32 memory. Negative pads crop ``x``."""
+    N, H, W, C = x.shape
+    Hp = (H_out - 1) * win.stride_h + win.f_h
+    Wp = (W_out - 1) * win.stride_w + win.f_w
+    if win.pad_top == 0 and win.pad_left == 0 and Hp <= H and Wp <= W:
+        return x
+    xp = scratch("padded_x", N * Hp * Wp * C).reshape(N, Hp, Wp, C)
+    # where x lands in xp (clipped on both sides: pads can be negative, or more than needed)
+    top, left = win.pad_top, win.pad_left
+    h0, h1 = max(0, -top), min(H, Hp - top)
+    w0, w1 = max(0, -left), min(W, Wp - left)
+    _fill_border(xp, top + h0, top + h1, left + w0, left + w1)
+    xp[:, top + h0:top + h1, left + w0:left + w1] = x[:, h0:h1, w0:w1]
+    return xp
+
+
+def _fill_border(xp, r0, r1, c0, c1):
+    """Zero everything of ``xp`` outside rows ``r0:r1`` x columns ``c0:c1`` (the copy fills the rest)."""
+    xp[:, :r0] = 0
+    xp[:, r1:] = 0
+    xp[:, r0:r1, :c0] = 0
+    xp[:, r0:r1, c1:] = 0
+
+
+def forward(x, W, b, win, z, scratch):
+    """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous); ``win`` a ``checks.Window``."""
+    N, H_out, W_out, K = z.shape
+    xp = padded_input(x, win, H_out, W_out, scratch)
+    bias = np.zeros(-(-K // CHANNELS) * CHANNELS, np.float32)
+    bias[:K] = b
+    geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
+    conv_tiles(xp.reshape(-1), xp.shape, pack_filters(W), geometry, bias, z.reshape(-1))
+
+
+TASKS_WANTED = 16
+"""dW: split the images into enough parts that there are about this many tasks (a fixed
+number, not the thread count, so the sum order, and the bits, never depend on the machine)."""
+
+
+def backward_filter(x, dz, win, dW, scratch):
+    """``dW = sum over pixels of window(x) outer dz`` for float32 (see ``filter_grad_tiles``)."""
+    N, H_out, W_out, K = dz.shape
+    f_h, f_w, C, _ = dW.shape
+    xp = padded_input(x, win, H_out, W_out, scratch)
+    Kp = -(-K // CHANNELS) * CHANNELS
+    dzf = dz.reshape(-1)
+    if Kp != K:  # the last pixel's vectors read up to 16 numbers past the end: give them room
+        dzf = scratch("dz_tail_room", dz.size + CHANNELS)
+        dzf[:dz.size] = dz.reshape(-1)
+        dzf[dz.size:] = 0
+    F = f_h * f_w * C
+    tiles = -(-F // PIXELS)
+    splits = max(1, min(N, TASKS_WANTED // (tiles * (Kp // CHANNELS))))
+    parts = np.empty((splits, tiles * PIXELS, Kp), np.float32)
+    geometry = (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K)
+    filter_grad_tiles(xp.reshape(-1), xp.shape, dzf, geometry, parts.reshape(-1))
+    total = parts[0]
+    for s in range(1, splits):  # a fixed order
+        total += parts[s]
+    dW.reshape(F, K)[...] = total[:F, :K]
