@@ -22,8 +22,10 @@ What is restructured, and why it is fast (about 10x the readable compiled loop):
    the weights ``W[i, :, :, k0 .. k0 + 15]`` in the panel: the inner loop is one flat ``jc``
    loop with no index arithmetic per tap.
 4. **Padding copied once.** Reads outside the image would need a test per tap; instead ``x``
-   is copied once into a zero-bordered buffer (skipped when no pad is needed). Tiles that
-   hang over the right edge repeat the last pixel's reads and store only the real pixels.
+   is copied once into a zero-bordered buffer, wide enough for whole tiles (skipped when no
+   pad is needed and the row is a whole number of tiles). So pixel p of a tile always reads
+   ``p * stride * C`` floats after pixel 0 (one address register, no clamping), and tiles that
+   hang over the right edge compute on zeros and store only their real pixels.
 5. **Bias for free:** the sums start from the bias vector instead of zero.
 6. **Threads:** ``prange`` over output rows (n, h_out); each row's tiles are written by one
    thread, so there are no races and the result is the same bits every run.
@@ -35,20 +37,22 @@ convs (LeNet, the 3-channel stems), and on par with it or faster on VGG-sized on
 import numpy as np
 from numba import njit, prange
 
-from .simd import fma8, load8, splat8, splat_at8, store8
+from .simd import LANES, fma8, load8, splat8, splat_at8, store8
 
-PIXELS = 6
+PIXELS = 4
 """Output pixels per register tile (along a row)."""
+TAPS = 6
+"""Filter taps per register tile of the dW kernel."""
 CHANNELS = 16
 """Output channels per register tile: two 8-lane vectors."""
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
-    """The tiled loop nest. All arrays are flat float32:
+    """The tiled loop nest (4 pixels x 16 channels). All arrays are flat float32:
 
-    * ``xf``: the (padded) input, shape ``x_shape = (N, Hp, Wp, C)``, already holding the zero
-      border, so window (h_out, w_out) starts at row ``h_out * s_h``, column ``w_out * s_w``;
+    * ``xf``: the padded input, shape ``x_shape = (N, Hp, Wp, C)`` (see ``padded_input``), so
+      window (h_out, w_out) starts at row ``h_out * s_h``, column ``w_out * s_w``;
     * ``Wf``: the packed filters ``(ceil(K / 16), f_h, f_w, C, 16)`` (see ``pack_filters``);
     * ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
     * ``bias``: ``ceil(K / 16) * 16`` numbers; ``out``: ``(N, H_out, W_out, K)``.
@@ -64,15 +68,7 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
         edge = np.empty(PIXELS * CHANNELS, np.float32)  # a tile that does not fit in `out`
         for kb in range(panels):
             for w0 in range(0, W_out, PIXELS):
-                # pixel p of the tile reads (w0 + p) * step floats right of the tile's start;
-                # past the right edge it repeats the last real pixel (computed, never stored)
-                last = W_out - 1 - w0
-                o1 = min(1, last) * step
-                o2 = min(2, last) * step
-                o3 = min(3, last) * step
-                o4 = min(4, last) * step
-                o5 = min(5, last) * step
-                a00 = load8(bias, kb * CHANNELS)
+                a00 = load8(bias, kb * CHANNELS)  # the sums start from the bias
                 a01 = load8(bias, kb * CHANNELS + 8)
                 a10 = a00
                 a11 = a01
@@ -80,10 +76,6 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
                 a21 = a01
                 a30 = a00
                 a31 = a01
-                a40 = a00
-                a41 = a01
-                a50 = a00
-                a51 = a01
                 for i in range(f_h):
                     x_row = ((n * Hp + h_out * s_h + i) * Wp + w0 * s_w) * C
                     w_row = (kb * f_h + i) * run * CHANNELS
@@ -94,21 +86,15 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
                         v = splat_at8(xf, o)
                         a00 = fma8(v, w_lo, a00)
                         a01 = fma8(v, w_hi, a01)
-                        v = splat_at8(xf, o + o1)
+                        v = splat_at8(xf, o + step)
                         a10 = fma8(v, w_lo, a10)
                         a11 = fma8(v, w_hi, a11)
-                        v = splat_at8(xf, o + o2)
+                        v = splat_at8(xf, o + 2 * step)
                         a20 = fma8(v, w_lo, a20)
                         a21 = fma8(v, w_hi, a21)
-                        v = splat_at8(xf, o + o3)
+                        v = splat_at8(xf, o + 3 * step)
                         a30 = fma8(v, w_lo, a30)
                         a31 = fma8(v, w_hi, a31)
-                        v = splat_at8(xf, o + o4)
-                        a40 = fma8(v, w_lo, a40)
-                        a41 = fma8(v, w_hi, a41)
-                        v = splat_at8(xf, o + o5)
-                        a50 = fma8(v, w_lo, a50)
-                        a51 = fma8(v, w_hi, a51)
                 k0 = kb * CHANNELS
                 base = ((n * H_out + h_out) * W_out + w0) * K + k0
                 whole = w0 + PIXELS <= W_out and k0 + CHANNELS <= K
@@ -123,14 +109,70 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
                 store8(dst, at + 2 * pitch + 8, a21)
                 store8(dst, at + 3 * pitch, a30)
                 store8(dst, at + 3 * pitch + 8, a31)
-                store8(dst, at + 4 * pitch, a40)
-                store8(dst, at + 4 * pitch + 8, a41)
-                store8(dst, at + 5 * pitch, a50)
-                store8(dst, at + 5 * pitch + 8, a51)
                 if not whole:
                     for p in range(min(PIXELS, W_out - w0)):
                         for k in range(min(CHANNELS, K - k0)):
                             out[base + p * K + k] = edge[p * CHANNELS + k]
+
+
+NARROW_PIXELS = 8
+"""Pixels per tile of the narrow kernel (one 8-lane vector of channels each)."""
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
+    """``conv_tiles`` for at most 8 output channels (LeNet's 6, the dX of a 6-channel layer):
+    a 16-channel tile would leave 10 of its 16 lanes idle, so this tile is 8 pixels x 8
+    channels instead (8 vector sums, one weight vector per step). ``Wf`` is packed with
+    ``pack_filters(W, 8)``, ``bias`` holds 8 numbers. Otherwise the same loop nest."""
+    N, Hp, Wp, C = x_shape
+    f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    run = f_w * C
+    step = s_w * C
+    for t in prange(N * H_out):
+        n = t // H_out
+        h_out = t % H_out
+        edge = np.empty(NARROW_PIXELS * LANES, np.float32)
+        for w0 in range(0, W_out, NARROW_PIXELS):
+            a0 = load8(bias, 0)
+            a1 = a0
+            a2 = a0
+            a3 = a0
+            a4 = a0
+            a5 = a0
+            a6 = a0
+            a7 = a0
+            for i in range(f_h):
+                x_row = ((n * Hp + h_out * s_h + i) * Wp + w0 * s_w) * C
+                w_row = i * run * LANES
+                for jc in range(run):
+                    w = load8(Wf, w_row + jc * LANES)
+                    o = x_row + jc
+                    a0 = fma8(splat_at8(xf, o), w, a0)
+                    a1 = fma8(splat_at8(xf, o + step), w, a1)
+                    a2 = fma8(splat_at8(xf, o + 2 * step), w, a2)
+                    a3 = fma8(splat_at8(xf, o + 3 * step), w, a3)
+                    a4 = fma8(splat_at8(xf, o + 4 * step), w, a4)
+                    a5 = fma8(splat_at8(xf, o + 5 * step), w, a5)
+                    a6 = fma8(splat_at8(xf, o + 6 * step), w, a6)
+                    a7 = fma8(splat_at8(xf, o + 7 * step), w, a7)
+            base = ((n * H_out + h_out) * W_out + w0) * K
+            whole = w0 + NARROW_PIXELS <= W_out and K == LANES
+            dst = out if whole else edge
+            at = base if whole else 0
+            pitch = K if whole else LANES
+            store8(dst, at, a0)
+            store8(dst, at + pitch, a1)
+            store8(dst, at + 2 * pitch, a2)
+            store8(dst, at + 3 * pitch, a3)
+            store8(dst, at + 4 * pitch, a4)
+            store8(dst, at + 5 * pitch, a5)
+            store8(dst, at + 6 * pitch, a6)
+            store8(dst, at + 7 * pitch, a7)
+            if not whole:
+                for p in range(min(NARROW_PIXELS, W_out - w0)):
+                    for k in range(K):
+                        out[base + p * K + k] = edge[p * LANES + k]
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -153,26 +195,26 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, parts):
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
     F = f_h * f_w * C
-    tiles = (F + PIXELS - 1) // PIXELS
+    tiles = (F + TAPS - 1) // TAPS
     panels = (K + CHANNELS - 1) // CHANNELS
     Kp = panels * CHANNELS
-    splits = parts.size // (tiles * PIXELS * Kp)
+    splits = parts.size // (tiles * TAPS * Kp)
     for task in prange(splits * tiles * panels):
         split = task // (tiles * panels)
         tile = (task // panels) % tiles
         kb = task % panels
         # offset of tap r inside the window, for the tile's 6 taps (past F: repeat the last tap)
-        r = min(tile * PIXELS, F - 1)
+        r = min(tile * TAPS, F - 1)
         o0 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * PIXELS + 1, F - 1)
+        r = min(tile * TAPS + 1, F - 1)
         o1 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * PIXELS + 2, F - 1)
+        r = min(tile * TAPS + 2, F - 1)
         o2 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * PIXELS + 3, F - 1)
+        r = min(tile * TAPS + 3, F - 1)
         o3 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * PIXELS + 4, F - 1)
+        r = min(tile * TAPS + 4, F - 1)
         o4 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * PIXELS + 5, F - 1)
+        r = min(tile * TAPS + 5, F - 1)
         o5 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
         a00 = splat8(np.float32(0))
         a01 = a00
@@ -214,7 +256,7 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, parts):
                     v = splat_at8(xf, o + o5)
                     a50 = fma8(v, g_lo, a50)
                     a51 = fma8(v, g_hi, a51)
-        at = (split * tiles * PIXELS + tile * PIXELS) * Kp + k0
+        at = (split * tiles * TAPS + tile * TAPS) * Kp + k0
         store8(parts, at, a00)
         store8(parts, at + 8, a01)
         store8(parts, at + Kp, a10)
@@ -229,22 +271,23 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, parts):
         store8(parts, at + 5 * Kp + 8, a51)
 
 
-def pack_filters(W):
-    """``W (f_h, f_w, C, K)`` -> flat panels ``(ceil(K / 16), f_h, f_w, C, 16)``, zero-padded."""
+def pack_filters(W, width=CHANNELS):
+    """``W (f_h, f_w, C, K)`` -> flat panels ``(ceil(K / width), f_h, f_w, C, width)``, zero-padded."""
     f_h, f_w, C, K = W.shape
-    panels = -(-K // CHANNELS)
-    padded = np.zeros((f_h, f_w, C, panels * CHANNELS), np.float32)
+    panels = -(-K // width)
+    padded = np.zeros((f_h, f_w, C, panels * width), np.float32)
     padded[..., :K] = W
-    return np.ascontiguousarray(padded.reshape(f_h, f_w, C, panels, CHANNELS).transpose(3, 0, 1, 2, 4)).reshape(-1)
+    return np.ascontiguousarray(padded.reshape(f_h, f_w, C, panels, width).transpose(3, 0, 1, 2, 4)).reshape(-1)
 
 
-def padded_input(x, win, H_out, W_out, scratch):
-    """``x`` with its zero border, exactly as big as the windows read: ``(N, Hp, Wp, C)`` with
-    ``Hp = (H_out - 1) * s_h + f_h``. ``x`` itself when that is already the case (no pad).
+def padded_input(x, win, H_out, W_out, scratch, tile=1):
+    """``x`` with its zero border, as big as the windows of whole tiles read: ``(N, Hp, Wp, C)``
+    with ``Hp = (H_out - 1) * s_h + f_h`` and ``Wp`` likewise for W_out rounded up to a whole
+    number of ``tile`` pixels. ``x`` itself when that is already the case (no pad).
     ``scratch(name, n_items)`` gives reusable float32 memory. Negative pads crop ``x``."""
     N, H, W, C = x.shape
     Hp = (H_out - 1) * win.stride_h + win.f_h
-    Wp = (W_out - 1) * win.stride_w + win.f_w
+    Wp = (-(-W_out // tile) * tile - 1) * win.stride_w + win.f_w
     if win.pad_top == 0 and win.pad_left == 0 and Hp <= H and Wp <= W:
         return x
     xp = scratch("padded_x", N * Hp * Wp * C).reshape(N, Hp, Wp, C)
@@ -268,11 +311,13 @@ def _fill_border(xp, r0, r1, c0, c1):
 def forward(x, W, b, win, z, scratch):
     """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous); ``win`` a ``checks.Window``."""
     N, H_out, W_out, K = z.shape
-    xp = padded_input(x, win, H_out, W_out, scratch)
-    bias = np.zeros(-(-K // CHANNELS) * CHANNELS, np.float32)
+    width = LANES if K <= LANES else CHANNELS  # the narrow tile for 8 channels or fewer
+    xp = padded_input(x, win, H_out, W_out, scratch, NARROW_PIXELS if width == LANES else PIXELS)
+    bias = np.zeros(-(-K // width) * width, np.float32)
     bias[:K] = b
     geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
-    conv_tiles(xp.reshape(-1), xp.shape, pack_filters(W), geometry, bias, z.reshape(-1))
+    tiles = conv_tiles_narrow if width == LANES else conv_tiles
+    tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1))
 
 
 TASKS_WANTED = 16
@@ -292,9 +337,9 @@ def backward_filter(x, dz, win, dW, scratch):
         dzf[:dz.size] = dz.reshape(-1)
         dzf[dz.size:] = 0
     F = f_h * f_w * C
-    tiles = -(-F // PIXELS)
+    tiles = -(-F // TAPS)
     splits = max(1, min(N, TASKS_WANTED // (tiles * (Kp // CHANNELS))))
-    parts = np.empty((splits, tiles * PIXELS, Kp), np.float32)
+    parts = np.empty((splits, tiles * TAPS, Kp), np.float32)
     geometry = (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K)
     filter_grad_tiles(xp.reshape(-1), xp.shape, dzf, geometry, parts.reshape(-1))
     total = parts[0]

@@ -166,6 +166,14 @@ def _scratch(name, n_items):
     return workspace(name, n_items, np.float32)
 
 
+def _flip_limit(dz, W, dx):
+    """How much more work (mostly multiplying padding zeros) the flipped-filter dX may do than
+    the BLAS + col2im path before that path wins. The direct kernel runs it about 4x faster
+    than im2col + BLAS would (LeNet C3's dX: 1.1 vs 2.4 ms at a ratio of 5.2; C5's, ratio
+    188, stays on col2im)."""
+    return 8 if _direct_ok(dz, W, dx) else 2
+
+
 def _is_pointwise(x_shape, win, z_shape):
     """A 1x1, stride-1, unpadded conv: ``x`` as an (N*H*W, C) matrix already is ``cols``."""
     return (win.f_h == 1 and win.f_w == 1 and win.stride_h == 1 and win.stride_w == 1
@@ -243,8 +251,9 @@ def forward(x, W, b, win, z):
     output as ``conv.conv2d_forward``."""
     K = z.shape[3]
     Wm = W.reshape(-1, K)
-    if _direct_ok(x, W, z):
-        # float32: the register-blocked direct kernel (conv_direct.py), bias included
+    if _direct_ok(x, W, z) and z.shape[2] >= 3:
+        # float32: the register-blocked direct kernel (conv_direct.py), bias included. (Rows
+        # narrower than half a tile would waste most of it: LeNet's C5 has 1 pixel per row.)
         conv_direct.forward(x, W, b, win, z, _scratch)
         return
     if _is_pointwise(x.shape, win, z.shape):
@@ -303,11 +312,11 @@ def backward_input(dz, W, win, dx):
 
     * 1x1 stride 1: ``dx = dz @ Wm.T``, one matrix product.
     * stride 1: dX is itself a convolution, of ``dz`` with the filters flipped in (i, j) and
-      transposed in (c, k), padded by ``f - 1 - pad``; so it runs on the forward's path.
-    * stride > 1, or when that convolution's im2col would be the bigger copy: ``dcols = dz @
+      transposed in (c, k), padded by ``f - 1 - pad``; so it runs on the forward's path
+      (the direct kernel for float32).
+    * stride > 1, or when that convolution would mostly multiply padding: ``dcols = dz @
       Wm.T`` (each window's gradient), then the gather col2im, a few images at a time.
-      (LeNet's C3 and C5: the flipped conv copies 5x and 190x more numbers than dcols has,
-      mostly padding; the gather path is 2-6x faster there.)
+      (LeNet's C5: the flipped conv would do 190x the work of dcols; see ``_flip_limit``.)
     """
     N, H, W_in, C = dx.shape
     _, H_out, W_out, K = dz.shape
@@ -316,7 +325,7 @@ def backward_input(dz, W, win, dx):
     dcols_size = N * H_out * W_out * f_h * f_w * C
     if _is_pointwise(dx.shape, win, dz.shape):
         blas.matmul(dz.reshape(-1, K), W.reshape(C, K).T, out=dx.reshape(-1, C))
-    elif win.stride_h == 1 and win.stride_w == 1 and flipped_copy <= 2 * dcols_size:
+    elif win.stride_h == 1 and win.stride_w == 1 and flipped_copy <= _flip_limit(dz, W, dx) * dcols_size:
         # Wflip[i, j, k, c] = W[f_h-1-i, f_w-1-j, c, k]
         Wflip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
         flipped = Window(f_h, f_w, 1, 1, f_h - 1 - win.pad_top, f_w - 1 - win.pad_left)
