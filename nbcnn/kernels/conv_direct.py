@@ -176,7 +176,7 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def filter_grad_tiles(xf, x_shape, dzf, geometry, parts):
+def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts):
     """dW as the same kind of register tile, the reduction now running over output pixels::
 
         dW[r, k] = sum over (n, h_out, w_out) of x_window[(n, h_out, w_out), r] * dz[n, h_out, w_out, k]
@@ -188,9 +188,15 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, parts):
     multiple of 16: a pixel's last vector then runs into the next pixel's numbers, which only
     reach the columns k >= K of ``parts``, never read.
 
-    ``parts`` is ``(splits, tiles * 6, Kp)``: split s sums images ``s * N // splits`` up to the
-    next split's first, so that small filters still give every thread work; the caller adds
-    the splits in a fixed order (the same bits every run). Task = (split, tap tile, panel).
+    ``parts`` is ``(splits, tiles * 6, Kp)``, zeroed by the caller; split s sums its own share
+    of the output rows, and the caller adds the splits in a fixed order (the same bits every
+    run). Task = (split, tap tile, panel).
+
+    Cache blocking (big layers): the output rows (n, h_out) are taken ``chunk_rows`` at a time,
+    every task of a chunk runs before the next chunk starts, and each task carries its sums
+    over in ``parts``. So the chunk's ``dz`` and ``x`` rows are read from cache by all the
+    tasks, instead of every task streaming all of ``dz`` from memory (VGG's 56x56x256 layer
+    has 6,144 tasks: 2.2 s unblocked).
     """
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
@@ -199,40 +205,45 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, parts):
     panels = (K + CHANNELS - 1) // CHANNELS
     Kp = panels * CHANNELS
     splits = parts.size // (tiles * TAPS * Kp)
-    for task in prange(splits * tiles * panels):
-        split = task // (tiles * panels)
-        tile = (task // panels) % tiles
-        kb = task % panels
-        # offset of tap r inside the window, for the tile's 6 taps (past F: repeat the last tap)
-        r = min(tile * TAPS, F - 1)
-        o0 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * TAPS + 1, F - 1)
-        o1 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * TAPS + 2, F - 1)
-        o2 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * TAPS + 3, F - 1)
-        o3 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * TAPS + 4, F - 1)
-        o4 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        r = min(tile * TAPS + 5, F - 1)
-        o5 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
-        a00 = splat8(np.float32(0))
-        a01 = a00
-        a10 = a00
-        a11 = a00
-        a20 = a00
-        a21 = a00
-        a30 = a00
-        a31 = a00
-        a40 = a00
-        a41 = a00
-        a50 = a00
-        a51 = a00
-        k0 = kb * CHANNELS
-        for n in range(split * N // splits, (split + 1) * N // splits):
-            for h_out in range(H_out):
+    rows = N * H_out
+    for chunk0 in range(0, rows, chunk_rows):
+        chunk = min(chunk_rows, rows - chunk0)
+        for task in prange(splits * tiles * panels):
+            split = task // (tiles * panels)
+            tile = (task // panels) % tiles
+            kb = task % panels
+            # offset of tap r inside the window, for the tile's 6 taps (past F: repeat the last tap)
+            r = min(tile * TAPS, F - 1)
+            o0 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+            r = min(tile * TAPS + 1, F - 1)
+            o1 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+            r = min(tile * TAPS + 2, F - 1)
+            o2 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+            r = min(tile * TAPS + 3, F - 1)
+            o3 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+            r = min(tile * TAPS + 4, F - 1)
+            o4 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+            r = min(tile * TAPS + 5, F - 1)
+            o5 = ((r // (f_w * C)) * Wp + (r // C) % f_w) * C + r % C
+            k0 = kb * CHANNELS
+            at = (split * tiles * TAPS + tile * TAPS) * Kp + k0
+            a00 = load8(parts, at)
+            a01 = load8(parts, at + 8)
+            a10 = load8(parts, at + Kp)
+            a11 = load8(parts, at + Kp + 8)
+            a20 = load8(parts, at + 2 * Kp)
+            a21 = load8(parts, at + 2 * Kp + 8)
+            a30 = load8(parts, at + 3 * Kp)
+            a31 = load8(parts, at + 3 * Kp + 8)
+            a40 = load8(parts, at + 4 * Kp)
+            a41 = load8(parts, at + 4 * Kp + 8)
+            a50 = load8(parts, at + 5 * Kp)
+            a51 = load8(parts, at + 5 * Kp + 8)
+            for row in range(chunk0 + split * chunk // splits, chunk0 + (split + 1) * chunk // splits):
+                n = row // H_out
+                h_out = row % H_out
                 corner = (n * Hp + h_out * s_h) * Wp * C
-                q = (n * H_out + h_out) * W_out * K + k0
+                q = row * W_out * K + k0
                 for w_out in range(W_out):
                     g_lo = load8(dzf, q)
                     g_hi = load8(dzf, q + 8)
@@ -256,19 +267,18 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, parts):
                     v = splat_at8(xf, o + o5)
                     a50 = fma8(v, g_lo, a50)
                     a51 = fma8(v, g_hi, a51)
-        at = (split * tiles * TAPS + tile * TAPS) * Kp + k0
-        store8(parts, at, a00)
-        store8(parts, at + 8, a01)
-        store8(parts, at + Kp, a10)
-        store8(parts, at + Kp + 8, a11)
-        store8(parts, at + 2 * Kp, a20)
-        store8(parts, at + 2 * Kp + 8, a21)
-        store8(parts, at + 3 * Kp, a30)
-        store8(parts, at + 3 * Kp + 8, a31)
-        store8(parts, at + 4 * Kp, a40)
-        store8(parts, at + 4 * Kp + 8, a41)
-        store8(parts, at + 5 * Kp, a50)
-        store8(parts, at + 5 * Kp + 8, a51)
+            store8(parts, at, a00)
+            store8(parts, at + 8, a01)
+            store8(parts, at + Kp, a10)
+            store8(parts, at + Kp + 8, a11)
+            store8(parts, at + 2 * Kp, a20)
+            store8(parts, at + 2 * Kp + 8, a21)
+            store8(parts, at + 3 * Kp, a30)
+            store8(parts, at + 3 * Kp + 8, a31)
+            store8(parts, at + 4 * Kp, a40)
+            store8(parts, at + 4 * Kp + 8, a41)
+            store8(parts, at + 5 * Kp, a50)
+            store8(parts, at + 5 * Kp + 8, a51)
 
 
 def pack_filters(W, width=CHANNELS):
@@ -321,8 +331,10 @@ def forward(x, W, b, win, z, scratch):
 
 
 TASKS_WANTED = 16
-"""dW: split the images into enough parts that there are about this many tasks (a fixed
+"""dW: split the rows into enough parts that there are about this many tasks (a fixed
 number, not the thread count, so the sum order, and the bits, never depend on the machine)."""
+CHUNK_PIXELS = 256
+"""dW cache blocking: output pixels per chunk (256 pixels of a 256-channel dz: 256 KB)."""
 
 
 def backward_filter(x, dz, win, dW, scratch):
@@ -338,10 +350,15 @@ def backward_filter(x, dz, win, dW, scratch):
         dzf[dz.size:] = 0
     F = f_h * f_w * C
     tiles = -(-F // TAPS)
-    splits = max(1, min(N, TASKS_WANTED // (tiles * (Kp // CHANNELS))))
-    parts = np.empty((splits, tiles * TAPS, Kp), np.float32)
+    tasks = tiles * (Kp // CHANNELS)
+    if tasks >= TASKS_WANTED and dz.nbytes > CHUNK_PIXELS * Kp * 4:
+        # big: enough tasks in a chunk, no splits, cache-sized chunks of rows
+        splits, chunk_rows = 1, max(1, CHUNK_PIXELS // W_out)
+    else:  # few tasks (small filters): split the rows, one chunk
+        splits, chunk_rows = max(1, min(N * H_out, TASKS_WANTED // tasks)), N * H_out
+    parts = np.zeros((splits, tiles * TAPS, Kp), np.float32)
     geometry = (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K)
-    filter_grad_tiles(xp.reshape(-1), xp.shape, dzf, geometry, parts.reshape(-1))
+    filter_grad_tiles(xp.reshape(-1), xp.shape, dzf, geometry, chunk_rows, parts.reshape(-1))
     total = parts[0]
     for s in range(1, splits):  # a fixed order
         total += parts[s]
