@@ -363,3 +363,41 @@ def backward_filter(x, dz, win, dW, scratch):
     for s in range(1, splits):  # a fixed order
         total += parts[s]
     dW.reshape(F, K)[...] = total[:F, :K]
+
+
+def backward_input_strided(dz, W, win, dx, scratch):
+    """dX of a strided conv (float32), as ``s_h * s_w`` stride-1 convolutions ("phases").
+
+    With stride s, input row h receives gradient only from filter rows i with
+    ``i = (h + pad_top) mod s (mod s)``; so the rows h = ph, ph + s, ph + 2s, ... (one phase)
+    all see the same sub-filter ``W[i0::s]``, and for them dX is an ordinary stride-1
+    convolution of ``dz`` with that sub-filter flipped and transposed in (c, k)::
+
+        dx[n, ph + s*t, ...] = sum over m of dz[n, base + t - m, ...] . W[i0 + s*m, ...]
+        i0 = (ph + pad_top) % s,   base = (ph + pad_top - i0) // s
+
+    Each phase runs on ``forward`` (the register tile), into a scratch array that is then
+    copied into its rows and columns of ``dx``. No multiply-adds are wasted on the zeros a
+    "dilate dz, then convolve" dX would insert.
+    """
+    N, H, W_in, C = dx.shape
+    f_h, f_w = W.shape[0], W.shape[1]
+    s_h, s_w = win.stride_h, win.stride_w
+    no_bias = np.zeros(C, np.float32)
+    for ph in range(s_h):
+        for pw in range(s_w):
+            T_h, T_w = -(-(H - ph) // s_h), -(-(W_in - pw) // s_w)  # rows, columns of this phase
+            if T_h <= 0 or T_w <= 0:
+                continue
+            i0, j0 = (ph + win.pad_top) % s_h, (pw + win.pad_left) % s_w
+            M_h, M_w = max(0, -(-(f_h - i0) // s_h)), max(0, -(-(f_w - j0) // s_w))  # sub-filter taps
+            if M_h == 0 or M_w == 0:  # no filter tap ever lands on these cells
+                dx[:, ph::s_h, pw::s_w] = 0
+                continue
+            base_h, base_w = (ph + win.pad_top - i0) // s_h, (pw + win.pad_left - j0) // s_w
+            sub = W[i0::s_h, j0::s_w][:M_h, :M_w]
+            flipped = np.ascontiguousarray(sub[::-1, ::-1].transpose(0, 1, 3, 2))  # (M_h, M_w, K, C)
+            phase_win = type(win)(M_h, M_w, 1, 1, M_h - 1 - base_h, M_w - 1 - base_w)
+            out = scratch("dx_phase", N * T_h * T_w * C).reshape(N, T_h, T_w, C)
+            forward(dz, flipped, no_bias, phase_win, out, scratch)
+            dx[:, ph::s_h, pw::s_w] = out

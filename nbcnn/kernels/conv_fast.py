@@ -314,8 +314,10 @@ def backward_input(dz, W, win, dx):
     * stride 1: dX is itself a convolution, of ``dz`` with the filters flipped in (i, j) and
       transposed in (c, k), padded by ``f - 1 - pad``; so it runs on the forward's path
       (the direct kernel for float32).
-    * stride > 1, or when that convolution would mostly multiply padding: ``dcols = dz @
-      Wm.T`` (each window's gradient), then the gather col2im, a few images at a time.
+    * stride > 1 (float32): one stride-1 convolution per phase of the input grid
+      (``conv_direct.backward_input_strided``).
+    * otherwise (float64 strided, or when the flipped convolution would mostly multiply
+      padding): ``dcols = dz @ Wm.T`` (each window's gradient), then the gather col2im.
       (LeNet's C5: the flipped conv would do 190x the work of dcols; see ``_flip_limit``.)
     """
     N, H, W_in, C = dx.shape
@@ -333,6 +335,8 @@ def backward_input(dz, W, win, dx):
             conv_direct.forward(dz, Wflip, np.zeros(C, dz.dtype), flipped, dx, _scratch)
         else:
             _conv_gemm(dz, Wflip.reshape(-1, C), f_h, f_w, 1, 1, flipped.pad_top, flipped.pad_left, dx)
+    elif _direct_ok(dz, W, dx) and (win.stride_h > 1 or win.stride_w > 1):
+        conv_direct.backward_input_strided(dz, W, win, dx, _scratch)
     else:
         F = f_h * f_w * C
         per_image = H_out * W_out
