@@ -335,6 +335,9 @@ TASKS_WANTED = 16
 number, not the thread count, so the sum order, and the bits, never depend on the machine)."""
 CHUNK_PIXELS = 256
 """dW cache blocking: output pixels per chunk (256 pixels of a 256-channel dz: 256 KB)."""
+CHUNK_BYTES = 1 << 20
+"""dW: a ``dz`` smaller than this stays in cache anyway; it is not chunked (each chunk costs
+a parallel-region launch)."""
 
 
 def backward_filter(x, dz, win, dW, scratch):
@@ -351,7 +354,7 @@ def backward_filter(x, dz, win, dW, scratch):
     F = f_h * f_w * C
     tiles = -(-F // TAPS)
     tasks = tiles * (Kp // CHANNELS)
-    if tasks >= TASKS_WANTED and dz.nbytes > CHUNK_PIXELS * Kp * 4:
+    if tasks >= TASKS_WANTED and dz.nbytes > CHUNK_BYTES:
         # big: enough tasks in a chunk, no splits, cache-sized chunks of rows
         splits, chunk_rows = 1, max(1, CHUNK_PIXELS // W_out)
     else:  # few tasks (small filters): split the rows, one chunk
