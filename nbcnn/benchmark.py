@@ -250,8 +250,10 @@ def _nbcnn_cases(name, shape, ops, to_dev):
     elif isinstance(shape, PoolShape):
         x, dp = (to_dev(a) for a in pool_inputs(shape))
         f, s = shape.f, shape.s
+        # the backward gets the forward's argmax, computed once here, as training does (and torch's idx)
+        argmax = nbcnn.max_pool2d(x, f, s, return_argmax=True)[1] if "maxpool_bwd" in ops else None
         cases += [("maxpool_fwd", lambda: nbcnn.max_pool2d(x, f, s)),
-                  ("maxpool_bwd", lambda: nbcnn.max_pool2d_backward(dp, x, f, s)),
+                  ("maxpool_bwd", lambda: nbcnn.max_pool2d_backward(dp, x, f, s, argmax=argmax)),
                   ("avgpool_fwd", lambda: nbcnn.avg_pool2d(x, f, s)),
                   ("avgpool_bwd", lambda: nbcnn.avg_pool2d_backward(dp, x, f, s))]
     else:
@@ -659,10 +661,13 @@ def run_ladder(name: str = "vgg_b3", repeat: int = 3, peers: bool = True) -> dic
                   run_worker("nbcnn", {name: s}, ("conv_fwd",), repeat, env={"NBCNN_FAST": "0"}, variant="naive")[0],
                   "the same loop nest, @njit(parallel=True)"))
     if conv.FORWARD.fast_cpu is not None:
+        steps.append(("im2col + BLAS (NBCNN_DIRECT=0)",
+                      run_worker("nbcnn", {name: s}, ("conv_fwd",), repeat,
+                                 env={"NBCNN_FAST": "1", "NBCNN_DIRECT": "0"}, variant="im2col")[0],
+                      "copy the windows into a matrix, one BLAS product (conv_fast.py)"))
         steps.append(("fast kernel (Kernel.cpu)",
                       run_worker("nbcnn", {name: s}, ("conv_fwd",), repeat, env={"NBCNN_FAST": "1"})[0],
-                      getattr(conv.FORWARD.fast_cpu, "__module__", "") + "." +
-                      getattr(conv.FORWARD.fast_cpu, "__name__", "")))
+                      "register tile: 4 px x 16 ch (8 px x 8 ch for <= 8 ch) in ymm registers (conv_direct.py)"))
     else:
         steps.append(("fast kernel (Kernel.cpu)", None, "none installed for conv2d_forward"))
     if peers:

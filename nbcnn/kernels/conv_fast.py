@@ -34,6 +34,7 @@ All three functions take exactly the arguments of the readable kernels and fill 
 output. float64 runs the same path (BLAS has a float64 product too).
 """
 
+import os
 import threading
 
 import numpy as np
@@ -157,8 +158,11 @@ def _rows_per_chunk(n_out_rows, W_out, F, itemsize):
 
 
 def _direct_ok(x, W, z):
-    """The direct kernel takes contiguous float32 (float64 stays on im2col + BLAS)."""
-    return all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, W, z))
+    """The direct kernel takes contiguous float32 (float64 stays on im2col + BLAS).
+    ``NBCNN_DIRECT=0`` turns it off: float32 then runs im2col + BLAS too (the middle rung of
+    ``nbcnn bench --ladder``)."""
+    return (os.environ.get("NBCNN_DIRECT", "1") != "0"
+            and all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, W, z)))
 
 
 def _scratch(name, n_items):
