@@ -115,6 +115,11 @@ ODD_CASES = {
     "LeNet C1, small: 1 channel in, 6 out, 5x5": (3, 12, 12, 1, 6, 5, 5, (1, 1), (0, 0, 0, 0)),
     "LeNet C3, small: dX by the flipped narrow tile": (3, 9, 9, 6, 16, 5, 5, (1, 1), (0, 0, 0, 0)),
     "W_out of 3: the shortest row the direct kernel takes": (2, 5, 5, 2, 10, 3, 3, (1, 1), (0, 0, 0, 0)),
+    # overlapping stores (a pixel's vector spills into the next pixel, then is overwritten):
+    # K = 3 must not use them (they would run past the tile), 4..7 and 9..15 do
+    "K=3, rows of 16: narrow tile, no overlapping stores": (2, 5, 18, 2, 3, 3, 3, (1, 1), (0, 0, 0, 0)),
+    "K=4, rows of 16: the smallest overlapping narrow store": (2, 5, 18, 2, 4, 3, 3, (1, 1), (0, 0, 0, 0)),
+    "K=9, rows of 8: overlapping stores in the wide tile": (2, 4, 10, 3, 9, 3, 3, (1, 1), (0, 0, 0, 0)),
 }
 
 

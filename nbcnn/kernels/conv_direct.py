@@ -97,19 +97,33 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
                         a31 = fma8(v, w_hi, a31)
                 k0 = kb * CHANNELS
                 base = ((n * H_out + h_out) * W_out + w0) * K + k0
-                whole = w0 + PIXELS <= W_out and k0 + CHANNELS <= K
-                dst = out if whole else edge
-                at = base if whole else 0
-                pitch = K if whole else CHANNELS
+                full_row = w0 + PIXELS <= W_out
+                whole = full_row and k0 + CHANNELS <= K
+                # one panel, 8 < K < 16, a full row of pixels: overlapping stores, as in
+                # conv_tiles_narrow (pixel 2's lanes end inside the tile: 2 * K + 16 <= 4 * K;
+                # with several panels the overlap would clobber the earlier panels of the
+                # next pixel, so those go through `edge`)
+                overlap = full_row and panels == 1 and K > LANES
+                dst = out if whole or overlap else edge
+                at = base if whole or overlap else 0
+                pitch = K if whole or overlap else CHANNELS
                 store8(dst, at, a00)
                 store8(dst, at + 8, a01)
                 store8(dst, at + pitch, a10)
                 store8(dst, at + pitch + 8, a11)
                 store8(dst, at + 2 * pitch, a20)
                 store8(dst, at + 2 * pitch + 8, a21)
-                store8(dst, at + 3 * pitch, a30)
-                store8(dst, at + 3 * pitch + 8, a31)
-                if not whole:
+                if whole:
+                    store8(out, at + 3 * pitch, a30)
+                    store8(out, at + 3 * pitch + 8, a31)
+                elif overlap:
+                    store8(edge, 0, a30)
+                    store8(edge, 8, a31)
+                    for k in range(K):
+                        out[base + 3 * K + k] = edge[k]
+                else:
+                    store8(edge, 3 * CHANNELS, a30)
+                    store8(edge, 3 * CHANNELS + 8, a31)
                     for p in range(min(PIXELS, W_out - w0)):
                         for k in range(min(CHANNELS, K - k0)):
                             out[base + p * K + k] = edge[p * CHANNELS + k]
@@ -157,10 +171,14 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
                     a6 = fma8(splat_at8(xf, o + 6 * step), w, a6)
                     a7 = fma8(splat_at8(xf, o + 7 * step), w, a7)
             base = ((n * H_out + h_out) * W_out + w0) * K
-            whole = w0 + NARROW_PIXELS <= W_out and K == LANES
-            dst = out if whole else edge
-            at = base if whole else 0
-            pitch = K if whole else LANES
+            # 4 <= K < 8 with a full row of pixels: pixel p's vector overlaps the first channels
+            # of pixel p + 1, which the next store then overwrites (stores run in pixel order,
+            # and the task owns the row); only the last pixel goes through `edge`. (K >= 4
+            # keeps pixel 6's 8 lanes inside the tile: 6 * K + 8 <= 8 * K.)
+            full_row = w0 + NARROW_PIXELS <= W_out and K >= LANES // 2
+            dst = out if full_row else edge
+            at = base if full_row else 0
+            pitch = K if full_row else LANES
             store8(dst, at, a0)
             store8(dst, at + pitch, a1)
             store8(dst, at + 2 * pitch, a2)
@@ -168,9 +186,15 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
             store8(dst, at + 4 * pitch, a4)
             store8(dst, at + 5 * pitch, a5)
             store8(dst, at + 6 * pitch, a6)
-            store8(dst, at + 7 * pitch, a7)
-            if not whole:
-                for p in range(min(NARROW_PIXELS, W_out - w0)):
+            if full_row and K == LANES:
+                store8(out, at + 7 * pitch, a7)
+            elif full_row:
+                store8(edge, 0, a7)
+                for k in range(K):
+                    out[base + 7 * K + k] = edge[k]
+            else:
+                store8(edge, 7 * LANES, a7)
+                for p in range(W_out - w0):
                     for k in range(K):
                         out[base + p * K + k] = edge[p * LANES + k]
 
