@@ -261,6 +261,19 @@ class MaxPooling2D(_Pool2D):
 
     forward_op, backward_op = staticmethod(ops.max_pool2d), staticmethod(ops.max_pool2d_backward)
 
+    def forward(self, x, training=False):
+        """In training, keeps where each max came from (the forward's argmax, as PyTorch keeps its
+        indices), so ``backward`` routes the gradient without searching x again."""
+        self._x, self._argmax = x, None
+        if not training:
+            return ops.max_pool2d(x, self.pool_size, self.strides, self.padding)
+        p, self._argmax = ops.max_pool2d(x, self.pool_size, self.strides, self.padding, return_argmax=True)
+        return p
+
+    def backward(self, dy):
+        argmax = getattr(self, "_argmax", None)  # None after an inference forward: search x instead
+        return ops.max_pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding, argmax=argmax)
+
 
 class AveragePooling2D(_Pool2D):
     """Mean over each ``pool_size`` window (stride defaults to the window): no parameters."""

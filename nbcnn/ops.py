@@ -8,6 +8,7 @@ Every backward takes the upstream gradient and the forward's *inputs* (not its c
 
     z = conv2d(x, W, b, stride, pad)            dx, dW, db = conv2d_backward(dz, x, W, stride, pad)
     p = max_pool2d(x, f, stride, pad)           dx = max_pool2d_backward(dp, x, f, stride, pad)
+    p, argmax = max_pool2d(..., return_argmax=True)   dx = max_pool2d_backward(..., argmax=argmax)
     p = avg_pool2d(x, f, stride, pad)           dx = avg_pool2d_backward(dp, x, f, stride, pad)
     y = dense(x, W, b)                          dx, dW, db = dense_backward(dy, x, W)
     y = relu(x) / sigmoid(x) / tanh(x)          dx = relu_backward(dy, x) ...
@@ -15,6 +16,8 @@ Every backward takes the upstream gradient and the forward's *inputs* (not its c
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from . import backend, checks
 from .kernels import activations, bias, conv, dense as dense_kernels, pool
@@ -86,22 +89,76 @@ def _pool_inputs(dp, x, f, stride, pad, what):
     return dp, x, win
 
 
-def max_pool2d(x, f=2, stride=None, pad=0):
+def max_pool2d(x, f=2, stride=None, pad=0, return_argmax=False):
     """Max pooling, each channel on its own: x (N, H, W, C) -> (N, H_out, W_out, C).
 
         H_out = (H + 2 * pad - f) // stride + 1          (stride defaults to f)
 
     Windows may overlap. Padding ("same" or ints, smaller than f) is ignored by the max.
+
+    ``return_argmax=True`` returns ``(p, argmax)``: ``argmax`` (int32, p's shape) says which
+    cell of its window each maximum came from, ``i * f_w + j`` (row i, column j inside the
+    window, padding rows/columns counted; ties: the first maximum in row-major order; a NaN
+    wins). Hand it to ``max_pool2d_backward(..., argmax=argmax)``, as PyTorch keeps the
+    forward's ``indices``: the backward then needs no search of x.
     """
-    return _pool(pool.MAX_FORWARD, x, f, stride, pad, "max_pool2d")
+    if not return_argmax:
+        return _pool(pool.MAX_FORWARD, x, f, stride, pad, "max_pool2d")
+    x = checks.as_array(x, "x", 4)
+    win, (H_out, W_out) = checks.pool_window(x.shape, f, stride, pad, "max_pool2d")
+    device = backend.get_backend()
+    out_shape = (x.shape[0], H_out, W_out, x.shape[3])
+    p, argmax = backend.empty(out_shape, x.dtype, device), backend.empty(out_shape, np.int32, device)
+    backend.launch(pool.MAX_ARGMAX, backend.to_backend(x, device), win, p, argmax, backend=device)
+    return backend.like_inputs(p, x), backend.like_inputs(argmax, x)
 
 
-def max_pool2d_backward(dp, x, f=2, stride=None, pad=0):
+def _argmax_input(argmax, dp, win, device):
+    """Check the forward's argmax against dp and the window; return it as int32 where ``device``
+    reads it. Host arrays are checked cell by cell (values in [0, f_h * f_w)); a GPU array only
+    for its dtype and shape (checking its values would copy it back; the kernels never index
+    memory with them, so a wrong value can only misroute gradient, not read out of bounds)."""
+    cells = win.f_h * win.f_w
+    if argmax is None or isinstance(argmax, (str, bytes)):
+        raise TypeError(f"argmax must be the int32 array max_pool2d(..., return_argmax=True) returned, "
+                        f"got {type(argmax).__name__}")
+    on_gpu = backend.is_device_array(argmax) and device == "cuda"
+    if not on_gpu:
+        try:
+            argmax = backend.to_host(argmax) if backend.is_device_array(argmax) else np.asarray(argmax)
+        except Exception as exc:
+            raise TypeError(f"argmax cannot be read as an array: {exc}") from None
+    kind = np.dtype(argmax.dtype).kind
+    if kind not in "iu" or (on_gpu and np.dtype(argmax.dtype) != np.int32):
+        raise TypeError(f"argmax must be an integer array (int32, as max_pool2d(..., return_argmax=True) "
+                        f"returns it), got dtype {np.dtype(argmax.dtype)}")
+    if tuple(argmax.shape) != tuple(dp.shape):
+        raise ValueError(f"argmax has shape {tuple(argmax.shape)} but dp (the forward output's gradient) "
+                         f"has shape {tuple(dp.shape)}; they must match")
+    if on_gpu:
+        return argmax
+    lo, hi = (int(argmax.min()), int(argmax.max())) if argmax.size else (0, 0)
+    if lo < 0 or hi >= cells:
+        raise ValueError(f"argmax values must lie in [0, {cells}) (cell i * f_w + j of the {win.f_h}x{win.f_w} "
+                         f"window), got values from {lo} to {hi}")
+    return backend.to_backend(np.ascontiguousarray(argmax, np.int32), device)
+
+
+def max_pool2d_backward(dp, x, f=2, stride=None, pad=0, argmax=None):
     """Gradient of ``max_pool2d``: each window's gradient goes to its maximum, the first one
-    in row-major order when several cells tie."""
+    in row-major order when several cells tie.
+
+    With ``argmax`` (from ``max_pool2d(..., return_argmax=True)`` with the same f, stride and
+    pad) the gradient is routed by it, without searching x (x then only gives the shape and
+    dtype); the result is the same, bit for bit.
+    """
     dp, x, win = _pool_inputs(dp, x, f, stride, pad, "max_pool2d_backward")
     device = backend.get_backend()
-    dx = _run(pool.MAX_BACKWARD, (dp, x), (win,), x.shape, x.dtype, device)
+    if argmax is None:
+        dx = _run(pool.MAX_BACKWARD, (dp, x), (win,), x.shape, x.dtype, device)
+    else:
+        argmax = _argmax_input(argmax, dp, win, device)
+        dx = _run(pool.MAX_BACKWARD_ARGMAX, (dp, argmax), (win,), x.shape, x.dtype, device)
     return backend.like_inputs(dx, dp, x)
 
 

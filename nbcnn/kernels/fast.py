@@ -15,6 +15,8 @@ from . import pool, pool_fast  # noqa: E402
 
 pool.MAX_FORWARD.fast_cpu = pool_fast.max_pool2d_forward  # prange over (n, h_out) rows, channels vectorised
 pool.MAX_BACKWARD.fast_cpu = pool_fast.max_pool2d_backward  # argmax once per window, then row gather
+pool.MAX_ARGMAX.fast_cpu = pool_fast.max_pool2d_forward_argmax  # same rows, the winner's cell kept too
+pool.MAX_BACKWARD_ARGMAX.fast_cpu = pool_fast.max_pool2d_backward_argmax  # the forward's argmax, no search
 pool.AVG_FORWARD.fast_cpu = pool_fast.avg_pool2d_forward  # same row/channel structure
 pool.AVG_BACKWARD.fast_cpu = pool_fast.avg_pool2d_backward  # each dx row gathers dp / count
 

@@ -12,6 +12,10 @@ is not a value: max ignores it and average divides by the number of real cells o
 Ties in max pooling: the gradient of a window goes to exactly one cell, the *first*
 maximum in row-major order (smallest row, then smallest column), like ``np.argmax``.
 A NaN counts as the maximum (it propagates, like ``np.max``).
+
+The forward can also say where each maximum sits, ``argmax[n, h_out, w_out, c] = i * f_w + j``
+(row i, column j inside the window, padding rows/columns counted), as PyTorch keeps its
+``indices``: the backward then routes the gradient with it instead of searching x again.
 """
 
 import functools
@@ -104,6 +108,60 @@ def max_pool2d_backward(dp, x, win, dx):
                     dx[n, h, w, c] = max_pool2d_backward_cell(dp, x, n, h, w, c, win)
 
 
+# --------------------------------------------------------------------------- max, keeping the argmax
+
+
+@register_jitable
+def max_pool2d_argmax_cell(x, n, h_out, w_out, c, win):
+    """``(p, argmax)`` of output (n, h_out, w_out, c): the window's max and the cell it came
+    from as ``i * f_w + j`` (row i, column j of the window, padding rows/columns counted)."""
+    h, w = window_argmax(x, n, h_out, w_out, c, win)
+    i = h - (h_out * win.stride_h - win.pad_top)
+    j = w - (w_out * win.stride_w - win.pad_left)
+    return x[n, h, w, c], i * win.f_w + j
+
+
+def max_pool2d_forward_argmax(x, win, p, argmax):
+    """``for n, h_out, w_out, c: p[...], argmax[...] = max_pool2d_argmax_cell(...)``"""
+    N, H_out, W_out, C = p.shape
+    for n in prange(N):
+        for h_out in range(H_out):
+            for w_out in range(W_out):
+                for c in range(C):
+                    v, k = max_pool2d_argmax_cell(x, n, h_out, w_out, c, win)
+                    p[n, h_out, w_out, c] = v
+                    argmax[n, h_out, w_out, c] = k
+
+
+@register_jitable
+def max_pool2d_backward_argmax_cell(dp, argmax, n, h, w, c, win):
+    """``dx[n, h, w, c]``: the sum of ``dp`` over the windows covering (h, w) whose argmax is (h, w).
+
+    The same gather as ``max_pool2d_backward_cell``, with the forward's argmax read instead
+    of recomputed: no search of x, and the same sums in the same order (the same bits).
+    """
+    dx = dp.dtype.type(0)
+    h_first, h_stop = windows_covering(h, win.pad_top, win.f_h, win.stride_h, dp.shape[1])
+    w_first, w_stop = windows_covering(w, win.pad_left, win.f_w, win.stride_w, dp.shape[2])
+    for h_out in range(h_first, h_stop):
+        i = h - (h_out * win.stride_h - win.pad_top)  # (h, w) is cell (i, j) of this window
+        for w_out in range(w_first, w_stop):
+            j = w - (w_out * win.stride_w - win.pad_left)
+            if argmax[n, h_out, w_out, c] == i * win.f_w + j:
+                dx += dp[n, h_out, w_out, c]
+    return dx
+
+
+def max_pool2d_backward_argmax(dp, argmax, win, dx):
+    """``for n, h, w, c: dx[n, h, w, c] = max_pool2d_backward_argmax_cell(...)``"""
+    N, H, W, C = dx.shape
+    for n in prange(N):
+        for h in range(H):
+            for w in range(W):
+                for c in range(C):
+                    dx[n, h, w, c] = max_pool2d_backward_argmax_cell(dp, argmax, n, h, w, c, win)
+
+
 # --------------------------------------------------------------------------- average
 
 
@@ -186,6 +244,22 @@ def _cuda_kernels():
             dx[n, h, w, c] = max_pool2d_backward_cell(dp, x, n, h, w, c, win)
 
     @cuda.jit
+    def max_forward_argmax(x, win, p, argmax):
+        t = cuda.grid(1)
+        if t < p.size:
+            n, h_out, w_out, c = unravel_4d(t, p.shape)
+            v, k = max_pool2d_argmax_cell(x, n, h_out, w_out, c, win)
+            p[n, h_out, w_out, c] = v
+            argmax[n, h_out, w_out, c] = k
+
+    @cuda.jit
+    def max_backward_argmax(dp, argmax, win, dx):
+        t = cuda.grid(1)
+        if t < dx.size:
+            n, h, w, c = unravel_4d(t, dx.shape)
+            dx[n, h, w, c] = max_pool2d_backward_argmax_cell(dp, argmax, n, h, w, c, win)
+
+    @cuda.jit
     def avg_forward(x, win, p):
         t = cuda.grid(1)
         if t < p.size:
@@ -200,10 +274,16 @@ def _cuda_kernels():
             dx[n, h, w, c] = avg_pool2d_backward_cell(dp, dx.shape, n, h, w, c, win)
 
     return {"max_forward": max_forward, "max_backward": max_backward,
+            "max_forward_argmax": max_forward_argmax, "max_backward_argmax": max_backward_argmax,
             "avg_forward": avg_forward, "avg_backward": avg_backward}
 
 
 MAX_FORWARD = Kernel("max_pool2d_forward", max_pool2d_forward, cuda=lambda: _cuda_kernels()["max_forward"])
 MAX_BACKWARD = Kernel("max_pool2d_backward", max_pool2d_backward, cuda=lambda: _cuda_kernels()["max_backward"])
+# x -> (p, argmax): two outputs, argmax last (one thread per element of it, as of p)
+MAX_ARGMAX = Kernel("max_pool2d_forward_argmax", max_pool2d_forward_argmax,
+                    cuda=lambda: _cuda_kernels()["max_forward_argmax"])
+MAX_BACKWARD_ARGMAX = Kernel("max_pool2d_backward_argmax", max_pool2d_backward_argmax,
+                             cuda=lambda: _cuda_kernels()["max_backward_argmax"])
 AVG_FORWARD = Kernel("avg_pool2d_forward", avg_pool2d_forward, cuda=lambda: _cuda_kernels()["avg_forward"])
 AVG_BACKWARD = Kernel("avg_pool2d_backward", avg_pool2d_backward, cuda=lambda: _cuda_kernels()["avg_backward"])

@@ -203,6 +203,15 @@ def max_backward_bands(dp, x, win, dx):
                         d[c] += gc if a[c] == k else zero
 
 
+def max_pool2d_forward_argmax(x, win, p, arg):
+    max_forward_rows(x, win, p)
+    max_argmax_rows(x, win, arg)
+
+
+def max_pool2d_backward_argmax(dp, arg, win, dx):
+    max_backward_gather_rows(dp, arg, win, dx)
+
+
 def max_pool2d_backward(dp, x, win, dx):
     if win.stride_h >= win.f_h:
         max_backward_bands(dp, x, win, dx)
