@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 
 class Optimizer:
@@ -83,13 +84,31 @@ class Adam(Optimizer):
 
     def update(self, name, w, g):
         m, v = self._slot(name, "m", w), self._slot(name, "v", w)
+        t = self.iterations
+        step = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        if w.flags.c_contiguous and g.flags.c_contiguous and w.dtype == g.dtype:
+            # the same arithmetic in one compiled pass (numpy's version makes 8 passes and 5
+            # temporaries: 0.5 ms of a 10 ms LeNet-5 step)
+            _adam_in_place(w.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                           self.beta_1, self.beta_2, step, self.epsilon)
+            return
         m *= self.beta_1
         m += (1 - self.beta_1) * g
         v *= self.beta_2
         v += (1 - self.beta_2) * g * g
-        t = self.iterations
-        step = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
         w -= (step * m / (np.sqrt(v) + self.epsilon)).astype(w.dtype)
+
+
+@njit(cache=True, nogil=True)
+def _adam_in_place(w, g, m, v, beta_1, beta_2, step, epsilon):
+    """``Adam.update`` element by element (the moments in w's dtype, like the numpy version)."""
+    one = w.dtype.type(1)
+    b1, b2 = w.dtype.type(beta_1), w.dtype.type(beta_2)
+    st, eps = w.dtype.type(step), w.dtype.type(epsilon)
+    for i in range(w.size):
+        m[i] = b1 * m[i] + (one - b1) * g[i]
+        v[i] = b2 * v[i] + (one - b2) * g[i] * g[i]
+        w[i] -= st * m[i] / (np.sqrt(v[i]) + eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "SGD": SGD, "Adam": Adam}

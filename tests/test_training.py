@@ -63,6 +63,34 @@ def test_adam_matches_hand_computation():
     np.testing.assert_allclose(layer.params["w"], expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_compiled_and_numpy_paths_agree(dtype):
+    """Contiguous parameters take the one-pass compiled update; a strided gradient takes the
+    numpy one. Both must follow the formula (the float64 hand computation is the oracle)."""
+    rng = np.random.default_rng(3)
+    w0 = rng.standard_normal(40).astype(dtype)
+    grads = [rng.standard_normal(80).astype(dtype) for _ in range(4)]
+    results = []
+    for strided in (False, True):
+        layer = FakeLayer(w0.copy(), None)
+        opt = optim.Adam(0.05)
+        for g in grads:
+            layer.grads["w"] = g[::2] if strided else np.ascontiguousarray(g[::2])
+            opt.step([("p", layer, "w")])
+        results.append(layer.params["w"])
+    m = v = np.zeros(40)
+    want = w0.astype(np.float64)
+    for t, g in enumerate(grads, 1):
+        g = g[::2].astype(np.float64)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        want = want - 0.05 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-7)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    for got in results:
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    np.testing.assert_allclose(results[0], results[1], rtol=tol / 10, atol=tol / 10)
+
+
 def test_learning_rate_schedules():
     assert [optim.step_decay(1.0, 0.5, 2)(e) for e in range(5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
     cosine = optim.cosine_decay(1.0, 10)
