@@ -83,7 +83,9 @@ def test_adam_compiled_and_numpy_paths_agree(dtype):
     for t, g in enumerate(grads, 1):
         g = g[::2].astype(np.float64)
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
-        want = want - 0.05 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-7)
+        # Keras' form: epsilon added to sqrt(v) before the bias correction is folded into lr_t
+        lr_t = 0.05 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        want = want - lr_t * m / (np.sqrt(v) + 1e-7)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     for got in results:
         assert got.dtype == dtype
