@@ -321,7 +321,8 @@ def backward_input(dz, W, win, dx):
       transposed in (c, k), padded by ``f - 1 - pad``; so it runs on the forward's path
       (the direct kernel for float32).
     * stride > 1 (float32): one stride-1 convolution per phase of the input grid
-      (``conv_direct.backward_input_strided``).
+      (``conv_direct.backward_input_strided``), or for 8 input channels or fewer all the
+      phases in one convolution (``conv_direct.backward_input_space_to_depth``).
     * otherwise (float64 strided, or when the flipped convolution would mostly multiply
       padding): ``dcols = dz @ Wm.T`` (each window's gradient), then the gather col2im.
       (LeNet's C5: the flipped conv would do 190x the work of dcols; see ``_flip_limit``.)
@@ -342,7 +343,10 @@ def backward_input(dz, W, win, dx):
         else:
             _conv_gemm(dz, Wflip.reshape(-1, C), f_h, f_w, 1, 1, flipped.pad_top, flipped.pad_left, dx)
     elif _direct_ok(dz, W, dx) and (win.stride_h > 1 or win.stride_w > 1):
-        conv_direct.backward_input_strided(dz, W, win, dx, _scratch)
+        if C <= conv_direct.LANES:  # few channels: all phases in one convolution
+            conv_direct.backward_input_space_to_depth(dz, W, win, dx, _scratch)
+        else:
+            conv_direct.backward_input_strided(dz, W, win, dx, _scratch)
     else:
         F = f_h * f_w * C
         per_image = H_out * W_out
