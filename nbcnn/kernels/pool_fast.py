@@ -1,289 +1,794 @@
 """Fast CPU pooling: the results of pool.py's loop nests, bit for bit, restructured for speed.
 
 Pooling does about one comparison or addition per number it moves, so it is memory-bound:
-the time goes into reading x and writing the output, and the fast kernels below move each
-number as few times as they can. What they change against the readable kernels:
+the time goes into reading x and writing the output, as long as the work in between runs on
+whole vectors. What the fast kernels change against the readable ones:
 
-1. ``prange`` over output *rows* ``(n, h_out)``: N*H_out tasks instead of N, so both cores
-   stay busy even with N = 1.
-2. The channel loop innermost. In NHWC the C values of one pixel are contiguous, so each
-   window cell is one run of vector loads, compares (or adds) and stores across the channels.
-3. A max window's argmax is found once. The readable backward recomputes it for every dx cell
-   the window covers (f_h * f_w times); here the backward finds it once per window and then
-   hands the window's gradient to the winning cell, with no search.
+1. **Flat rows.** In NHWC one image row ``x[n, h]`` is one contiguous run of W*C numbers, and
+   window cell (i, j) of output position q reads it at ``(q*stride - pad + j)*C + c``. At
+   stride 1 that is ``m + (j - pad)*C`` for the flat output index ``m = q*C + c``: a shifted
+   copy of the row. So every comparison and addition below runs in one long loop over m,
+   whatever C is (LeNet's C = 6 leaves a loop over channels no room for a vector).
+2. **Stride 1 first, then every stride-th position.** A stride-2 window row is computed at
+   every position ("full resolution", twice the comparisons, all in vectors), and then the
+   positions of the real outputs are copied out (``_compact``); the backward does the reverse,
+   spreading dp to every stride-th position (``_spread``) before its flat passes.
+3. **Sliced views, indexed by the loop counter.** ``row[m + C]`` with a signed offset makes
+   Numba wrap negative indices around, which LLVM cannot vectorise (it built each vector from
+   8 scalar loads: 4x slower); ``row[C:][m]`` has no such test.
+4. **Selects, not branches, on data.** ``b if keep else v`` inside a long loop becomes a vector
+   blend; the same in a short loop over C becomes a branch that random data mispredicts half
+   the time. Only data-independent copies (``_compact``, ``_spread``) run per pixel.
+5. **Rows of outputs as prange tasks** (n, h_out) — or dx rows (n, h) for the backward — in
+   one chunk per thread, each with its own scratch rows; small calls run on the calling thread
+   alone, without switching Numba's thread count (``compute_bound`` below).
 
 Same results as the readable kernels, exactly: the same float operations in the same order
 per output number (no ``fastmath``), ties go to the *first* maximum in row-major order, a
 NaN wins and stays, and a dx cell that several windows send gradient to sums it in the
-readable order (window rows, then columns, ascending). No two prange iterations ever write
-the same cell (Numba has no CPU atomics), so every run gives the same bits.
+readable order (window rows, then columns, ascending). No two prange tasks ever write the
+same cell (Numba has no CPU atomics), so every run gives the same bits.
 
 Arrays are C-contiguous NHWC (``checks.as_array`` makes them so); ``win`` is the
-``checks.Window`` tuple (f_h, f_w, stride_h, stride_w, pad_top, pad_left), as in pool.py.
+``checks.Window`` tuple (f_h, f_w, stride_h, stride_w, pad_top, pad_left), as in pool.py,
+unpacked into six ints for the compiled functions (a tuple of ints dispatches faster than a
+NamedTuple).
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from .. import backend
 from .indexing import windows_covering
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+@register_jitable
+def stride_map(W_out, C, stride):
+    """``idx[m]``: where flat output ``m = w_out*C + c`` sits in a full-resolution row,
+    ``w_out*stride*C + c`` (unsigned: indexing with it needs no negative-index test)."""
+    idx = np.empty(W_out * C, np.uint32)
+    for w_out in range(W_out):
+        for c in range(C):
+            idx[w_out * C + c] = w_out * stride * C + c
+    return idx
+
+
+@register_jitable
+def column_counts(W, W_out, C, f_w, stride_w, pad_left):
+    """``cols[m]``: how many real (not padding) columns the window of flat output m covers."""
+    cols = np.empty(W_out * C, np.int32)
+    for w_out in range(W_out):
+        left = w_out * stride_w - pad_left
+        n_cols = min(left + f_w, W) - max(left, 0)
+        for c in range(C):
+            cols[w_out * C + c] = n_cols
+    return cols
+
+
+@register_jitable
+def _compact(full, idx, C, stride, out):
+    """``out[w_out*C + c] = full[w_out*stride*C + c]``: the real outputs of a full-resolution row."""
+    if stride == 1:
+        for m in range(out.shape[0]):
+            out[m] = full[m]
+    elif C >= 8:  # whole runs of channels: per-pixel slices (a vector per 8 channels)
+        for w_out in range(out.shape[0] // C):
+            src = full[w_out * stride * C:w_out * stride * C + C]
+            dst = out[w_out * C:w_out * C + C]
+            for c in range(C):
+                dst[c] = src[c]
+    else:  # a few channels: one flat loop through the index map beats a slice per pixel
+        for m in range(out.shape[0]):
+            out[m] = full[idx[m]]
+
+
+@register_jitable
+def _scatter(vals, idx, C, stride, out, add):
+    """``out[w*stride*C + c] = vals[w*C + c]`` (or ``+=`` when add), for the windows w of vals."""
+    n = vals.shape[0]
+    if stride == 1:
+        if add:
+            for m in range(n):
+                out[m] += vals[m]
+        else:
+            for m in range(n):
+                out[m] = vals[m]
+    elif C >= 8:
+        for w in range(n // C):
+            src = vals[w * C:w * C + C]
+            dst = out[w * stride * C:w * stride * C + C]
+            if add:
+                for c in range(C):
+                    dst[c] += src[c]
+            else:
+                for c in range(C):
+                    dst[c] = src[c]
+    elif add:
+        for m in range(n):
+            out[idx[m]] += vals[m]
+    else:
+        for m in range(n):
+            out[idx[m]] = vals[m]
+
+
+@register_jitable
+def _inside(W, W_out, f_w, s_w, pad_left):
+    """The windows ``[o0, o1)`` whose every column lies inside the image (no padding)."""
+    o0 = min((pad_left + s_w - 1) // s_w, W_out)
+    o1 = max(min((W - f_w + pad_left) // s_w + 1, W_out), o0)
+    return o0, o1
+
+
+@register_jitable
+def _chunk(k, chunks, total):
+    """Task rows ``[first, stop)`` of chunk k of ``chunks`` (one chunk per thread)."""
+    return k * total // chunks, (k + 1) * total // chunks
+
+
+def _launch(parallel, serial, touched, *args):
+    """The prange form with one chunk per thread for big calls, the serial form (no thread
+    wake-up, no switching numba's thread count) below ``backend.SERIAL_BELOW_ELEMENTS``."""
+    threads = numba.get_num_threads()
+    if threads > 1 and touched >= backend.SERIAL_BELOW_ELEMENTS:
+        parallel(*args, threads)
+    else:
+        serial(*args)
 
 
 # --------------------------------------------------------------------------- max
 
 
-# Why two buffers ("ping-pong") below: written as ``best[c] = v if v > best[c] else best[c]``,
-# LLVM sees that the else-branch stores back what it loaded, drops that store, and vectorises
-# the rest as a *masked* store (vmaskmovps), which AMD Zen runs in microcode: 3-4x slower than
-# the average pool. Reading one buffer and writing the other keeps every store a plain one.
-# (Choosing the buffers through a variable, ``dst = a if odd else b``, stops the vectoriser
-# instead: each step below names its arrays.)
+@register_jitable
+def _take(best, arg, v, k):
+    """One step of the search: keep ``(best, arg)`` on ties and when best is NaN already, else
+    take ``(v, k)`` (so a new NaN wins): the first maximum in row-major order, as
+    ``pool.window_argmax``."""
+    keep = (best != best) | (v <= best)
+    return (best if keep else v), (arg if keep else k)
 
 
 @register_jitable
-def max_step(cell, src, dst):
-    """``dst = max(src, cell)`` over the channels. Keeps ``src`` on ties and when it is NaN
-    already; a new NaN wins: the first maximum in row-major order, as ``pool.window_argmax``."""
-    for c in range(dst.shape[0]):  # vectorised over the contiguous channels
-        v, best = cell[c], src[c]
-        dst[c] = best if (best != best) | (v <= best) else v
+def _max_row_pass(row, C, W, f_w, pad_left, W_full, q_in0, q_in1, k_row, src_v, src_a, dst_v, dst_a):
+    """``dst = src`` followed by the f_w cells of one window row, in order, at every position q
+    of a full-resolution output row: cell j is column ``q - pad_left + j``, numbered
+    ``k_row + j``. Positions ``[q_in0, q_in1)`` have every column inside the image: one flat
+    vector loop; the few others (padding) run cell by cell."""
+    L = (q_in1 - q_in0) * C
+    if L > 0:
+        at, base = q_in0 * C, (q_in0 - pad_left) * C
+        sv, sa, dv, da = src_v[at:at + L], src_a[at:at + L], dst_v[at:at + L], dst_a[at:at + L]
+        r0 = row[base:base + L]
+        # cell numbers as int32, like the arrays: an int64 among them makes every lane 64-bit
+        k1, k2 = np.int32(k_row + 1), np.int32(k_row + 2)
+        if f_w == 1:
+            for m in range(L):
+                b, a = _take(sv[m], sa[m], r0[m], k_row)
+                dv[m] = b
+                da[m] = a
+        elif f_w == 2:
+            r1 = row[base + C:base + C + L]
+            for m in range(L):
+                b, a = _take(sv[m], sa[m], r0[m], k_row)
+                b, a = _take(b, a, r1[m], k1)
+                dv[m] = b
+                da[m] = a
+        elif f_w == 3:
+            r1, r2 = row[base + C:base + C + L], row[base + 2 * C:base + 2 * C + L]
+            for m in range(L):
+                b, a = _take(sv[m], sa[m], r0[m], k_row)
+                b, a = _take(b, a, r1[m], k1)
+                b, a = _take(b, a, r2[m], k2)
+                dv[m] = b
+                da[m] = a
+        else:  # wider windows: one pass per cell, in place after the first (slower, rare)
+            for m in range(L):
+                b, a = _take(sv[m], sa[m], r0[m], k_row)
+                dv[m] = b
+                da[m] = a
+            for j in range(1, f_w):
+                rj = row[base + j * C:base + j * C + L]
+                kj = np.int32(k_row + j)
+                for m in range(L):
+                    b, a = _take(dv[m], da[m], rj[m], kj)
+                    dv[m] = b
+                    da[m] = a
+    for q in range(W_full):  # positions whose window pokes into the left or right padding
+        if q_in0 <= q < q_in1:
+            continue
+        for c in range(C):
+            b, a = src_v[q * C + c], src_a[q * C + c]
+            for j in range(f_w):
+                w = q - pad_left + j
+                if 0 <= w < W:
+                    b, a = _take(b, a, row[w * C + c], np.int32(k_row + j))
+            dst_v[q * C + c] = b
+            dst_a[q * C + c] = a
 
 
 @register_jitable
-def max_arg_step(cell, k, src, src_arg, dst, dst_arg):
-    """``max_step`` that also keeps where the max came from: ``k`` is this cell's number."""
-    for c in range(dst.shape[0]):
-        v, best, arg = cell[c], src[c], src_arg[c]  # every load and store unconditional:
-        keep = (best != best) | (v <= best)         # a select inside a branch vectorises
-        new_best = best if keep else v              # into masked loads and stores
-        new_arg = arg if keep else k
-        dst[c] = new_best
-        dst_arg[c] = new_arg
+def _max_2x2(r0, r1, C, L, dv, da):
+    """A whole 2x2 window in one flat pass, cells (0,0) (0,1) (1,0) (1,1) in order: ``r0``/``r1``
+    are the window's two rows from its first column on (the common LeNet/VGG case)."""
+    a0, a1, b0, b1 = r0[:L], r0[C:C + L], r1[:L], r1[C:C + L]
+    for m in range(L):
+        b, a = a0[m], np.int32(0)
+        b, a = _take(b, a, a1[m], np.int32(1))
+        b, a = _take(b, a, b0[m], np.int32(2))
+        b, a = _take(b, a, b1[m], np.int32(3))
+        dv[m] = b
+        da[m] = a
 
 
 @register_jitable
-def window_max(x, n, h0, h1, w0, w1, buf_a, buf_b, out):
-    """``out[:] = max of x[n, h, w, :]`` over rows h0..h1-1 and columns w0..w1-1, cell by cell
-    in row-major order (the window's cell q sits at row h0 + q // width, column w0 + q % width)."""
-    width = w1 - w0
-    cells = (h1 - h0) * width
-    first = x[n, h0, w0]
-    for c in range(out.shape[0]):
-        buf_a[c] = first[c]
-    for q in range(1, cells, 2):
-        max_step(x[n, h0 + q // width, w0 + q % width], buf_a, buf_b)
-        if q + 1 < cells:
-            max_step(x[n, h0 + (q + 1) // width, w0 + (q + 1) % width], buf_b, buf_a)
-    last = buf_a if cells % 2 == 1 else buf_b
-    for c in range(out.shape[0]):
-        out[c] = last[c]
+def _max_3x3(r0, r1, r2, C, L, dv, da):
+    """A whole 3x3 window in one flat pass (AlexNet's, ResNet's stem pool without padding)."""
+    a0, a1, a2 = r0[:L], r0[C:C + L], r0[2 * C:2 * C + L]
+    b0, b1, b2 = r1[:L], r1[C:C + L], r1[2 * C:2 * C + L]
+    c0, c1, c2 = r2[:L], r2[C:C + L], r2[2 * C:2 * C + L]
+    for m in range(L):
+        b, a = a0[m], np.int32(0)
+        b, a = _take(b, a, a1[m], np.int32(1))
+        b, a = _take(b, a, a2[m], np.int32(2))
+        b, a = _take(b, a, b0[m], np.int32(3))
+        b, a = _take(b, a, b1[m], np.int32(4))
+        b, a = _take(b, a, b2[m], np.int32(5))
+        b, a = _take(b, a, c0[m], np.int32(6))
+        b, a = _take(b, a, c1[m], np.int32(7))
+        b, a = _take(b, a, c2[m], np.int32(8))
+        dv[m] = b
+        da[m] = a
 
 
 @register_jitable
-def window_argmax(x, n, top, h0, h1, left, w0, w1, f_w, buf_a, buf_b, arg_a, arg_b, arg_out):
-    """Like ``window_max``, but finds where the max is: ``arg_out[c] = i * f_w + j``, the
-    winning cell's row i and column j inside the window (padding rows/columns counted)."""
-    width = w1 - w0
-    cells = (h1 - h0) * width
-    first = x[n, h0, w0]
-    k0 = np.int32((h0 - top) * f_w + (w0 - left))  # int32 like arg: no 64-bit lanes
-    for c in range(arg_out.shape[0]):
-        buf_a[c] = first[c]
-        arg_a[c] = k0
-    for q in range(1, cells, 2):
-        h, w = h0 + q // width, w0 + q % width
-        max_arg_step(x[n, h, w], np.int32((h - top) * f_w + (w - left)), buf_a, arg_a, buf_b, arg_b)
-        if q + 1 < cells:
-            h, w = h0 + (q + 1) // width, w0 + (q + 1) % width
-            max_arg_step(x[n, h, w], np.int32((h - top) * f_w + (w - left)), buf_b, arg_b, buf_a, arg_a)
-    last = arg_a if cells % 2 == 1 else arg_b
-    for c in range(arg_out.shape[0]):
-        arg_out[c] = last[c]
+def _max_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg):
+    """Output rows t0..t1-1 (t = n*H_out + h_out): ``p`` and, when with_arg, ``arg``, through
+    full-resolution flat rows (few channels)."""
+    N, H, W, C = x.shape
+    H_out, W_out = p.shape[1], p.shape[2]
+    xf = x.reshape(N, H, W * C)
+    pf = p.reshape(N, H_out, W_out * C)
+    af = arg.reshape(arg.shape[0], arg.shape[1], arg.shape[2] * arg.shape[3])
+    idx = stride_map(W_out, C, s_w)
+    W_full = (W_out - 1) * s_w + 1  # stride-1 positions up to the last output's
+    L = W_full * C
+    q_in0 = min(pad_left, W_full)  # positions whose window lies inside the columns
+    q_in1 = max(min(W - f_w + 1 + pad_left, W_full), q_in0)
+    va, aa = np.empty(L, x.dtype), np.empty(L, np.int32)  # two buffers: each pass reads one and
+    vb, ab = np.empty(L, x.dtype), np.empty(L, np.int32)  # writes the other (no masked stores)
+    lowest = x.dtype.type(-np.inf)
+    whole = q_in0 == 0 and q_in1 == W_full and f_h == f_w and (f_w == 2 or f_w == 3)
+    for t in range(t0, t1):
+        n, h_out = t // H_out, t % H_out
+        top = h_out * s_h - pad_top
+        h0, h1 = max(top, 0), min(top + f_h, H)  # the window's real rows (padding never wins)
+        if whole and h1 - h0 == f_h:  # no padding in this window row: all cells in one pass
+            if f_w == 2:
+                _max_2x2(xf[n, h0], xf[n, h0 + 1], C, L, va, aa)
+            else:
+                _max_3x3(xf[n, h0], xf[n, h0 + 1], xf[n, h0 + 2], C, L, va, aa)
+            _compact(va, idx, C, s_w, pf[n, h_out])
+            if with_arg:
+                _compact(aa, idx, C, s_w, af[n, h_out])
+            continue
+        # Start from -inf "at" the window's first real cell: any real cell replaces it, except
+        # -inf itself, and then that first cell is the answer anyway.
+        k_first = np.int32((h0 - top) * f_w)
+        for m in range(L):
+            va[m] = lowest
+            aa[m] = k_first
+        for q in range(q_in0):  # left padding: the first real column is pad_left - q
+            for c in range(C):
+                aa[q * C + c] = np.int32(k_first + pad_left - q)
+        for h in range(h0, h1):
+            k_row = np.int32((h - top) * f_w)
+            if (h - h0) % 2 == 0:
+                _max_row_pass(xf[n, h], C, W, f_w, pad_left, W_full, q_in0, q_in1, k_row, va, aa, vb, ab)
+            else:
+                _max_row_pass(xf[n, h], C, W, f_w, pad_left, W_full, q_in0, q_in1, k_row, vb, ab, va, aa)
+        if (h1 - h0) % 2 == 1:
+            _compact(vb, idx, C, s_w, pf[n, h_out])
+            if with_arg:
+                _compact(ab, idx, C, s_w, af[n, h_out])
+        else:
+            _compact(va, idx, C, s_w, pf[n, h_out])
+            if with_arg:
+                _compact(aa, idx, C, s_w, af[n, h_out])
+
+
+@register_jitable
+def _max_row_wide(row, W, f_w, s_w, pad_left, o_in0, o_in1, k_row, sv, sa, dv, da):
+    """``_max_row_pass`` for many channels: window o of this row is ``row[o*s_w - pad_left + j, :]``
+    (a 2-D (W, C) view), channels innermost, so one vector loop per window and cell."""
+    W_out, C = dv.shape
+    k1, k2 = np.int32(k_row + 1), np.int32(k_row + 2)
+    for o in range(o_in0, o_in1):
+        w = o * s_w - pad_left
+        if f_w == 2:
+            for c in range(C):
+                b, a = _take(sv[o, c], sa[o, c], row[w, c], k_row)
+                b, a = _take(b, a, row[w + 1, c], k1)
+                dv[o, c] = b
+                da[o, c] = a
+        elif f_w == 3:
+            for c in range(C):
+                b, a = _take(sv[o, c], sa[o, c], row[w, c], k_row)
+                b, a = _take(b, a, row[w + 1, c], k1)
+                b, a = _take(b, a, row[w + 2, c], k2)
+                dv[o, c] = b
+                da[o, c] = a
+        else:  # other widths: a pass per cell, in place after the first
+            for c in range(C):
+                b, a = _take(sv[o, c], sa[o, c], row[w, c], k_row)
+                dv[o, c] = b
+                da[o, c] = a
+            for j in range(1, f_w):
+                kj = np.int32(k_row + j)
+                for c in range(C):
+                    b, a = _take(dv[o, c], da[o, c], row[w + j, c], kj)
+                    dv[o, c] = b
+                    da[o, c] = a
+    for o in range(W_out):  # windows that poke into the padding: their real cells only
+        if o_in0 <= o < o_in1:
+            continue
+        for c in range(C):
+            dv[o, c] = sv[o, c]
+            da[o, c] = sa[o, c]
+        for j in range(f_w):
+            w = o * s_w - pad_left + j
+            if 0 <= w < W:
+                kj = np.int32(k_row + j)
+                for c in range(C):
+                    b, a = _take(dv[o, c], da[o, c], row[w, c], kj)
+                    dv[o, c] = b
+                    da[o, c] = a
+
+
+@register_jitable
+def _max_window_wide(x, n, h, w, f_w, C, out_v, out_a, o):
+    """2x2 or 3x3 window at row h, column w, all cells in order, channels innermost."""
+    if f_w == 2:
+        for c in range(C):
+            b, a = x[n, h, w, c], np.int32(0)
+            b, a = _take(b, a, x[n, h, w + 1, c], np.int32(1))
+            b, a = _take(b, a, x[n, h + 1, w, c], np.int32(2))
+            b, a = _take(b, a, x[n, h + 1, w + 1, c], np.int32(3))
+            out_v[o, c] = b
+            out_a[o, c] = a
+    else:
+        for c in range(C):
+            b, a = x[n, h, w, c], np.int32(0)
+            b, a = _take(b, a, x[n, h, w + 1, c], np.int32(1))
+            b, a = _take(b, a, x[n, h, w + 2, c], np.int32(2))
+            b, a = _take(b, a, x[n, h + 1, w, c], np.int32(3))
+            b, a = _take(b, a, x[n, h + 1, w + 1, c], np.int32(4))
+            b, a = _take(b, a, x[n, h + 1, w + 2, c], np.int32(5))
+            b, a = _take(b, a, x[n, h + 2, w, c], np.int32(6))
+            b, a = _take(b, a, x[n, h + 2, w + 1, c], np.int32(7))
+            b, a = _take(b, a, x[n, h + 2, w + 2, c], np.int32(8))
+            out_v[o, c] = b
+            out_a[o, c] = a
+
+
+@register_jitable
+def _max_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg):
+    """Output rows t0..t1-1, one window after the other, channels innermost (C >= WIDE_C)."""
+    N, H, W, C = x.shape
+    H_out, W_out = p.shape[1], p.shape[2]
+    o_in0, o_in1 = _inside(W, W_out, f_w, s_w, pad_left)
+    va, aa = np.empty((W_out, C), x.dtype), np.empty((W_out, C), np.int32)
+    vb, ab = np.empty((W_out, C), x.dtype), np.empty((W_out, C), np.int32)
+    lowest = x.dtype.type(-np.inf)
+    whole = o_in0 == 0 and o_in1 == W_out and f_h == f_w and (f_w == 2 or f_w == 3)
+    for t in range(t0, t1):
+        n, h_out = t // H_out, t % H_out
+        top = h_out * s_h - pad_top
+        h0, h1 = max(top, 0), min(top + f_h, H)
+        if whole and h1 - h0 == f_h:  # no padding in this window row: all cells in one pass
+            out_v, out_a = p[n, h_out], (arg[n, h_out] if with_arg else aa)
+            for o in range(W_out):
+                _max_window_wide(x, n, h0, o * s_w - pad_left, f_w, C, out_v, out_a, o)
+            continue
+        k_first = (h0 - top) * f_w  # -inf "at" the first real cell, as in _max_rows_flat
+        for o in range(W_out):
+            k = np.int32(k_first + max(pad_left - o * s_w, 0))
+            for c in range(C):
+                va[o, c] = lowest
+                aa[o, c] = k
+        for h in range(h0, h1):
+            k_row = np.int32((h - top) * f_w)
+            if (h - h0) % 2 == 0:
+                _max_row_wide(x[n, h], W, f_w, s_w, pad_left, o_in0, o_in1, k_row, va, aa, vb, ab)
+            else:
+                _max_row_wide(x[n, h], W, f_w, s_w, pad_left, o_in0, o_in1, k_row, vb, ab, va, aa)
+        odd = (h1 - h0) % 2 == 1
+        out = p[n, h_out]
+        for o in range(W_out):
+            for c in range(C):
+                out[o, c] = vb[o, c] if odd else va[o, c]
+        if with_arg:
+            out_a = arg[n, h_out]
+            for o in range(W_out):
+                for c in range(C):
+                    out_a[o, c] = ab[o, c] if odd else aa[o, c]
+
+
+# Channels from which a loop over them (one window cell) vectorises well; below, the flat
+# full-resolution rows win (LeNet's C = 6 would leave the vectors mostly empty).
+WIDE_C = 16
+
+
+# The max forward's channel loop does two selects per cell; LLVM vectorises it only from 32
+# channels (at 16 it ran scalar, with branches: 7x slower than the flat rows on pool32x16).
+WIDE_C_MAX = 32
+
+
+@register_jitable
+def _max_rows(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg):
+    if x.shape[3] >= WIDE_C_MAX:
+        _max_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg)
+    else:
+        _max_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg)
 
 
 @njit(parallel=True, cache=True)
-def max_forward_rows(x, win, p):
-    """``p[n, h_out, w_out, :] = max over the window``, one output row per prange task."""
-    N, H_out, W_out, C = p.shape
-    H, W = x.shape[1], x.shape[2]
-    for t in prange(N * H_out):
-        n, h_out = t // H_out, t % H_out
-        top = h_out * win.stride_h - win.pad_top
-        h0, h1 = max(top, 0), min(top + win.f_h, H)  # the window's real rows (padding never wins)
-        buf_a, buf_b = np.empty(C, x.dtype), np.empty(C, x.dtype)
-        for w_out in range(W_out):
-            left = w_out * win.stride_w - win.pad_left
-            w0, w1 = max(left, 0), min(left + win.f_w, W)
-            window_max(x, n, h0, h1, w0, w1, buf_a, buf_b, p[n, h_out, w_out])
+def _max_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg, chunks):
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
+        _max_rows(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg)
+
+
+@njit(cache=True)
+def _max_serial(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg):
+    _max_rows(0, p.shape[0] * p.shape[1], x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg)
+
+
+_NO_ARG = np.empty((1, 1, 1, 1), np.int32)
 
 
 def max_pool2d_forward(x, win, p):
-    max_forward_rows(x, win, p)
-
-
-@njit(parallel=True, cache=True)
-def max_argmax_rows(x, win, arg):
-    """``arg[n, h_out, w_out, c]`` = the winning cell of the window, as ``i * f_w + j``."""
-    N, H_out, W_out, C = arg.shape
-    H, W = x.shape[1], x.shape[2]
-    for t in prange(N * H_out):
-        n, h_out = t // H_out, t % H_out
-        top = h_out * win.stride_h - win.pad_top
-        h0, h1 = max(top, 0), min(top + win.f_h, H)
-        buf_a, buf_b = np.empty(C, x.dtype), np.empty(C, x.dtype)
-        arg_a, arg_b = np.empty(C, arg.dtype), np.empty(C, arg.dtype)
-        for w_out in range(W_out):
-            left = w_out * win.stride_w - win.pad_left
-            w0, w1 = max(left, 0), min(left + win.f_w, W)
-            window_argmax(x, n, top, h0, h1, left, w0, w1, win.f_w, buf_a, buf_b, arg_a, arg_b,
-                              arg[n, h_out, w_out])
-
-
-@njit(parallel=True, cache=True)
-def max_backward_gather_rows(dp, arg, win, dx):
-    """Each dx row ``(n, h)`` is one prange task: it sums the gradient of every window covering
-    row h whose winner sits in that row (windows in ascending order, as the readable kernel)."""
-    N, H, W, C = dx.shape
-    H_out, W_out = dp.shape[1], dp.shape[2]
-    zero = dx.dtype.type(0)
-    for t in prange(N * H):
-        n, h = t // H, t % H
-        for w in range(W):
-            for c in range(C):
-                dx[n, h, w, c] = zero
-        h_first, h_stop = windows_covering(h, win.pad_top, win.f_h, win.stride_h, H_out)
-        for h_out in range(h_first, h_stop):
-            i = h - (h_out * win.stride_h - win.pad_top)  # row h is row i of this window
-            for w_out in range(W_out):
-                left = w_out * win.stride_w - win.pad_left
-                a = arg[n, h_out, w_out]
-                g = dp[n, h_out, w_out]
-                for j in range(win.f_w):
-                    w = left + j
-                    if w < 0 or w >= W:
-                        continue
-                    k = np.int32(i * win.f_w + j)
-                    d = dx[n, h, w]
-                    for c in range(C):  # adding an exact +0 elsewhere keeps the bits (sums are never -0)
-                        gc = g[c]  # loaded unconditionally: a conditional load becomes a masked one
-                        d[c] += gc if a[c] == k else zero
-
-
-@njit(parallel=True, cache=True)
-def max_backward_bands(dp, x, win, dx):
-    """Windows that do not overlap in rows (stride_h >= f_h): output row h_out owns the band of
-    dx rows from its window's top to the next window's top, finds each window's argmax and
-    puts the gradient there in one pass (no argmax buffer)."""
-    N, H, W, C = dx.shape
-    H_out, W_out = dp.shape[1], dp.shape[2]
-    zero = dx.dtype.type(0)
-    for t in prange(N * H_out):
-        n, h_out = t // H_out, t % H_out
-        top = h_out * win.stride_h - win.pad_top
-        band0 = 0 if h_out == 0 else top
-        band1 = H if h_out == H_out - 1 else min(top + win.stride_h, H)
-        for h in range(band0, band1):
-            for w in range(W):
-                for c in range(C):
-                    dx[n, h, w, c] = zero
-        h0, h1 = max(top, 0), min(top + win.f_h, H)
-        buf_a, buf_b = np.empty(C, x.dtype), np.empty(C, x.dtype)
-        arg_a, arg_b, a = np.empty(C, np.int32), np.empty(C, np.int32), np.empty(C, np.int32)
-        for w_out in range(W_out):
-            left = w_out * win.stride_w - win.pad_left
-            w0, w1 = max(left, 0), min(left + win.f_w, W)
-            window_argmax(x, n, top, h0, h1, left, w0, w1, win.f_w, buf_a, buf_b, arg_a, arg_b, a)
-            g = dp[n, h_out, w_out]
-            for h in range(h0, h1):
-                for w in range(w0, w1):
-                    k = np.int32((h - top) * win.f_w + (w - left))
-                    d = dx[n, h, w]
-                    for c in range(C):
-                        gc = g[c]
-                        d[c] += gc if a[c] == k else zero
+    _launch(_max_parallel, _max_serial, x.size + p.size, x, *win, p, _NO_ARG, False)
 
 
 def max_pool2d_forward_argmax(x, win, p, arg):
-    max_forward_rows(x, win, p)
-    max_argmax_rows(x, win, arg)
+    _launch(_max_parallel, _max_serial, x.size + 2 * p.size, x, *win, p, arg, True)
+
+
+@register_jitable
+def _back_rows_flat(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    """dx rows t0..t1-1 (t = n*H + h), max or average, each a gather over the window rows
+    covering row h (ascending). For each window row and each window column j (descending,
+    so that every dx cell gets its windows' gradients left to right, the readable order):
+    what each window sends to its cell (i, j) — dp where the argmax is that cell, or
+    dp / count — is computed for all windows in one flat loop, then added into the dx row
+    at every stride-th pixel (``_scatter``). When the windows tile the row (stride = f_w),
+    the first window row writes its cells instead of adding to zeros: no zeroing pass."""
+    N, H, W, C = dx.shape
+    H_out, W_out = dp.shape[1], dp.shape[2]
+    dxf = dx.reshape(N, H, W * C)
+    gf = dp.reshape(N, H_out, W_out * C)
+    af = arg.reshape(arg.shape[0], arg.shape[1], arg.shape[2] * arg.shape[3])
+    idx = stride_map(W_out, C, s_w)
+    cols = column_counts(W, W_out, C, f_w, s_w, pad_left)
+    vals = np.empty(W_out * C, dx.dtype)
+    zero = dx.dtype.type(0)
+    tiles = s_w == f_w
+    covered = min(W_out * s_w - pad_left, W)  # when they tile, windows cover columns [0, covered)
+    for t in range(t0, t1):
+        n, h = t // H, t % H
+        d = dxf[n, h]
+        h_first, h_stop = windows_covering(h, pad_top, f_h, s_h, H_out)
+        add = not (tiles and h_stop > h_first)
+        for m in range(0 if add else covered * C, W * C):
+            d[m] = zero
+        for h_out in range(h_first, h_stop):
+            top = h_out * s_h - pad_top
+            g = gf[n, h_out]
+            if not is_max:  # the same share for every cell of a window (the course's distribute_value)
+                rows = min(top + f_h, H) - max(top, 0)
+                for m in range(W_out * C):  # 0 + share: a -0.0 share lands as +0.0, as in the readable sum
+                    vals[m] = zero + g[m] / dx.dtype.type(rows * cols[m])
+            k_row = (h - top) * f_w  # row h is row i of these windows: cells i * f_w + j
+            for j in range(f_w - 1, -1, -1):
+                # the windows whose column j, w_out * s_w - pad_left + j, lies in [0, W)
+                o0 = (pad_left - j + s_w - 1) // s_w if pad_left > j else 0
+                o1 = min((W - 1 + pad_left - j) // s_w + 1, W_out)
+                if o1 <= o0:
+                    continue
+                v = vals[o0 * C:o1 * C]
+                if is_max:
+                    k = np.int32(k_row + j)  # int32 like the argmax: 64-bit lanes would halve the vectors
+                    gg, aa = g[o0 * C:o1 * C], af[n, h_out][o0 * C:o1 * C]
+                    for m in range(v.shape[0]):
+                        gm = gg[m]  # loaded unconditionally: a conditional load becomes a masked one
+                        v[m] = zero + (gm if aa[m] == k else zero)
+                at = (o0 * s_w - pad_left + j) * C
+                _scatter(v, idx, C, s_w, d[at:], add)
+            add = True
+
+
+@register_jitable
+def _back_rows_wide(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    """``_back_rows_flat`` for many channels: each window's contribution goes straight into the
+    dx row, ``dx[n, h, o*s_w - pad_left + j, :]``, channels innermost."""
+    N, H, W, C = dx.shape
+    H_out, W_out = dp.shape[1], dp.shape[2]
+    share = np.empty((W_out, C), dx.dtype)
+    zero = dx.dtype.type(0)
+    tiles = s_w == f_w
+    covered = min(W_out * s_w - pad_left, W)
+    for t in range(t0, t1):
+        n, h = t // H, t % H
+        d = dx[n, h]
+        h_first, h_stop = windows_covering(h, pad_top, f_h, s_h, H_out)
+        add = not (tiles and h_stop > h_first)
+        for w in range(0 if add else covered, W):
+            for c in range(C):
+                d[w, c] = zero
+        for h_out in range(h_first, h_stop):
+            top = h_out * s_h - pad_top
+            g = dp[n, h_out]
+            a = arg[n, h_out] if is_max else arg[0, 0]  # (avg: a dummy, never read)
+            if not is_max:
+                rows = min(top + f_h, H) - max(top, 0)
+                for o in range(W_out):
+                    left = o * s_w - pad_left
+                    count = dx.dtype.type(rows * (min(left + f_w, W) - max(left, 0)))
+                    for c in range(C):
+                        share[o, c] = zero + g[o, c] / count
+            k_row = (h - top) * f_w
+            for j in range(f_w - 1, -1, -1):
+                o0 = (pad_left - j + s_w - 1) // s_w if pad_left > j else 0
+                o1 = min((W - 1 + pad_left - j) // s_w + 1, W_out)
+                k = np.int32(k_row + j)
+                for o in range(o0, o1):
+                    w = o * s_w - pad_left + j
+                    if is_max and add:
+                        for c in range(C):
+                            gm = g[o, c]
+                            d[w, c] += zero + (gm if a[o, c] == k else zero)
+                    elif is_max:
+                        for c in range(C):
+                            gm = g[o, c]
+                            d[w, c] = zero + (gm if a[o, c] == k else zero)
+                    elif add:
+                        for c in range(C):
+                            d[w, c] += share[o, c]
+                    else:
+                        for c in range(C):
+                            d[w, c] = share[o, c]
+            add = True
+
+
+@register_jitable
+def _max_back_bands(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    """Max backward when windows do not overlap (stride >= f both ways), as PyTorch does it:
+    output row t = (n, h_out) owns the dx rows from its windows' top to the next row's top
+    (no other task writes them); it zeroes them, then puts each window's gradient on its
+    argmax cell: one scalar store per *output* number instead of a pass per dx number.
+    Each dx cell gets at most one window's gradient, ``0 + dp`` as in the readable sum (a
+    -0.0 lands as +0.0). A cell number off the image (padding) or out of range sends
+    nothing, as the readable gather would: no store ever leaves the band."""
+    N, H, W, C = dx.shape
+    H_out, W_out = dp.shape[1], dp.shape[2]
+    planes = dx.reshape(N, H * W * C)
+    o_in0, o_in1 = _inside(W, W_out, f_w, s_w, pad_left)
+    cells = f_h * f_w
+    offset = np.empty(cells, np.int64)  # cell k -> its place in the image, from the window's corner
+    for k in range(cells):
+        offset[k] = ((k // f_w) * W + k % f_w) * C
+    n_cells = np.uint32(cells)
+    zero = dx.dtype.type(0)
+    for t in range(t0, t1):
+        n, h_out = t // H_out, t % H_out
+        top = h_out * s_h - pad_top
+        band0 = 0 if h_out == 0 else top
+        band1 = H if h_out == H_out - 1 else min(top + s_h, H)
+        plane = planes[n]
+        band = plane[band0 * W * C:band1 * W * C]
+        for m in range(band.shape[0]):
+            band[m] = zero
+        g, a = dp[n, h_out], arg[n, h_out]
+        rows_inside = top >= 0 and top + f_h <= H
+        for o in range(W_out):
+            left = o * s_w - pad_left
+            if rows_inside and o_in0 <= o < o_in1:  # every cell real: one unsigned test per number
+                corner = (top * W + left) * C
+                for c in range(C):
+                    k = np.uint32(a[o, c])
+                    if k < n_cells:
+                        plane[np.uint64(corner + offset[k] + c)] = zero + g[o, c]
+            else:  # a window on the padding: its real cells only
+                for c in range(C):
+                    k = a[o, c]
+                    if 0 <= k < cells:
+                        h, w = top + k // f_w, left + k % f_w
+                        if 0 <= h < H and 0 <= w < W:
+                            plane[np.uint64((h * W + w) * C + c)] = zero + g[o, c]
+
+
+@register_jitable
+def _back_rows(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    if is_max and s_h >= f_h and s_w >= f_w:  # tasks are output rows here, not dx rows
+        _max_back_bands(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+    elif dx.shape[3] >= WIDE_C:
+        _back_rows_wide(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+    else:
+        _back_rows_flat(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+
+
+@register_jitable
+def _back_tasks(dp, dx, is_max, f_h, f_w, s_h, s_w):
+    """How many row tasks ``_back_rows`` has: output rows for the max scatter, else dx rows."""
+    if is_max and s_h >= f_h and s_w >= f_w:
+        return dp.shape[0] * dp.shape[1]
+    return dx.shape[0] * dx.shape[1]
+
+
+@njit(parallel=True, cache=True)
+def _back_parallel(dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
+    tasks = _back_tasks(dp, dx, is_max, f_h, f_w, s_h, s_w)
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, tasks)
+        _back_rows(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+
+
+@njit(cache=True)
+def _back_serial(dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    _back_rows(0, _back_tasks(dp, dx, is_max, f_h, f_w, s_h, s_w), dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
 
 
 def max_pool2d_backward_argmax(dp, arg, win, dx):
-    max_backward_gather_rows(dp, arg, win, dx)
+    _launch(_back_parallel, _back_serial, dp.size + arg.size + dx.size, dp, arg, True, *win, dx)
 
 
 def max_pool2d_backward(dp, x, win, dx):
-    if win.stride_h >= win.f_h:
-        max_backward_bands(dp, x, win, dx)
-    else:  # overlapping rows: argmax of every window first, then each dx row gathers
-        arg = np.empty(dp.shape, np.int32)
-        max_argmax_rows(x, win, arg)
-        max_backward_gather_rows(dp, arg, win, dx)
+    """Without the forward's argmax: find it (the forward kernel), then route by it."""
+    arg = np.empty(dp.shape, np.int32)
+    max_pool2d_forward_argmax(x, win, np.empty(dp.shape, x.dtype), arg)
+    max_pool2d_backward_argmax(dp, arg, win, dx)
 
 
 # --------------------------------------------------------------------------- average
 
 
-@njit(parallel=True, cache=True)
-def avg_forward_rows(x, win, p):
-    """``p[n, h_out, w_out, :] = mean of the window's real cells``, one output row per task."""
-    N, H_out, W_out, C = p.shape
-    H, W = x.shape[1], x.shape[2]
-    zero = p.dtype.type(0)
-    for t in prange(N * H_out):
+@register_jitable
+def _add_row_pass(row, C, W, f_w, pad_left, W_full, q_in0, q_in1, acc):
+    """``acc += `` the f_w cells of one window row, in order, at every full-resolution position."""
+    L = (q_in1 - q_in0) * C
+    if L > 0:
+        at, base = q_in0 * C, (q_in0 - pad_left) * C
+        s, r0 = acc[at:at + L], row[base:base + L]
+        if f_w == 2:
+            r1 = row[base + C:base + C + L]
+            for m in range(L):
+                s[m] = (s[m] + r0[m]) + r1[m]
+        elif f_w == 3:
+            r1, r2 = row[base + C:base + C + L], row[base + 2 * C:base + 2 * C + L]
+            for m in range(L):
+                s[m] = ((s[m] + r0[m]) + r1[m]) + r2[m]
+        else:
+            for j in range(f_w):
+                rj = row[base + j * C:base + j * C + L]
+                for m in range(L):
+                    s[m] += rj[m]
+    for q in range(W_full):
+        if q_in0 <= q < q_in1:
+            continue
+        for c in range(C):
+            total = acc[q * C + c]
+            for j in range(f_w):
+                w = q - pad_left + j
+                if 0 <= w < W:
+                    total += row[w * C + c]
+            acc[q * C + c] = total
+
+
+@register_jitable
+def _avg_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
+    """Output rows t0..t1-1: the sum of each window's real cells in row-major order, / count."""
+    N, H, W, C = x.shape
+    H_out, W_out = p.shape[1], p.shape[2]
+    xf = x.reshape(N, H, W * C)
+    pf = p.reshape(N, H_out, W_out * C)
+    idx = stride_map(W_out, C, s_w)
+    cols = column_counts(W, W_out, C, f_w, s_w, pad_left)
+    W_full = (W_out - 1) * s_w + 1
+    q_in0 = min(pad_left, W_full)
+    q_in1 = max(min(W - f_w + 1 + pad_left, W_full), q_in0)
+    acc, sums = np.empty(W_full * C, x.dtype), np.empty(W_out * C, x.dtype)
+    zero = x.dtype.type(0)
+    for t in range(t0, t1):
         n, h_out = t // H_out, t % H_out
-        top = h_out * win.stride_h - win.pad_top
-        h0, h1 = max(top, 0), min(top + win.f_h, H)
-        for w_out in range(W_out):
-            left = w_out * win.stride_w - win.pad_left
-            w0, w1 = max(left, 0), min(left + win.f_w, W)
-            out = p[n, h_out, w_out]
+        top = h_out * s_h - pad_top
+        h0, h1 = max(top, 0), min(top + f_h, H)
+        for m in range(W_full * C):
+            acc[m] = zero
+        for h in range(h0, h1):
+            _add_row_pass(xf[n, h], C, W, f_w, pad_left, W_full, q_in0, q_in1, acc)
+        _compact(acc, idx, C, s_w, sums)
+        out, rows = pf[n, h_out], h1 - h0
+        for m in range(W_out * C):  # the count cast to the float type: float32 stays float32
+            out[m] = sums[m] / x.dtype.type(rows * cols[m])
+
+
+@register_jitable
+def _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
+    """``_avg_rows_flat`` for many channels: each window summed straight into p, channels innermost."""
+    N, H, W, C = x.shape
+    H_out, W_out = p.shape[1], p.shape[2]
+    o_in0, o_in1 = _inside(W, W_out, f_w, s_w, pad_left)
+    zero = x.dtype.type(0)
+    for t in range(t0, t1):
+        n, h_out = t // H_out, t % H_out
+        top = h_out * s_h - pad_top
+        h0, h1 = max(top, 0), min(top + f_h, H)
+        out = p[n, h_out]
+        for o in range(W_out):
             for c in range(C):
-                out[c] = zero
-            for h in range(h0, h1):
-                for w in range(w0, w1):
-                    cell = x[n, h, w]
+                out[o, c] = zero
+        for h in range(h0, h1):
+            row = x[n, h]
+            for o in range(o_in0, o_in1):
+                w = o * s_w - pad_left
+                if f_w == 2:
                     for c in range(C):
-                        out[c] += cell[c]
-            count = p.dtype.type((h1 - h0) * (w1 - w0))
+                        out[o, c] = (out[o, c] + row[w, c]) + row[w + 1, c]
+                elif f_w == 3:
+                    for c in range(C):
+                        out[o, c] = ((out[o, c] + row[w, c]) + row[w + 1, c]) + row[w + 2, c]
+                else:
+                    for j in range(f_w):
+                        for c in range(C):
+                            out[o, c] += row[w + j, c]
+            for o in range(W_out):
+                if o_in0 <= o < o_in1:
+                    continue
+                for j in range(f_w):
+                    w = o * s_w - pad_left + j
+                    if 0 <= w < W:
+                        for c in range(C):
+                            out[o, c] += row[w, c]
+        for o in range(W_out):
+            left = o * s_w - pad_left
+            count = x.dtype.type((h1 - h0) * (min(left + f_w, W) - max(left, 0)))
             for c in range(C):
-                out[c] = out[c] / count
+                out[o, c] = out[o, c] / count
+
+
+@register_jitable
+def _avg_rows(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
+    if x.shape[3] >= WIDE_C:
+        _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
+    else:
+        _avg_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
+
+
+@njit(parallel=True, cache=True)
+def _avg_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
+        _avg_rows(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
+
+
+@njit(cache=True)
+def _avg_serial(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
+    _avg_rows(0, p.shape[0] * p.shape[1], x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
 
 
 def avg_pool2d_forward(x, win, p):
-    avg_forward_rows(x, win, p)
-
-
-@njit(parallel=True, cache=True)
-def avg_backward_gather_rows(dp, win, dx):
-    """Each dx row ``(n, h)`` is one prange task: it adds ``dp / count`` of every window
-    covering it, windows in ascending order (as the readable kernel)."""
-    N, H, W, C = dx.shape
-    H_out, W_out = dp.shape[1], dp.shape[2]
-    zero = dx.dtype.type(0)
-    for t in prange(N * H):
-        n, h = t // H, t % H
-        for w in range(W):
-            for c in range(C):
-                dx[n, h, w, c] = zero
-        share = np.empty(C, dx.dtype)
-        h_first, h_stop = windows_covering(h, win.pad_top, win.f_h, win.stride_h, H_out)
-        for h_out in range(h_first, h_stop):
-            top = h_out * win.stride_h - win.pad_top
-            rows = min(top + win.f_h, H) - max(top, 0)
-            for w_out in range(W_out):
-                left = w_out * win.stride_w - win.pad_left
-                w0, w1 = max(left, 0), min(left + win.f_w, W)
-                count = dx.dtype.type(rows * (w1 - w0))
-                g = dp[n, h_out, w_out]
-                for c in range(C):
-                    share[c] = g[c] / count
-                for w in range(w0, w1):
-                    d = dx[n, h, w]
-                    for c in range(C):
-                        d[c] += share[c]
+    _launch(_avg_parallel, _avg_serial, x.size + p.size, x, *win, p)
 
 
 def avg_pool2d_backward(dp, win, dx):
-    avg_backward_gather_rows(dp, win, dx)
+    _launch(_back_parallel, _back_serial, dp.size + dx.size, dp, _NO_ARG, False, *win, dx)
 
+
+# Each wrapper picks its own thread count (``_launch``): the dispatcher must not switch it.
+for _fn in (max_pool2d_forward, max_pool2d_forward_argmax, max_pool2d_backward_argmax, max_pool2d_backward,
+            avg_pool2d_forward, avg_pool2d_backward):
+    _fn.compute_bound = True
