@@ -1,4 +1,5 @@
-"""Fast cpu convolution forward (float32): a direct, register-blocked loop nest.
+"""Fast cpu convolution (float32): direct, register-blocked loop nests for the forward, dW
+and dX.
 
 Same maths and shapes as the readable ``conv.conv2d_forward`` (NHWC)::
 
@@ -6,14 +7,17 @@ Same maths and shapes as the readable ``conv.conv2d_forward`` (NHWC)::
                             x[n, h_out * s_h - pad_top + i, w_out * s_w - pad_left + j, c] * W[i, j, c, k]
     H_out = (H + pad_top + pad_bottom - f_h) // s_h + 1
 
-What is restructured, and why it is fast (about 10x the readable compiled loop):
+What is restructured, and why it is fast (about 100x the readable compiled loop, and 2-7x
+im2col + BLAS; ``nbcnn bench --ladder`` shows the steps):
 
-1. **A register tile.** The output is cut into tiles of 6 pixels (along a row) x 16 channels.
-   A tile's 96 sums live in 12 vector registers (``simd.f32x8``: 8 lanes each) for the whole
-   reduction over (i, j, c); each step loads 2 weight vectors and 6 input numbers and does 12
-   vector multiply-adds. That is 96 multiply-adds per 8 loads: the two FMA units, not memory,
-   set the speed. (The readable loop does one load per multiply-add.) AVX2 has 16 vector
-   registers: 12 sums + 2 weights + 1 broadcast input fill them; a bigger tile spills.
+1. **A register tile.** The output is cut into tiles of 4 pixels (along a row) x 16 channels.
+   A tile's 64 sums live in 8 vector registers (``simd.f32x8``: 8 lanes each) for the whole
+   reduction over (i, j, c); each step loads 2 weight vectors and broadcasts 4 input numbers,
+   then does 8 vector multiply-adds: the two FMA units, not memory, set the speed. (The
+   readable loop does one load per multiply-add.) AVX2 has 16 vector registers; 6 x 16
+   (12 sums) measured slower here, and 12 x 8 spilled sums to the stack (checked in
+   tests/test_conv_direct.py). Layers with 8 channels or fewer (LeNet's 6, the dX of a
+   3-channel stem) use an 8 pixel x 8 channel tile, so fewer lanes idle.
 2. **Packed weights.** ``W`` is re-laid out as panels ``(K/16, f_h, f_w, C, 16)`` (padded with
    zeros to a whole panel), so the 2 weight vectors of one step are 64 contiguous bytes and a
    tile walks its panel front to back.
@@ -30,8 +34,11 @@ What is restructured, and why it is fast (about 10x the readable compiled loop):
 6. **Threads:** ``prange`` over output rows (n, h_out); each row's tiles are written by one
    thread, so there are no races and the result is the same bits every run.
 
-Measured with ``nbcnn bench`` (see the README): 3-7x the im2col + BLAS path on small-channel
-convs (LeNet, the 3-channel stems), and on par with it or faster on VGG-sized ones.
+The backward passes reuse the tile: dW is ``filter_grad_tiles`` (6 taps x 16 channels,
+summed over pixels in cache-sized chunks); stride-1 dX is the forward with the filters
+flipped and transposed (``conv_fast.backward_input``); strided dX is one stride-1 convolution
+per phase of the input grid (``backward_input_strided``) or, for few channels, all phases in
+one (``backward_input_space_to_depth``).
 """
 
 import numpy as np

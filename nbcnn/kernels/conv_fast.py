@@ -1,4 +1,5 @@
-"""Fast cpu convolution: the same three kernels as ``conv.py``, restructured around a GEMM.
+"""Fast cpu convolution: the same three kernels as ``conv.py``; routes float32 to the direct
+register-tiled kernels (``conv_direct.py``) and keeps im2col + BLAS for the rest.
 
 Shapes (NHWC) and the output size are those of ``conv.py``::
 
@@ -17,11 +18,13 @@ and the whole convolution becomes one matrix product with the filters seen as a 
     dW = cols.T @ dz              (backward, filter: every window times its output gradient)
     dx = col2im(dz @ Wm.T)        (backward, input: each window's gradient summed back)
 
-The matrix products run in BLAS (OpenBLAS behind numpy), which is register-blocked,
-cache-blocked and vectorised for this very CPU (a 2048x2048 float32 product: ~128 GFLOP/s
-on 2 AVX2 cores). Numba's loop vectoriser could not do that here: without AVX-512 the
-register tiles of NUMBA_NOTES.md came out as scalar or memory-operand FMAs (~25 GFLOP/s). What is left to us is the copying, written as ``@njit``
-loops, and keeping it cheap:
+The matrix products run in BLAS (OpenBLAS behind numpy). Since then the register-tiled direct
+kernels of ``conv_direct.py`` (written with the explicit vectors of ``simd.py``) beat this
+path by 2-7x, so this module is now the *router*: float32 goes to ``conv_direct``, and
+im2col + BLAS stays for float64, for rows too narrow for a tile (LeNet's C5: 1 x 1 output),
+for a dX whose flipped convolution would mostly multiply padding, and when
+``NBCNN_DIRECT=0`` (the middle rung of ``nbcnn bench --ladder``). What is left here is the
+copying, written as ``@njit`` loops, and keeping it cheap:
 
 * few hand-overs between thread pools: ``cols`` is built in one go, on one thread, then
   one BLAS call; every switch between numba's threads and OpenBLAS's costs more than the
@@ -31,7 +34,7 @@ loops, and keeping it cheap:
 * every parallel loop writes disjoint rows of its output (no races, same result every run).
 
 All three functions take exactly the arguments of the readable kernels and fill the same
-output. float64 runs the same path (BLAS has a float64 product too).
+output.
 """
 
 import os
