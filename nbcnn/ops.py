@@ -17,6 +17,8 @@ Every backward takes the upstream gradient and the forward's *inputs* (not its c
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import backend, checks
@@ -73,18 +75,44 @@ def conv2d_backward(dz, x, W, stride=1, pad=0, need_dx=True):
 # --------------------------------------------------------------------------- pooling
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _nhwc(a, name, dtype=None):
+    """``checks.as_array(a, name, 4, dtype)``, with a shortcut for what it would return unchanged
+    (a C-contiguous float NHWC numpy array): pooling is cheap, so checking costs show."""
+    if (type(a) is np.ndarray and a.ndim == 4 and a.dtype in _FLOATS and (dtype is None or a.dtype == dtype)
+            and a.flags.c_contiguous and a.size):
+        return a
+    return checks.as_array(a, name, 4, dtype)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_window(x_shape, f, stride, pad, what):
+    return checks.pool_window(x_shape, f, stride, pad, what)
+
+
+def _window(x_shape, f, stride, pad, what):
+    """``checks.pool_window``, remembered for hashable arguments (a model pools the same shapes
+    at every step; the checks cost as much as a small pooling kernel)."""
+    try:
+        return _cached_window(tuple(x_shape), f, stride, pad, what)
+    except TypeError:  # a list somewhere: unhashable
+        return checks.pool_window(x_shape, f, stride, pad, what)
+
+
 def _pool(kernel, x, f, stride, pad, what):
-    x = checks.as_array(x, "x", 4)
-    win, (H_out, W_out) = checks.pool_window(x.shape, f, stride, pad, what)
+    x = _nhwc(x, "x")
+    win, (H_out, W_out) = _window(x.shape, f, stride, pad, what)
     device = backend.get_backend()
     p = _run(kernel, (x,), (win,), (x.shape[0], H_out, W_out, x.shape[3]), x.dtype, device)
     return backend.like_inputs(p, x)
 
 
 def _pool_inputs(dp, x, f, stride, pad, what):
-    x = checks.as_array(x, "x", 4)
-    win, (H_out, W_out) = checks.pool_window(x.shape, f, stride, pad, what)
-    dp = checks.as_array(dp, "dp", 4, x.dtype)
+    x = _nhwc(x, "x")
+    win, (H_out, W_out) = _window(x.shape, f, stride, pad, what)
+    dp = _nhwc(dp, "dp", x.dtype)
     checks.grad_shape(dp, "dp", (x.shape[0], H_out, W_out, x.shape[3]))
     return dp, x, win
 
@@ -104,8 +132,8 @@ def max_pool2d(x, f=2, stride=None, pad=0, return_argmax=False):
     """
     if not return_argmax:
         return _pool(pool.MAX_FORWARD, x, f, stride, pad, "max_pool2d")
-    x = checks.as_array(x, "x", 4)
-    win, (H_out, W_out) = checks.pool_window(x.shape, f, stride, pad, "max_pool2d")
+    x = _nhwc(x, "x")
+    win, (H_out, W_out) = _window(x.shape, f, stride, pad, "max_pool2d")
     device = backend.get_backend()
     out_shape = (x.shape[0], H_out, W_out, x.shape[3])
     p, argmax = backend.empty(out_shape, x.dtype, device), backend.empty(out_shape, np.int32, device)
@@ -116,8 +144,8 @@ def max_pool2d(x, f=2, stride=None, pad=0, return_argmax=False):
 def _argmax_input(argmax, dp, win, device):
     """Check the forward's argmax against dp and the window; return it as int32 where ``device``
     reads it. Host arrays are checked cell by cell (values in [0, f_h * f_w)); a GPU array only
-    for its dtype and shape (checking its values would copy it back; the kernels never index
-    memory with them, so a wrong value can only misroute gradient, not read out of bounds)."""
+    for its dtype and shape (checking its values would copy it back; the cuda kernels only
+    compare them, so a wrong value can only misroute gradient, never touch memory out of bounds)."""
     cells = win.f_h * win.f_w
     if argmax is None or isinstance(argmax, (str, bytes)):
         raise TypeError(f"argmax must be the int32 array max_pool2d(..., return_argmax=True) returned, "
@@ -137,8 +165,9 @@ def _argmax_input(argmax, dp, win, device):
                          f"has shape {tuple(dp.shape)}; they must match")
     if on_gpu:
         return argmax
-    lo, hi = (int(argmax.min()), int(argmax.max())) if argmax.size else (0, 0)
-    if lo < 0 or hi >= cells:
+    # one pass: seen as unsigned, a negative number is huge (twice as fast as min() and max())
+    if argmax.size and int(argmax.view(argmax.dtype.str.replace("i", "u")).max()) >= cells:
+        lo, hi = int(argmax.min()), int(argmax.max())
         raise ValueError(f"argmax values must lie in [0, {cells}) (cell i * f_w + j of the {win.f_h}x{win.f_w} "
                          f"window), got values from {lo} to {hi}")
     return backend.to_backend(np.ascontiguousarray(argmax, np.int32), device)

@@ -130,14 +130,23 @@ def _chunk(k, chunks, total):
     return k * total // chunks, (k + 1) * total // chunks
 
 
+# Below this many elements touched a pooling call runs on the calling thread alone, as the
+# dispatcher does for other kernels below backend.SERIAL_BELOW_ELEMENTS (250k). Pooling's own
+# threshold is lower: LeNet's second pool (64x10x10x16, ~130k-150k touched) runs 1.5-2x
+# faster on both threads, and LeNet-5 training (relu/max and tanh/avg, batch 64) ran as fast
+# or faster with 100k as with 250k or 50k (three interleaved runs, within this machine's noise).
+SERIAL_BELOW_ELEMENTS = 100_000
+
+
 def _launch(parallel, serial, touched, *args):
     """The prange form with one chunk per thread for big calls, the serial form (no thread
-    wake-up, no switching numba's thread count) below ``backend.SERIAL_BELOW_ELEMENTS``."""
-    threads = numba.get_num_threads()
-    if threads > 1 and touched >= backend.SERIAL_BELOW_ELEMENTS:
-        parallel(*args, threads)
-    else:
-        serial(*args)
+    wake-up, no switching numba's thread count) below ``SERIAL_BELOW_ELEMENTS``."""
+    if touched >= SERIAL_BELOW_ELEMENTS:
+        threads = numba.get_num_threads()
+        if threads > 1:
+            parallel(*args, threads)
+            return
+    serial(*args)
 
 
 # --------------------------------------------------------------------------- max
@@ -459,191 +468,118 @@ def max_pool2d_forward_argmax(x, win, p, arg):
 
 
 @register_jitable
-def _back_rows_flat(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    """dx rows t0..t1-1 (t = n*H + h), max or average, each a gather over the window rows
-    covering row h (ascending). For each window row and each window column j (descending,
-    so that every dx cell gets its windows' gradients left to right, the readable order):
-    what each window sends to its cell (i, j) — dp where the argmax is that cell, or
-    dp / count — is computed for all windows in one flat loop, then added into the dx row
-    at every stride-th pixel (``_scatter``). When the windows tile the row (stride = f_w),
-    the first window row writes its cells instead of adding to zeros: no zeroing pass."""
-    N, H, W, C = dx.shape
-    H_out, W_out = dp.shape[1], dp.shape[2]
-    dxf = dx.reshape(N, H, W * C)
-    gf = dp.reshape(N, H_out, W_out * C)
-    af = arg.reshape(arg.shape[0], arg.shape[1], arg.shape[2] * arg.shape[3])
-    idx = stride_map(W_out, C, s_w)
-    cols = column_counts(W, W_out, C, f_w, s_w, pad_left)
-    vals = np.empty(W_out * C, dx.dtype)
-    zero = dx.dtype.type(0)
-    tiles = s_w == f_w
-    covered = min(W_out * s_w - pad_left, W)  # when they tile, windows cover columns [0, covered)
-    for t in range(t0, t1):
-        n, h = t // H, t % H
-        d = dxf[n, h]
-        h_first, h_stop = windows_covering(h, pad_top, f_h, s_h, H_out)
-        add = not (tiles and h_stop > h_first)
-        for m in range(0 if add else covered * C, W * C):
-            d[m] = zero
-        for h_out in range(h_first, h_stop):
-            top = h_out * s_h - pad_top
-            g = gf[n, h_out]
-            if not is_max:  # the same share for every cell of a window (the course's distribute_value)
-                rows = min(top + f_h, H) - max(top, 0)
-                for m in range(W_out * C):  # 0 + share: a -0.0 share lands as +0.0, as in the readable sum
-                    vals[m] = zero + g[m] / dx.dtype.type(rows * cols[m])
-            k_row = (h - top) * f_w  # row h is row i of these windows: cells i * f_w + j
-            for j in range(f_w - 1, -1, -1):
-                # the windows whose column j, w_out * s_w - pad_left + j, lies in [0, W)
-                o0 = (pad_left - j + s_w - 1) // s_w if pad_left > j else 0
-                o1 = min((W - 1 + pad_left - j) // s_w + 1, W_out)
-                if o1 <= o0:
-                    continue
-                v = vals[o0 * C:o1 * C]
-                if is_max:
-                    k = np.int32(k_row + j)  # int32 like the argmax: 64-bit lanes would halve the vectors
-                    gg, aa = g[o0 * C:o1 * C], af[n, h_out][o0 * C:o1 * C]
-                    for m in range(v.shape[0]):
-                        gm = gg[m]  # loaded unconditionally: a conditional load becomes a masked one
-                        v[m] = zero + (gm if aa[m] == k else zero)
-                at = (o0 * s_w - pad_left + j) * C
-                _scatter(v, idx, C, s_w, d[at:], add)
-            add = True
+def _max_scatter_edge(plane, g, a, n_cells, o0, o1, top, H, W, C, f_w, s_w, pad_left, add):
+    """``_max_scatter_row`` for windows o0..o1-1 that reach into the padding: real cells only."""
+    zero = plane.dtype.type(0)
+    for o in range(o0, o1):
+        left = o * s_w - pad_left
+        for c in range(C):
+            k = a[o * C + c]
+            if 0 <= k < n_cells:
+                h, w = top + k // f_w, left + k % f_w
+                if 0 <= h < H and 0 <= w < W:
+                    i = np.uint64((h * W + w) * C + c)
+                    plane[i] = (plane[i] if add else zero) + g[o * C + c]
 
 
 @register_jitable
-def _back_rows_wide(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    """``_back_rows_flat`` for many channels: each window's contribution goes straight into the
-    dx row, ``dx[n, h, o*s_w - pad_left + j, :]``, channels innermost."""
-    N, H, W, C = dx.shape
-    H_out, W_out = dp.shape[1], dp.shape[2]
-    share = np.empty((W_out, C), dx.dtype)
-    zero = dx.dtype.type(0)
-    tiles = s_w == f_w
-    covered = min(W_out * s_w - pad_left, W)
-    for t in range(t0, t1):
-        n, h = t // H, t % H
-        d = dx[n, h]
-        h_first, h_stop = windows_covering(h, pad_top, f_h, s_h, H_out)
-        add = not (tiles and h_stop > h_first)
-        for w in range(0 if add else covered, W):
-            for c in range(C):
-                d[w, c] = zero
-        for h_out in range(h_first, h_stop):
-            top = h_out * s_h - pad_top
-            g = dp[n, h_out]
-            a = arg[n, h_out] if is_max else arg[0, 0]  # (avg: a dummy, never read)
-            if not is_max:
-                rows = min(top + f_h, H) - max(top, 0)
-                for o in range(W_out):
-                    left = o * s_w - pad_left
-                    count = dx.dtype.type(rows * (min(left + f_w, W) - max(left, 0)))
-                    for c in range(C):
-                        share[o, c] = zero + g[o, c] / count
-            k_row = (h - top) * f_w
-            for j in range(f_w - 1, -1, -1):
-                o0 = (pad_left - j + s_w - 1) // s_w if pad_left > j else 0
-                o1 = min((W - 1 + pad_left - j) // s_w + 1, W_out)
-                k = np.int32(k_row + j)
-                for o in range(o0, o1):
-                    w = o * s_w - pad_left + j
-                    if is_max and add:
-                        for c in range(C):
-                            gm = g[o, c]
-                            d[w, c] += zero + (gm if a[o, c] == k else zero)
-                    elif is_max:
-                        for c in range(C):
-                            gm = g[o, c]
-                            d[w, c] = zero + (gm if a[o, c] == k else zero)
-                    elif add:
-                        for c in range(C):
-                            d[w, c] += share[o, c]
-                    else:
-                        for c in range(C):
-                            d[w, c] = share[o, c]
-            add = True
+def _max_scatter_row(plane, g, a, n_cells, offset, corner, top, H, W, C, f_w, s_w, pad_left, o_in0, o_in1,
+                     rows_inside, add):
+    """Each window of one output row, left to right, puts its gradient on its argmax cell of
+    the image plane (``+=`` when windows overlap, ``= 0 + dp`` into zeros when they do not:
+    the readable sum's bits, a -0.0 landing as +0.0). ``g``, ``a``: the row's dp and argmax,
+    flat; ``corner[m]``: where flat output m's window starts in an image row. A cell number
+    out of range or on the padding sends nothing, as the readable gather would: no store
+    ever leaves the plane."""
+    W_out = g.shape[0] // C
+    if not rows_inside:
+        _max_scatter_edge(plane, g, a, n_cells, 0, W_out, top, H, W, C, f_w, s_w, pad_left, add)
+        return
+    _max_scatter_edge(plane, g, a, n_cells, 0, o_in0, top, H, W, C, f_w, s_w, pad_left, add)
+    zero = plane.dtype.type(0)
+    i0, i1 = o_in0 * C, o_in1 * C
+    base = top * W * C
+    gg, aa, cc = g[i0:i1], a[i0:i1], corner[i0:i1]
+    if add:  # windows with every cell real: one flat loop, one unsigned test per number
+        for m in range(i1 - i0):
+            k = np.uint32(aa[m])
+            if k < n_cells:
+                plane[np.uint64(base + cc[m] + offset[k])] += gg[m]
+    else:
+        for m in range(i1 - i0):
+            k = np.uint32(aa[m])
+            if k < n_cells:
+                plane[np.uint64(base + cc[m] + offset[k])] = zero + gg[m]
+    _max_scatter_edge(plane, g, a, n_cells, o_in1, W_out, top, H, W, C, f_w, s_w, pad_left, add)
 
 
 @register_jitable
-def _max_back_bands(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    """Max backward when windows do not overlap (stride >= f both ways), as PyTorch does it:
-    output row t = (n, h_out) owns the dx rows from its windows' top to the next row's top
-    (no other task writes them); it zeroes them, then puts each window's gradient on its
-    argmax cell: one scalar store per *output* number instead of a pass per dx number.
-    Each dx cell gets at most one window's gradient, ``0 + dp`` as in the readable sum (a
-    -0.0 lands as +0.0). A cell number off the image (padding) or out of range sends
-    nothing, as the readable gather would: no store ever leaves the band."""
+def _max_back_scatter(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    """Max backward as PyTorch does it: zero dx, then put each window's gradient on its argmax
+    cell, one scalar store per *output* number instead of a vector pass per dx number.
+
+    Windows that do not overlap (stride >= f both ways): task t is output row (n, h_out); it
+    owns the dx rows from its windows' top to the next row's top, and each dx cell gets at
+    most one window's gradient. Overlapping windows: task t is image n, its output rows in
+    ascending order, so a dx cell sums its windows in the readable order (rows, then columns)."""
     N, H, W, C = dx.shape
     H_out, W_out = dp.shape[1], dp.shape[2]
     planes = dx.reshape(N, H * W * C)
     o_in0, o_in1 = _inside(W, W_out, f_w, s_w, pad_left)
     cells = f_h * f_w
-    offset = np.empty(cells, np.int64)  # cell k -> its place in the image, from the window's corner
+    offset = np.empty(cells, np.int64)  # cell k -> its place in the plane, from the window's corner
     for k in range(cells):
         offset[k] = ((k // f_w) * W + k % f_w) * C
     n_cells = np.uint32(cells)
+    corner = np.empty(W_out * C, np.int64)
+    for o in range(W_out):
+        for c in range(C):
+            corner[o * C + c] = (o * s_w - pad_left) * C + c
+    gf, af = dp.reshape(N, H_out, W_out * C), arg.reshape(N, H_out, W_out * C)
     zero = dx.dtype.type(0)
+    overlap = s_h < f_h or s_w < f_w
     for t in range(t0, t1):
-        n, h_out = t // H_out, t % H_out
-        top = h_out * s_h - pad_top
-        band0 = 0 if h_out == 0 else top
-        band1 = H if h_out == H_out - 1 else min(top + s_h, H)
+        if overlap:
+            n, first, stop = t, 0, H_out
+        else:
+            n, first = t // H_out, t % H_out
+            stop = first + 1
         plane = planes[n]
-        band = plane[band0 * W * C:band1 * W * C]
-        for m in range(band.shape[0]):
-            band[m] = zero
-        g, a = dp[n, h_out], arg[n, h_out]
-        rows_inside = top >= 0 and top + f_h <= H
-        for o in range(W_out):
-            left = o * s_w - pad_left
-            if rows_inside and o_in0 <= o < o_in1:  # every cell real: one unsigned test per number
-                corner = (top * W + left) * C
-                for c in range(C):
-                    k = np.uint32(a[o, c])
-                    if k < n_cells:
-                        plane[np.uint64(corner + offset[k] + c)] = zero + g[o, c]
-            else:  # a window on the padding: its real cells only
-                for c in range(C):
-                    k = a[o, c]
-                    if 0 <= k < cells:
-                        h, w = top + k // f_w, left + k % f_w
-                        if 0 <= h < H and 0 <= w < W:
-                            plane[np.uint64((h * W + w) * C + c)] = zero + g[o, c]
+        zeroed = 0 if overlap or first == 0 else first * s_h - pad_top  # rows [band start, zeroed) are zero
+        for h_out in range(first, stop):
+            top = h_out * s_h - pad_top
+            # zero the rows this window row reaches (all the rest of the band after the last row),
+            # just before the stores: they are still in cache when the gradients land
+            reach = H if h_out == H_out - 1 else (min(top + f_h, H) if overlap else min(top + s_h, H))
+            if reach > zeroed:
+                band = plane[zeroed * W * C:reach * W * C]
+                for m in range(band.shape[0]):
+                    band[m] = zero
+                zeroed = reach
+            _max_scatter_row(plane, gf[n, h_out], af[n, h_out], n_cells, offset, corner, top, H, W, C, f_w, s_w,
+                             pad_left, o_in0, o_in1, top >= 0 and top + f_h <= H, overlap)
 
 
 @register_jitable
-def _back_rows(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    if is_max and s_h >= f_h and s_w >= f_w:  # tasks are output rows here, not dx rows
-        _max_back_bands(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-    elif dx.shape[3] >= WIDE_C:
-        _back_rows_wide(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-    else:
-        _back_rows_flat(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-
-
-@register_jitable
-def _back_tasks(dp, dx, is_max, f_h, f_w, s_h, s_w):
-    """How many row tasks ``_back_rows`` has: output rows for the max scatter, else dx rows."""
-    if is_max and s_h >= f_h and s_w >= f_w:
-        return dp.shape[0] * dp.shape[1]
-    return dx.shape[0] * dx.shape[1]
+def _scatter_tasks(dp, f_h, f_w, s_h, s_w):
+    """Output rows, or images when the windows overlap (see ``_max_back_scatter``)."""
+    return dp.shape[0] * dp.shape[1] if s_h >= f_h and s_w >= f_w else dp.shape[0]
 
 
 @njit(parallel=True, cache=True)
-def _back_parallel(dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
-    tasks = _back_tasks(dp, dx, is_max, f_h, f_w, s_h, s_w)
+def _max_back_parallel(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
     for k in prange(chunks):
-        t0, t1 = _chunk(k, chunks, tasks)
-        _back_rows(t0, t1, dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+        t0, t1 = _chunk(k, chunks, _scatter_tasks(dp, f_h, f_w, s_h, s_w))
+        _max_back_scatter(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
 
 
 @njit(cache=True)
-def _back_serial(dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    _back_rows(0, _back_tasks(dp, dx, is_max, f_h, f_w, s_h, s_w), dp, arg, is_max, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+def _max_back_serial(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    _max_back_scatter(0, _scatter_tasks(dp, f_h, f_w, s_h, s_w), dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
 
 
 def max_pool2d_backward_argmax(dp, arg, win, dx):
-    _launch(_back_parallel, _back_serial, dp.size + arg.size + dx.size, dp, arg, True, *win, dx)
+    _launch(_max_back_parallel, _max_back_serial, dp.size + arg.size + dx.size, dp, arg, *win, dx)
 
 
 def max_pool2d_backward(dp, x, win, dx):
@@ -723,11 +659,27 @@ def _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
     H_out, W_out = p.shape[1], p.shape[2]
     o_in0, o_in1 = _inside(W, W_out, f_w, s_w, pad_left)
     zero = x.dtype.type(0)
+    whole = o_in0 == 0 and o_in1 == W_out and f_h == f_w and (f_w == 2 or f_w == 3)
     for t in range(t0, t1):
         n, h_out = t // H_out, t % H_out
         top = h_out * s_h - pad_top
         h0, h1 = max(top, 0), min(top + f_h, H)
         out = p[n, h_out]
+        if whole and h1 - h0 == f_h:  # no padding in this window row: all cells in one pass
+            count = x.dtype.type(f_h * f_w)
+            for o in range(W_out):
+                w = o * s_w - pad_left
+                if f_w == 2:
+                    for c in range(C):
+                        out[o, c] = ((((zero + x[n, h0, w, c]) + x[n, h0, w + 1, c]) + x[n, h0 + 1, w, c])
+                                     + x[n, h0 + 1, w + 1, c]) / count
+                else:
+                    for c in range(C):
+                        total = ((zero + x[n, h0, w, c]) + x[n, h0, w + 1, c]) + x[n, h0, w + 2, c]
+                        total = ((total + x[n, h0 + 1, w, c]) + x[n, h0 + 1, w + 1, c]) + x[n, h0 + 1, w + 2, c]
+                        total = ((total + x[n, h0 + 2, w, c]) + x[n, h0 + 2, w + 1, c]) + x[n, h0 + 2, w + 2, c]
+                        out[o, c] = total / count
+            continue
         for o in range(W_out):
             for c in range(C):
                 out[o, c] = zero
@@ -784,8 +736,109 @@ def avg_pool2d_forward(x, win, p):
     _launch(_avg_parallel, _avg_serial, x.size + p.size, x, *win, p)
 
 
+@register_jitable
+def _avg_back_flat(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    """dx rows t0..t1-1 (t = n*H + h), each a gather over the window rows covering row h
+    (ascending). Per window row, each window's share ``0 + dp / count`` (a -0.0 lands as +0.0,
+    as in the readable sum) is computed for all windows in one flat loop; then, for each window
+    column j (descending, so that every dx cell gets its windows' shares left to right, the
+    readable order), added into the dx row at every stride-th pixel (``_scatter``). When the
+    windows tile the row (stride = f_w), the first window row writes instead of adding to zeros."""
+    N, H, W, C = dx.shape
+    H_out, W_out = dp.shape[1], dp.shape[2]
+    dxf = dx.reshape(N, H, W * C)
+    gf = dp.reshape(N, H_out, W_out * C)
+    idx = stride_map(W_out, C, s_w)
+    cols = column_counts(W, W_out, C, f_w, s_w, pad_left)
+    share = np.empty(W_out * C, dx.dtype)
+    zero = dx.dtype.type(0)
+    tiles = s_w == f_w
+    covered = min(W_out * s_w - pad_left, W)  # when they tile, windows cover columns [0, covered)
+    for t in range(t0, t1):
+        n, h = t // H, t % H
+        d = dxf[n, h]
+        h_first, h_stop = windows_covering(h, pad_top, f_h, s_h, H_out)
+        add = not (tiles and h_stop > h_first)
+        for m in range(0 if add else covered * C, W * C):
+            d[m] = zero
+        for h_out in range(h_first, h_stop):
+            top = h_out * s_h - pad_top
+            rows = min(top + f_h, H) - max(top, 0)
+            g = gf[n, h_out]
+            for m in range(W_out * C):
+                share[m] = zero + g[m] / dx.dtype.type(rows * cols[m])
+            for j in range(f_w - 1, -1, -1):
+                # the windows whose column j, w_out * s_w - pad_left + j, lies in [0, W)
+                o0 = (pad_left - j + s_w - 1) // s_w if pad_left > j else 0
+                o1 = min((W - 1 + pad_left - j) // s_w + 1, W_out)
+                if o1 > o0:
+                    _scatter(share[o0 * C:o1 * C], idx, C, s_w, d[(o0 * s_w - pad_left + j) * C:], add)
+            add = True
+
+
+@register_jitable
+def _avg_back_wide(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    """``_avg_back_flat`` for many channels: each window's share goes straight into the dx row,
+    ``dx[n, h, o*s_w - pad_left + j, :]``, channels innermost."""
+    N, H, W, C = dx.shape
+    H_out, W_out = dp.shape[1], dp.shape[2]
+    share = np.empty((W_out, C), dx.dtype)
+    zero = dx.dtype.type(0)
+    tiles = s_w == f_w
+    covered = min(W_out * s_w - pad_left, W)
+    for t in range(t0, t1):
+        n, h = t // H, t % H
+        d = dx[n, h]
+        h_first, h_stop = windows_covering(h, pad_top, f_h, s_h, H_out)
+        add = not (tiles and h_stop > h_first)
+        for w in range(0 if add else covered, W):
+            for c in range(C):
+                d[w, c] = zero
+        for h_out in range(h_first, h_stop):
+            top = h_out * s_h - pad_top
+            rows = min(top + f_h, H) - max(top, 0)
+            g = dp[n, h_out]
+            for o in range(W_out):
+                left = o * s_w - pad_left
+                count = dx.dtype.type(rows * (min(left + f_w, W) - max(left, 0)))
+                for c in range(C):
+                    share[o, c] = zero + g[o, c] / count
+            for j in range(f_w - 1, -1, -1):
+                o0 = (pad_left - j + s_w - 1) // s_w if pad_left > j else 0
+                o1 = min((W - 1 + pad_left - j) // s_w + 1, W_out)
+                for o in range(o0, o1):
+                    w = o * s_w - pad_left + j
+                    if add:
+                        for c in range(C):
+                            d[w, c] += share[o, c]
+                    else:
+                        for c in range(C):
+                            d[w, c] = share[o, c]
+            add = True
+
+
+@register_jitable
+def _avg_back_rows(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    if dx.shape[3] >= WIDE_C:
+        _avg_back_wide(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+    else:
+        _avg_back_flat(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+
+
+@njit(parallel=True, cache=True)
+def _avg_back_parallel(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, dx.shape[0] * dx.shape[1])
+        _avg_back_rows(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+
+
+@njit(cache=True)
+def _avg_back_serial(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    _avg_back_rows(0, dx.shape[0] * dx.shape[1], dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+
+
 def avg_pool2d_backward(dp, win, dx):
-    _launch(_back_parallel, _back_serial, dp.size + dx.size, dp, _NO_ARG, False, *win, dx)
+    _launch(_avg_back_parallel, _avg_back_serial, dp.size + dx.size, dp, *win, dx)
 
 
 # Each wrapper picks its own thread count (``_launch``): the dispatcher must not switch it.
