@@ -561,21 +561,70 @@ def _max_back_scatter(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx
 
 
 @register_jitable
+def _max_back_tiles_wide(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    """Max backward, windows that do not overlap, many channels: every dx cell of output row
+    t's band is written once, ``0 + dp`` where its window's argmax is that cell, else 0 (one
+    vector select per cell and 8 channels; no zeroing pass, no scalar stores)."""
+    N, H, W, C = dx.shape
+    H_out, W_out = dp.shape[1], dp.shape[2]
+    zero = dx.dtype.type(0)
+    covered = min(W_out * s_w - pad_left, W)  # columns [0, covered) are cells of a window when they tile
+    tiles = s_w == f_w
+    for t in range(t0, t1):
+        n, h_out = t // H_out, t % H_out
+        top = h_out * s_h - pad_top
+        band0 = 0 if h_out == 0 else top
+        band1 = H if h_out == H_out - 1 else min(top + s_h, H)
+        g, a = dp[n, h_out], arg[n, h_out]
+        for h in range(band0, band1):
+            d = dx[n, h]
+            i = h - top
+            if i >= f_h or not tiles:  # rows below the windows, or gaps between them: zeros first
+                for w in range(W):
+                    for c in range(C):
+                        d[w, c] = zero
+                if i >= f_h:
+                    continue
+            else:
+                for w in range(covered, W):
+                    for c in range(C):
+                        d[w, c] = zero
+            for o in range(W_out):
+                left = o * s_w - pad_left
+                for j in range(f_w):
+                    w = left + j
+                    if 0 <= w < W:
+                        k = np.int32(i * f_w + j)  # int32 like the argmax: 64-bit lanes would halve the vectors
+                        for c in range(C):
+                            gc = g[o, c]  # loaded unconditionally: a conditional load becomes a masked one
+                            d[w, c] = zero + (gc if a[o, c] == k else zero)
+
+
+@register_jitable
 def _scatter_tasks(dp, f_h, f_w, s_h, s_w):
     """Output rows, or images when the windows overlap (see ``_max_back_scatter``)."""
     return dp.shape[0] * dp.shape[1] if s_h >= f_h and s_w >= f_w else dp.shape[0]
+
+
+@register_jitable
+def _max_back_rows(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
+    if dx.shape[3] >= WIDE_C and s_h >= f_h and s_w >= f_w:
+        _max_back_tiles_wide(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+    else:
+        _max_back_scatter(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
 
 
 @njit(parallel=True, cache=True)
 def _max_back_parallel(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
     for k in prange(chunks):
         t0, t1 = _chunk(k, chunks, _scatter_tasks(dp, f_h, f_w, s_h, s_w))
-        _max_back_scatter(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+        _max_back_rows(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
 
 
 @njit(cache=True)
 def _max_back_serial(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    _max_back_scatter(0, _scatter_tasks(dp, f_h, f_w, s_h, s_w), dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+    _max_back_rows(0, _scatter_tasks(dp, f_h, f_w, s_h, s_w), dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+
 
 
 def max_pool2d_backward_argmax(dp, arg, win, dx):
