@@ -13,11 +13,11 @@ conv.BACKWARD_FILTER._fast_cuda_factory = cuda_conv.backward_filter_launcher  # 
 
 from . import pool, pool_fast  # noqa: E402
 
-pool.MAX_FORWARD.fast_cpu = pool_fast.max_pool2d_forward  # prange over (n, h_out) rows, channels vectorised
-pool.MAX_BACKWARD.fast_cpu = pool_fast.max_pool2d_backward  # argmax once per window, then row gather
-pool.MAX_ARGMAX.fast_cpu = pool_fast.max_pool2d_forward_argmax  # same rows, the winner's cell kept too
-pool.MAX_BACKWARD_ARGMAX.fast_cpu = pool_fast.max_pool2d_backward_argmax  # the forward's argmax, no search
-pool.AVG_FORWARD.fast_cpu = pool_fast.avg_pool2d_forward  # same row/channel structure
+pool.MAX_FORWARD.fast_cpu = pool_fast.max_pool2d_forward  # output rows as tasks; flat rows (few ch) or channels innermost
+pool.MAX_ARGMAX.fast_cpu = pool_fast.max_pool2d_forward_argmax  # the same passes, the winning cell kept too
+pool.MAX_BACKWARD_ARGMAX.fast_cpu = pool_fast.max_pool2d_backward_argmax  # the forward's argmax: select or scatter
+pool.MAX_BACKWARD.fast_cpu = pool_fast.max_pool2d_backward  # argmax by the forward kernel, then as above
+pool.AVG_FORWARD.fast_cpu = pool_fast.avg_pool2d_forward  # same rows; whole 2x2/3x3 windows in one pass
 pool.AVG_BACKWARD.fast_cpu = pool_fast.avg_pool2d_backward  # each dx row gathers dp / count
 
 from . import bias, conv_fast  # noqa: E402

@@ -4,30 +4,44 @@ Pooling does about one comparison or addition per number it moves, so it is memo
 the time goes into reading x and writing the output, as long as the work in between runs on
 whole vectors. What the fast kernels change against the readable ones:
 
-1. **Flat rows.** In NHWC one image row ``x[n, h]`` is one contiguous run of W*C numbers, and
-   window cell (i, j) of output position q reads it at ``(q*stride - pad + j)*C + c``. At
-   stride 1 that is ``m + (j - pad)*C`` for the flat output index ``m = q*C + c``: a shifted
-   copy of the row. So every comparison and addition below runs in one long loop over m,
-   whatever C is (LeNet's C = 6 leaves a loop over channels no room for a vector).
-2. **Stride 1 first, then every stride-th position.** A stride-2 window row is computed at
-   every position ("full resolution", twice the comparisons, all in vectors), and then the
-   positions of the real outputs are copied out (``_compact``); the backward does the reverse,
-   spreading dp to every stride-th position (``_spread``) before its flat passes.
-3. **Sliced views, indexed by the loop counter.** ``row[m + C]`` with a signed offset makes
+1. **Two layouts of the same loop, by channel count.** With many channels (C >= 16; 32 for
+   the max forward, see WIDE_C_MAX) the channel loop is innermost ("wide"): one vector loop
+   per window cell. With few (LeNet's C = 6) that loop leaves the vectors mostly empty, so the
+   "flat" kernels see an image row ``x[n, h]`` as one run of W*C numbers: window cell (i, j)
+   of stride-1 position q reads it at ``(q - pad + j)*C + c``, i.e. ``m + (j - pad)*C`` for the
+   flat index ``m = q*C + c`` — a shifted copy of the row, one long vector loop whatever C is.
+   A stride-2 row is computed at every position ("full resolution", twice the comparisons,
+   all in vectors) and the real outputs copied out (``_compact``); the average backward adds
+   each window's share back at every stride-th position (``_scatter``).
+2. **Whole 2x2 and 3x3 windows in one loop** (``_max_2x2``, ``_max_3x3``, the fused average):
+   one store per output instead of a pass per window row, where no padding is involved.
+3. **Max backward from the argmax, as PyTorch does it.** Windows that do not overlap: each
+   dx cell is written once, ``0 + dp`` where its window's argmax points at it, else 0 (a
+   vector select per cell, C >= 16), or dx is zeroed and each window's gradient stored on its
+   argmax cell (``_max_back_scatter``: one scalar store per *output* number, few channels).
+   Overlapping windows: the scatter adds, one image per task, rows in ascending order.
+4. **Sliced views, indexed by the loop counter.** ``row[m + C]`` with a signed offset makes
    Numba wrap negative indices around, which LLVM cannot vectorise (it built each vector from
-   8 scalar loads: 4x slower); ``row[C:][m]`` has no such test.
-4. **Selects, not branches, on data.** ``b if keep else v`` inside a long loop becomes a vector
-   blend; the same in a short loop over C becomes a branch that random data mispredicts half
-   the time. Only data-independent copies (``_compact``, ``_spread``) run per pixel.
-5. **Rows of outputs as prange tasks** (n, h_out) — or dx rows (n, h) for the backward — in
-   one chunk per thread, each with its own scratch rows; small calls run on the calling thread
-   alone, without switching Numba's thread count (``compute_bound`` below).
+   8 scalar loads: 4x slower); ``row[C:][m]`` has no such test. Cell numbers are int32, like
+   the argmax: an int64 among them makes every vector lane 64-bit.
+5. **Selects, not branches, on data.** ``b if keep else v`` inside a long loop becomes a vector
+   blend; the same in a short loop that LLVM leaves scalar becomes a branch that random data
+   mispredicts half the time (that is why the max forward goes wide only from 32 channels).
+6. **Rows of outputs as prange tasks** (n, h_out) — dx rows (n, h) for the average backward,
+   images for an overlapping max backward — in one chunk per thread, each with its own
+   scratch rows. Calls touching fewer than SERIAL_BELOW_ELEMENTS numbers run on one thread.
 
 Same results as the readable kernels, exactly: the same float operations in the same order
 per output number (no ``fastmath``), ties go to the *first* maximum in row-major order, a
 NaN wins and stays, and a dx cell that several windows send gradient to sums it in the
 readable order (window rows, then columns, ascending). No two prange tasks ever write the
-same cell (Numba has no CPU atomics), so every run gives the same bits.
+same cell (Numba has no CPU atomics), so every run gives the same bits. An argmax value that
+is out of range or points at padding sends no gradient (as the readable gather): no store
+ever leaves dx.
+
+Measured (2 cores, nbcnn bench, separate processes; x torch 2.13 CPU): max forward 1.4-2.7x,
+average forward 0.85-3x, max backward 0.7-1.2x on pool32x16 / pool112x64; LeNet's pools
+1.0-4.7x except the max backward (0.6x: C = 6 leaves only the scalar scatter).
 
 Arrays are C-contiguous NHWC (``checks.as_array`` makes them so); ``win`` is the
 ``checks.Window`` tuple (f_h, f_w, stride_h, stride_w, pad_top, pad_left), as in pool.py,
@@ -138,15 +152,19 @@ def _chunk(k, chunks, total):
 SERIAL_BELOW_ELEMENTS = 100_000
 
 
-def _launch(parallel, serial, touched, *args):
-    """The prange form with one chunk per thread for big calls, the serial form (no thread
-    wake-up, no switching numba's thread count) below ``SERIAL_BELOW_ELEMENTS``."""
-    if touched >= SERIAL_BELOW_ELEMENTS:
-        threads = numba.get_num_threads()
-        if threads > 1:
-            parallel(*args, threads)
-            return
-    serial(*args)
+def _launch(parallel, touched, *args):
+    """Run a prange driver with one chunk per thread; calls touching fewer than
+    ``SERIAL_BELOW_ELEMENTS`` numbers get one chunk on one thread (waking the other costs more
+    than it saves), as the dispatcher does for kernels that are not ``compute_bound``."""
+    threads = numba.get_num_threads()
+    if touched >= SERIAL_BELOW_ELEMENTS or threads == 1:
+        parallel(*args, threads)
+        return
+    numba.set_num_threads(1)
+    try:
+        parallel(*args, 1)
+    finally:
+        numba.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- max
@@ -253,7 +271,7 @@ def _max_3x3(r0, r1, r2, C, L, dv, da):
         da[m] = a
 
 
-@register_jitable
+@njit(cache=True)
 def _max_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg):
     """Output rows t0..t1-1 (t = n*H_out + h_out): ``p`` and, when with_arg, ``arg``, through
     full-resolution flat rows (few channels)."""
@@ -267,46 +285,39 @@ def _max_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, wit
     L = W_full * C
     q_in0 = min(pad_left, W_full)  # positions whose window lies inside the columns
     q_in1 = max(min(W - f_w + 1 + pad_left, W_full), q_in0)
-    va, aa = np.empty(L, x.dtype), np.empty(L, np.int32)  # two buffers: each pass reads one and
-    vb, ab = np.empty(L, x.dtype), np.empty(L, np.int32)  # writes the other (no masked stores)
+    # two buffers: each pass reads one row and writes the other (in place, a select whose
+    # else-branch stores back what it loaded becomes a masked store: 3-4x slower on AMD Zen)
+    bv, ba = np.empty((2, L), x.dtype), np.empty((2, L), np.int32)
     lowest = x.dtype.type(-np.inf)
     whole = q_in0 == 0 and q_in1 == W_full and f_h == f_w and (f_w == 2 or f_w == 3)
     for t in range(t0, t1):
         n, h_out = t // H_out, t % H_out
         top = h_out * s_h - pad_top
         h0, h1 = max(top, 0), min(top + f_h, H)  # the window's real rows (padding never wins)
+        last = 0
         if whole and h1 - h0 == f_h:  # no padding in this window row: all cells in one pass
             if f_w == 2:
-                _max_2x2(xf[n, h0], xf[n, h0 + 1], C, L, va, aa)
+                _max_2x2(xf[n, h0], xf[n, h0 + 1], C, L, bv[0], ba[0])
             else:
-                _max_3x3(xf[n, h0], xf[n, h0 + 1], xf[n, h0 + 2], C, L, va, aa)
-            _compact(va, idx, C, s_w, pf[n, h_out])
-            if with_arg:
-                _compact(aa, idx, C, s_w, af[n, h_out])
-            continue
-        # Start from -inf "at" the window's first real cell: any real cell replaces it, except
-        # -inf itself, and then that first cell is the answer anyway.
-        k_first = np.int32((h0 - top) * f_w)
-        for m in range(L):
-            va[m] = lowest
-            aa[m] = k_first
-        for q in range(q_in0):  # left padding: the first real column is pad_left - q
-            for c in range(C):
-                aa[q * C + c] = np.int32(k_first + pad_left - q)
-        for h in range(h0, h1):
-            k_row = np.int32((h - top) * f_w)
-            if (h - h0) % 2 == 0:
-                _max_row_pass(xf[n, h], C, W, f_w, pad_left, W_full, q_in0, q_in1, k_row, va, aa, vb, ab)
-            else:
-                _max_row_pass(xf[n, h], C, W, f_w, pad_left, W_full, q_in0, q_in1, k_row, vb, ab, va, aa)
-        if (h1 - h0) % 2 == 1:
-            _compact(vb, idx, C, s_w, pf[n, h_out])
-            if with_arg:
-                _compact(ab, idx, C, s_w, af[n, h_out])
+                _max_3x3(xf[n, h0], xf[n, h0 + 1], xf[n, h0 + 2], C, L, bv[0], ba[0])
         else:
-            _compact(va, idx, C, s_w, pf[n, h_out])
-            if with_arg:
-                _compact(aa, idx, C, s_w, af[n, h_out])
+            # Start from -inf "at" the window's first real cell: any real cell replaces it,
+            # except -inf itself, and then that first cell is the answer anyway.
+            k_first = np.int32((h0 - top) * f_w)
+            va, aa = bv[0], ba[0]
+            for m in range(L):
+                va[m] = lowest
+                aa[m] = k_first
+            for q in range(q_in0):  # left padding: the first real column is pad_left - q
+                for c in range(C):
+                    aa[q * C + c] = np.int32(k_first + pad_left - q)
+            for h in range(h0, h1):
+                src, last = (h - h0) % 2, (h - h0 + 1) % 2
+                _max_row_pass(xf[n, h], C, W, f_w, pad_left, W_full, q_in0, q_in1, np.int32((h - top) * f_w),
+                              bv[src], ba[src], bv[last], ba[last])
+        _compact(bv[last], idx, C, s_w, pf[n, h_out])
+        if with_arg:
+            _compact(ba[last], idx, C, s_w, af[n, h_out])
 
 
 @register_jitable
@@ -383,7 +394,7 @@ def _max_window_wide(x, n, h, w, f_w, C, out_v, out_a, o):
             out_a[o, c] = a
 
 
-@register_jitable
+@njit(cache=True)
 def _max_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg):
     """Output rows t0..t1-1, one window after the other, channels innermost (C >= WIDE_C)."""
     N, H, W, C = x.shape
@@ -436,35 +447,41 @@ WIDE_C = 16
 WIDE_C_MAX = 32
 
 
-@register_jitable
-def _max_rows(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg):
-    if x.shape[3] >= WIDE_C_MAX:
-        _max_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg)
-    else:
+# Each layout has its own compiled driver (prange over one chunk per thread), and the Python
+# wrapper picks one: a call compiles only the layout it runs (cold, each takes seconds to
+# compile: LLVM vectorises many loops).
+
+
+@njit(parallel=True, cache=True)
+def _max_flat_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg, chunks):
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
         _max_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg)
 
 
 @njit(parallel=True, cache=True)
-def _max_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg, chunks):
+def _max_wide_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg, chunks):
     for k in prange(chunks):
         t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
-        _max_rows(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg)
-
-
-@njit(cache=True)
-def _max_serial(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg):
-    _max_rows(0, p.shape[0] * p.shape[1], x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg)
+        _max_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg)
 
 
 _NO_ARG = np.empty((1, 1, 1, 1), np.int32)
 
 
+def _max_forward(x, win, p, arg, with_arg, touched):
+    if x.shape[3] >= WIDE_C_MAX:
+        _launch(_max_wide_parallel, touched, x, *win, p, arg, with_arg)
+    else:
+        _launch(_max_flat_parallel, touched, x, *win, p, arg, with_arg)
+
+
 def max_pool2d_forward(x, win, p):
-    _launch(_max_parallel, _max_serial, x.size + p.size, x, *win, p, _NO_ARG, False)
+    _max_forward(x, win, p, _NO_ARG, False, x.size + p.size)
 
 
 def max_pool2d_forward_argmax(x, win, p, arg):
-    _launch(_max_parallel, _max_serial, x.size + 2 * p.size, x, *win, p, arg, True)
+    _max_forward(x, win, p, arg, True, x.size + 2 * p.size)
 
 
 @register_jitable
@@ -513,7 +530,7 @@ def _max_scatter_row(plane, g, a, n_cells, offset, corner, top, H, W, C, f_w, s_
     _max_scatter_edge(plane, g, a, n_cells, o_in1, W_out, top, H, W, C, f_w, s_w, pad_left, add)
 
 
-@register_jitable
+@njit(cache=True)
 def _max_back_scatter(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
     """Max backward as PyTorch does it: zero dx, then put each window's gradient on its argmax
     cell, one scalar store per *output* number instead of a vector pass per dx number.
@@ -560,7 +577,7 @@ def _max_back_scatter(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx
                              pad_left, o_in0, o_in1, top >= 0 and top + f_h <= H, overlap)
 
 
-@register_jitable
+@njit(cache=True)
 def _max_back_tiles_wide(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
     """Max backward, windows that do not overlap, many channels: every dx cell of output row
     t's band is written once, ``0 + dp`` where its window's argmax is that cell, else 0 (one
@@ -606,29 +623,26 @@ def _scatter_tasks(dp, f_h, f_w, s_h, s_w):
     return dp.shape[0] * dp.shape[1] if s_h >= f_h and s_w >= f_w else dp.shape[0]
 
 
-@register_jitable
-def _max_back_rows(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    if dx.shape[3] >= WIDE_C and s_h >= f_h and s_w >= f_w:
-        _max_back_tiles_wide(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-    else:
+@njit(parallel=True, cache=True)
+def _scatter_parallel(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, _scatter_tasks(dp, f_h, f_w, s_h, s_w))
         _max_back_scatter(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
 
 
 @njit(parallel=True, cache=True)
-def _max_back_parallel(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
+def _tiles_parallel(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
     for k in prange(chunks):
-        t0, t1 = _chunk(k, chunks, _scatter_tasks(dp, f_h, f_w, s_h, s_w))
-        _max_back_rows(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-
-
-@njit(cache=True)
-def _max_back_serial(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    _max_back_rows(0, _scatter_tasks(dp, f_h, f_w, s_h, s_w), dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-
+        t0, t1 = _chunk(k, chunks, dp.shape[0] * dp.shape[1])
+        _max_back_tiles_wide(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
 
 
 def max_pool2d_backward_argmax(dp, arg, win, dx):
-    _launch(_max_back_parallel, _max_back_serial, dp.size + arg.size + dx.size, dp, arg, *win, dx)
+    touched = dp.size + arg.size + dx.size
+    if dx.shape[3] >= WIDE_C and win.stride_h >= win.f_h and win.stride_w >= win.f_w:
+        _launch(_tiles_parallel, touched, dp, arg, *win, dx)
+    else:
+        _launch(_scatter_parallel, touched, dp, arg, *win, dx)
 
 
 def max_pool2d_backward(dp, x, win, dx):
@@ -673,7 +687,7 @@ def _add_row_pass(row, C, W, f_w, pad_left, W_full, q_in0, q_in1, acc):
             acc[q * C + c] = total
 
 
-@register_jitable
+@njit(cache=True)
 def _avg_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
     """Output rows t0..t1-1: the sum of each window's real cells in row-major order, / count."""
     N, H, W, C = x.shape
@@ -701,7 +715,7 @@ def _avg_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
             out[m] = sums[m] / x.dtype.type(rows * cols[m])
 
 
-@register_jitable
+@njit(cache=True)
 def _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
     """``_avg_rows_flat`` for many channels: each window summed straight into p, channels innermost."""
     N, H, W, C = x.shape
@@ -761,31 +775,28 @@ def _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
                 out[o, c] = out[o, c] / count
 
 
-@register_jitable
-def _avg_rows(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
-    if x.shape[3] >= WIDE_C:
-        _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
-    else:
+@njit(parallel=True, cache=True)
+def _avg_flat_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
         _avg_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
 
 
 @njit(parallel=True, cache=True)
-def _avg_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
+def _avg_wide_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
     for k in prange(chunks):
         t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
-        _avg_rows(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
-
-
-@njit(cache=True)
-def _avg_serial(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
-    _avg_rows(0, p.shape[0] * p.shape[1], x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
+        _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
 
 
 def avg_pool2d_forward(x, win, p):
-    _launch(_avg_parallel, _avg_serial, x.size + p.size, x, *win, p)
+    if x.shape[3] >= WIDE_C:
+        _launch(_avg_wide_parallel, x.size + p.size, x, *win, p)
+    else:
+        _launch(_avg_flat_parallel, x.size + p.size, x, *win, p)
 
 
-@register_jitable
+@njit(cache=True)
 def _avg_back_flat(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
     """dx rows t0..t1-1 (t = n*H + h), each a gather over the window rows covering row h
     (ascending). Per window row, each window's share ``0 + dp / count`` (a -0.0 lands as +0.0,
@@ -825,7 +836,7 @@ def _avg_back_flat(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
             add = True
 
 
-@register_jitable
+@njit(cache=True)
 def _avg_back_wide(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
     """``_avg_back_flat`` for many channels: each window's share goes straight into the dx row,
     ``dx[n, h, o*s_w - pad_left + j, :]``, channels innermost."""
@@ -866,31 +877,29 @@ def _avg_back_wide(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
             add = True
 
 
-@register_jitable
-def _avg_back_rows(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    if dx.shape[3] >= WIDE_C:
-        _avg_back_wide(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-    else:
+@njit(parallel=True, cache=True)
+def _avg_back_flat_parallel(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, dx.shape[0] * dx.shape[1])
         _avg_back_flat(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
 
 
 @njit(parallel=True, cache=True)
-def _avg_back_parallel(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
+def _avg_back_wide_parallel(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
     for k in prange(chunks):
         t0, t1 = _chunk(k, chunks, dx.shape[0] * dx.shape[1])
-        _avg_back_rows(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-
-
-@njit(cache=True)
-def _avg_back_serial(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    _avg_back_rows(0, dx.shape[0] * dx.shape[1], dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
+        _avg_back_wide(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
 
 
 def avg_pool2d_backward(dp, win, dx):
-    _launch(_avg_back_parallel, _avg_back_serial, dp.size + dx.size, dp, *win, dx)
+    if dx.shape[3] >= WIDE_C:
+        _launch(_avg_back_wide_parallel, dp.size + dx.size, dp, *win, dx)
+    else:
+        _launch(_avg_back_flat_parallel, dp.size + dx.size, dp, *win, dx)
 
 
-# Each wrapper picks its own thread count (``_launch``): the dispatcher must not switch it.
+# Each wrapper picks its own thread count (``_launch``, with pooling's own threshold): the
+# dispatcher must not switch it.
 for _fn in (max_pool2d_forward, max_pool2d_forward_argmax, max_pool2d_backward_argmax, max_pool2d_backward,
             avg_pool2d_forward, avg_pool2d_backward):
     _fn.compute_bound = True
