@@ -346,17 +346,32 @@ def padded_input(x, win, H_out, W_out, scratch, tile=1, slack=0):
     top, left = win.pad_top, win.pad_left
     h0, h1 = max(0, -top), min(H, Hp - top)
     w0, w1 = max(0, -left), min(W, Wp - left)
-    _fill_border(xp, top + h0, top + h1, left + w0, left + w1)
-    xp[:, top + h0:top + h1, left + w0:left + w1] = x[:, h0:h1, w0:w1]
+    _pad_rows(x, xp, top, left)
     return xp
 
 
-def _fill_border(xp, r0, r1, c0, c1):
-    """Zero everything of ``xp`` outside rows ``r0:r1`` x columns ``c0:c1`` (the copy fills the rest)."""
-    xp[:, :r0] = 0
-    xp[:, r1:] = 0
-    xp[:, r0:r1, :c0] = 0
-    xp[:, r0:r1, c1:] = 0
+@njit(parallel=True, cache=True)
+def _pad_rows(x, xp, top, left):
+    """``xp[n, h, w] = x[n, h - top, w - left]`` where that is inside x, else 0, one xp row
+    per task (one pass over xp: the four numpy slice assignments it replaces cost 0.1 ms per
+    LeNet layer, mostly in Python)."""
+    N, H, W, C = x.shape
+    Hp, Wp = xp.shape[1], xp.shape[2]
+    w0 = min(max(left, 0), Wp)  # xp columns [w0, w1) come from x
+    w1 = max(min(left + W, Wp), w0)
+    for t in prange(N * Hp):
+        n = t // Hp
+        h = t % Hp
+        row = xp[n, h].reshape(-1)  # Wp * C, contiguous
+        src_h = h - top
+        if src_h < 0 or src_h >= H:
+            row[:] = 0
+            continue
+        src = x[n, src_h].reshape(-1)
+        row[:w0 * C] = 0
+        for e in range(w0 * C, w1 * C):
+            row[e] = src[e - left * C]
+        row[w1 * C:] = 0
 
 
 def forward(x, W, b, win, z, scratch):
