@@ -342,11 +342,7 @@ def padded_input(x, win, H_out, W_out, scratch, tile=1, slack=0):
     buf = scratch("padded_x", size + slack)
     buf[size:] = 0
     xp = buf[:size].reshape(N, Hp, Wp, C)
-    # where x lands in xp (clipped on both sides: pads can be negative, or more than needed)
-    top, left = win.pad_top, win.pad_left
-    h0, h1 = max(0, -top), min(H, Hp - top)
-    w0, w1 = max(0, -left), min(W, Wp - left)
-    _pad_rows(x, xp, top, left)
+    _pad_rows(x, xp, win.pad_top, win.pad_left)  # clips on both sides: pads may be negative
     return xp
 
 
@@ -429,6 +425,16 @@ def backward_filter(x, dz, win, dW, scratch):
     dW.reshape(F, K)[...] = total[:F, :K]
 
 
+def _phases(f, s, pad):
+    """Per phase ph of a stride-s axis: (first filter tap i0, number of taps M, base), with
+    ``i0 = (ph + pad) % s`` and ``base = (ph + pad - i0) // s`` (see ``backward_input_strided``)."""
+    phases = []
+    for ph in range(s):
+        i0 = (ph + pad) % s
+        phases.append((i0, max(0, -(-(f - i0) // s)), (ph + pad - i0) // s))
+    return phases
+
+
 def backward_input_strided(dz, W, win, dx, scratch):
     """dX of a strided conv (float32), as ``s_h * s_w`` stride-1 convolutions ("phases").
 
@@ -448,17 +454,14 @@ def backward_input_strided(dz, W, win, dx, scratch):
     f_h, f_w = W.shape[0], W.shape[1]
     s_h, s_w = win.stride_h, win.stride_w
     no_bias = np.zeros(C, np.float32)
-    for ph in range(s_h):
-        for pw in range(s_w):
+    for ph, (i0, M_h, base_h) in enumerate(_phases(f_h, s_h, win.pad_top)):
+        for pw, (j0, M_w, base_w) in enumerate(_phases(f_w, s_w, win.pad_left)):
             T_h, T_w = -(-(H - ph) // s_h), -(-(W_in - pw) // s_w)  # rows, columns of this phase
             if T_h <= 0 or T_w <= 0:
                 continue
-            i0, j0 = (ph + win.pad_top) % s_h, (pw + win.pad_left) % s_w
-            M_h, M_w = max(0, -(-(f_h - i0) // s_h)), max(0, -(-(f_w - j0) // s_w))  # sub-filter taps
             if M_h == 0 or M_w == 0:  # no filter tap ever lands on these cells
                 dx[:, ph::s_h, pw::s_w] = 0
                 continue
-            base_h, base_w = (ph + win.pad_top - i0) // s_h, (pw + win.pad_left - j0) // s_w
             sub = W[i0::s_h, j0::s_w][:M_h, :M_w]
             flipped = np.ascontiguousarray(sub[::-1, ::-1].transpose(0, 1, 3, 2))  # (M_h, M_w, K, C)
             phase_win = type(win)(M_h, M_w, 1, 1, M_h - 1 - base_h, M_w - 1 - base_w)
@@ -486,12 +489,8 @@ def backward_input_space_to_depth(dz, W, win, dx, scratch):
     s_h, s_w = win.stride_h, win.stride_w
 
     def layout(f, s, pad, size):
-        """Per phase: (first tap i0, taps M, base); then the window pad and length Q."""
-        phases = []
-        for ph in range(s):
-            i0 = (ph + pad) % s
-            M = max(0, -(-(f - i0) // s))
-            phases.append((i0, M, (ph + pad - i0) // s))
+        """``_phases``; then the window pad and length Q, and the blocks along the axis."""
+        phases = _phases(f, s, pad)
         lead = max(M - 1 - base for _, M, base in phases if M > 0)
         Q = lead + max(base for _, M, base in phases if M > 0) + 1
         return phases, lead, Q, -(-size // s)
