@@ -120,6 +120,12 @@ ODD_CASES = {
     "K=3, rows of 16: narrow tile, no overlapping stores": (2, 5, 18, 2, 3, 3, 3, (1, 1), (0, 0, 0, 0)),
     "K=4, rows of 16: the smallest overlapping narrow store": (2, 5, 18, 2, 4, 3, 3, (1, 1), (0, 0, 0, 0)),
     "K=9, rows of 8: overlapping stores in the wide tile": (2, 4, 10, 3, 9, 3, 3, (1, 1), (0, 0, 0, 0)),
+    # tiles are consecutive pixels in NHWC order: they run across rows and images, the last
+    # one repeats its last pixel; an unpadded x is read in place, unused columns and all
+    "tiles across rows and images, x read in place (column 7 unused)": (3, 7, 8, 3, 12, 3, 3, (2, 2), (0, 0, 0, 0)),
+    "narrow tiles across rows, 90 pixels (2 in the last tile)": (3, 6, 7, 2, 5, 2, 2, (1, 1), (0, 0, 0, 0)),
+    "3 pixels in all: one narrow tile, mostly repeats": (1, 3, 5, 2, 6, 3, 3, (1, 1), (0, 0, 0, 0)),
+    "5 pixels in all, K=20: one wide tile and one repeat per panel": (1, 3, 7, 4, 20, 3, 3, (1, 1), (0, 0, 0, 0)),
 }
 
 

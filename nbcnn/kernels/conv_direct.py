@@ -10,7 +10,7 @@ Same maths and shapes as the readable ``conv.conv2d_forward`` (NHWC)::
 What is restructured, and why it is fast (about 100x the readable compiled loop, and 2-7x
 im2col + BLAS; ``nbcnn bench --ladder`` shows the steps):
 
-1. **A register tile.** The output is cut into tiles of 4 pixels (along a row) x 16 channels.
+1. **A register tile.** The output is cut into tiles of 4 pixels x 16 channels.
    A tile's 64 sums live in 8 vector registers (``simd.f32x8``: 8 lanes each) for the whole
    reduction over (i, j, c); each step loads 2 weight vectors and broadcasts 4 input numbers,
    then does 8 vector multiply-adds: the two FMA units, not memory, set the speed. (The
@@ -26,13 +26,15 @@ im2col + BLAS; ``nbcnn bench --ladder`` shows the steps):
    the weights ``W[i, :, :, k0 .. k0 + 15]`` in the panel: the inner loop is one flat ``jc``
    loop with no index arithmetic per tap.
 4. **Padding copied once.** Reads outside the image would need a test per tap; instead ``x``
-   is copied once into a zero-bordered buffer, wide enough for whole tiles (skipped when no
-   pad is needed and the row is a whole number of tiles). So pixel p of a tile always reads
-   ``p * stride * C`` floats after pixel 0 (one address register, no clamping), and tiles that
-   hang over the right edge compute on zeros and store only their real pixels.
+   is copied once into a zero-bordered buffer (no copy at all for a layer without padding).
+   A tile's pixels are 4 *consecutive* output pixels in NHWC order, so a tile may run on
+   into the next row or image: each of its pixels has its own window start (computed once
+   per task), its outputs are 4 consecutive pixels of ``out`` all the same, and no pixel
+   slot idles at the end of a row (LeNet's 10-pixel rows wasted 2 of 12 when tiles stopped
+   at the row's end). The very last tile repeats its last pixel.
 5. **Bias for free:** the sums start from the bias vector instead of zero.
-6. **Threads:** ``prange`` over output rows (n, h_out); each row's tiles are written by one
-   thread, so there are no races and the result is the same bits every run.
+6. **Threads:** ``prange`` over runs of tiles (about one output row each); each tile is
+   written by one thread, so there are no races and the result is the same bits every run.
 
 The backward passes reuse the tile: dW is ``filter_grad_tiles`` (6 taps x 16 channels,
 summed over pixels in cache-sized chunks); stride-1 dX is the forward with the filters
@@ -43,6 +45,7 @@ one (``backward_input_space_to_depth``).
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from .simd import LANES, fma8, load8, splat8, splat_at8, store8
 
@@ -54,6 +57,27 @@ CHANNELS = 16
 """Output channels per register tile: two 8-lane vectors."""
 
 
+@register_jitable
+def _window_starts(starts, g0, pixels, x_shape, geometry):
+    """``starts[p]``: where the window of output pixel g0 + p (flat NHWC order) starts in the
+    flat padded input, ``((n * Hp + h * s_h) * Wp + w * s_w) * C``; a pixel past the last
+    one repeats the last one (the last tile computes it twice and stores it once)."""
+    N, Hp, Wp, C = x_shape
+    f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    per_image = H_out * W_out
+    n, h, w = g0 // per_image, (g0 % per_image) // W_out, g0 % W_out
+    for p in range(starts.shape[0]):
+        starts[p] = ((n * Hp + h * s_h) * Wp + w * s_w) * C
+        if g0 + p + 1 < pixels:  # step to the next pixel: along the row, then down, then the next image
+            w += 1
+            if w == W_out:
+                w = 0
+                h += 1
+                if h == H_out:
+                    h = 0
+                    n += 1
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
     """The tiled loop nest (4 pixels x 16 channels). All arrays are flat float32:
@@ -63,18 +87,31 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
     * ``Wf``: the packed filters ``(ceil(K / 16), f_h, f_w, C, 16)`` (see ``pack_filters``);
     * ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
     * ``bias``: ``ceil(K / 16) * 16`` numbers; ``out``: ``(N, H_out, W_out, K)``.
+
+    A tile is 4 *consecutive* output pixels in NHWC order, so it may run on into the next row
+    (or image): each pixel keeps its own window start ``b0 .. b3``, and the tile's outputs
+    are always 4 consecutive pixels of ``out``. (Tiles along one row only would waste 2 of
+    every 12 pixel slots on LeNet's 10-pixel rows.) The last tile repeats its last pixel.
     """
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
     panels = (K + CHANNELS - 1) // CHANNELS
     run = f_w * C  # floats under one filter row: contiguous in x and in the panel
-    step = s_w * C  # floats from one output pixel's window to the next one's
-    for t in prange(N * H_out):
-        n = t // H_out
-        h_out = t % H_out
+    pixels = N * H_out * W_out
+    tiles = (pixels + PIXELS - 1) // PIXELS
+    per_task = (W_out + PIXELS - 1) // PIXELS  # about one output row of tiles per task
+    for task in prange((tiles + per_task - 1) // per_task):
         edge = np.empty(PIXELS * CHANNELS, np.float32)  # a tile that does not fit in `out`
+        t0 = task * per_task
+        t1 = min(t0 + per_task, tiles)
+        # the window starts of the task's pixels, found once for all panels
+        starts = np.empty((t1 - t0) * PIXELS, np.int64)
+        _window_starts(starts, t0 * PIXELS, pixels, x_shape, geometry)
         for kb in range(panels):
-            for w0 in range(0, W_out, PIXELS):
+            for tile in range(t0, t1):
+                g0 = tile * PIXELS
+                s0 = (tile - t0) * PIXELS
+                b0, b1, b2, b3 = starts[s0], starts[s0 + 1], starts[s0 + 2], starts[s0 + 3]
                 a00 = load8(bias, kb * CHANNELS)  # the sums start from the bias
                 a01 = load8(bias, kb * CHANNELS + 8)
                 a10 = a00
@@ -84,33 +121,34 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
                 a30 = a00
                 a31 = a01
                 for i in range(f_h):
-                    x_row = ((n * Hp + h_out * s_h + i) * Wp + w0 * s_w) * C
+                    row = i * Wp * C  # filter row i, from each window's start
                     w_row = (kb * f_h + i) * run * CHANNELS
                     for jc in range(run):
                         w_lo = load8(Wf, w_row + jc * CHANNELS)
                         w_hi = load8(Wf, w_row + jc * CHANNELS + 8)
-                        o = x_row + jc
-                        v = splat_at8(xf, o)
+                        o = row + jc
+                        v = splat_at8(xf, b0 + o)
                         a00 = fma8(v, w_lo, a00)
                         a01 = fma8(v, w_hi, a01)
-                        v = splat_at8(xf, o + step)
+                        v = splat_at8(xf, b1 + o)
                         a10 = fma8(v, w_lo, a10)
                         a11 = fma8(v, w_hi, a11)
-                        v = splat_at8(xf, o + 2 * step)
+                        v = splat_at8(xf, b2 + o)
                         a20 = fma8(v, w_lo, a20)
                         a21 = fma8(v, w_hi, a21)
-                        v = splat_at8(xf, o + 3 * step)
+                        v = splat_at8(xf, b3 + o)
                         a30 = fma8(v, w_lo, a30)
                         a31 = fma8(v, w_hi, a31)
                 k0 = kb * CHANNELS
-                base = ((n * H_out + h_out) * W_out + w0) * K + k0
-                full_row = w0 + PIXELS <= W_out
-                whole = full_row and k0 + CHANNELS <= K
-                # one panel, 8 < K < 16, a full row of pixels: overlapping stores, as in
+                base = g0 * K + k0
+                valid = min(PIXELS, pixels - g0)
+                full = valid == PIXELS
+                whole = full and k0 + CHANNELS <= K
+                # one panel, 8 < K < 16, 4 real pixels: overlapping stores, as in
                 # conv_tiles_narrow (pixel 2's lanes end inside the tile: 2 * K + 16 <= 4 * K;
                 # with several panels the overlap would clobber the earlier panels of the
                 # next pixel, so those go through `edge`)
-                overlap = full_row and panels == 1 and K > LANES
+                overlap = full and panels == 1 and K > LANES
                 dst = out if whole or overlap else edge
                 at = base if whole or overlap else 0
                 pitch = K if whole or overlap else CHANNELS
@@ -131,7 +169,7 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
                 else:
                     store8(edge, 3 * CHANNELS, a30)
                     store8(edge, 3 * CHANNELS + 8, a31)
-                    for p in range(min(PIXELS, W_out - w0)):
+                    for p in range(valid):
                         for k in range(min(CHANNELS, K - k0)):
                             out[base + p * K + k] = edge[p * CHANNELS + k]
 
@@ -149,12 +187,20 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
     run = f_w * C
-    step = s_w * C
-    for t in prange(N * H_out):
-        n = t // H_out
-        h_out = t % H_out
+    pixels = N * H_out * W_out
+    tiles = (pixels + NARROW_PIXELS - 1) // NARROW_PIXELS
+    per_task = (W_out + NARROW_PIXELS - 1) // NARROW_PIXELS
+    for task in prange((tiles + per_task - 1) // per_task):
         edge = np.empty(NARROW_PIXELS * LANES, np.float32)
-        for w0 in range(0, W_out, NARROW_PIXELS):
+        t0 = task * per_task
+        t1 = min(t0 + per_task, tiles)
+        starts = np.empty((t1 - t0) * NARROW_PIXELS, np.int64)
+        _window_starts(starts, t0 * NARROW_PIXELS, pixels, x_shape, geometry)
+        for tile in range(t0, t1):
+            g0 = tile * NARROW_PIXELS
+            s0 = (tile - t0) * NARROW_PIXELS
+            b0, b1, b2, b3 = starts[s0], starts[s0 + 1], starts[s0 + 2], starts[s0 + 3]
+            b4, b5, b6, b7 = starts[s0 + 4], starts[s0 + 5], starts[s0 + 6], starts[s0 + 7]
             a0 = load8(bias, 0)
             a1 = a0
             a2 = a0
@@ -164,28 +210,29 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
             a6 = a0
             a7 = a0
             for i in range(f_h):
-                x_row = ((n * Hp + h_out * s_h + i) * Wp + w0 * s_w) * C
+                row = i * Wp * C
                 w_row = i * run * LANES
                 for jc in range(run):
-                    w = load8(Wf, w_row + jc * LANES)
-                    o = x_row + jc
-                    a0 = fma8(splat_at8(xf, o), w, a0)
-                    a1 = fma8(splat_at8(xf, o + step), w, a1)
-                    a2 = fma8(splat_at8(xf, o + 2 * step), w, a2)
-                    a3 = fma8(splat_at8(xf, o + 3 * step), w, a3)
-                    a4 = fma8(splat_at8(xf, o + 4 * step), w, a4)
-                    a5 = fma8(splat_at8(xf, o + 5 * step), w, a5)
-                    a6 = fma8(splat_at8(xf, o + 6 * step), w, a6)
-                    a7 = fma8(splat_at8(xf, o + 7 * step), w, a7)
-            base = ((n * H_out + h_out) * W_out + w0) * K
-            # 4 <= K < 8 with a full row of pixels: pixel p's vector overlaps the first channels
-            # of pixel p + 1, which the next store then overwrites (stores run in pixel order,
-            # and the task owns the row); only the last pixel goes through `edge`. (K >= 4
+                    wv = load8(Wf, w_row + jc * LANES)
+                    o = row + jc
+                    a0 = fma8(splat_at8(xf, b0 + o), wv, a0)
+                    a1 = fma8(splat_at8(xf, b1 + o), wv, a1)
+                    a2 = fma8(splat_at8(xf, b2 + o), wv, a2)
+                    a3 = fma8(splat_at8(xf, b3 + o), wv, a3)
+                    a4 = fma8(splat_at8(xf, b4 + o), wv, a4)
+                    a5 = fma8(splat_at8(xf, b5 + o), wv, a5)
+                    a6 = fma8(splat_at8(xf, b6 + o), wv, a6)
+                    a7 = fma8(splat_at8(xf, b7 + o), wv, a7)
+            base = g0 * K
+            valid = min(NARROW_PIXELS, pixels - g0)
+            # 4 <= K < 8 and 8 real pixels: pixel p's vector overlaps the first channels of
+            # pixel p + 1, which the next store then overwrites (stores run in pixel order,
+            # and the task owns the tile); only the last pixel goes through `edge`. (K >= 4
             # keeps pixel 6's 8 lanes inside the tile: 6 * K + 8 <= 8 * K.)
-            full_row = w0 + NARROW_PIXELS <= W_out and K >= LANES // 2
-            dst = out if full_row else edge
-            at = base if full_row else 0
-            pitch = K if full_row else LANES
+            full = valid == NARROW_PIXELS and K >= LANES // 2
+            dst = out if full else edge
+            at = base if full else 0
+            pitch = K if full else LANES
             store8(dst, at, a0)
             store8(dst, at + pitch, a1)
             store8(dst, at + 2 * pitch, a2)
@@ -193,15 +240,15 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
             store8(dst, at + 4 * pitch, a4)
             store8(dst, at + 5 * pitch, a5)
             store8(dst, at + 6 * pitch, a6)
-            if full_row and K == LANES:
+            if full and K == LANES:
                 store8(out, at + 7 * pitch, a7)
-            elif full_row:
+            elif full:
                 store8(edge, 0, a7)
                 for k in range(K):
                     out[base + 7 * K + k] = edge[k]
             else:
                 store8(edge, 7 * LANES, a7)
-                for p in range(W_out - w0):
+                for p in range(valid):
                     for k in range(K):
                         out[base + p * K + k] = edge[p * LANES + k]
 
@@ -327,15 +374,15 @@ def pack_filters(W, width=CHANNELS):
     return np.ascontiguousarray(padded.reshape(f_h, f_w, C, panels, width).transpose(3, 0, 1, 2, 4)).reshape(-1)
 
 
-def padded_input(x, win, H_out, W_out, scratch, tile=1, slack=0):
-    """``x`` with its zero border, as big as the windows of whole tiles read: ``(N, Hp, Wp, C)``
-    with ``Hp = (H_out - 1) * s_h + f_h`` and ``Wp`` likewise for W_out rounded up to a whole
-    number of ``tile`` pixels. ``x`` itself when that is already the case (no pad, no slack).
+def padded_input(x, win, H_out, W_out, scratch, slack=0):
+    """``x`` with its zero border, as big as the windows read: ``(N, Hp, Wp, C)`` with
+    ``Hp = (H_out - 1) * s_h + f_h`` and ``Wp = (W_out - 1) * s_w + f_w``. ``x`` itself when
+    no border is needed (no pad, no slack): a layer without padding is never copied.
     ``slack`` > 0: always a copy, with that many readable numbers after its end.
     ``scratch(name, n_items)`` gives reusable float32 memory. Negative pads crop ``x``."""
     N, H, W, C = x.shape
     Hp = (H_out - 1) * win.stride_h + win.f_h
-    Wp = (-(-W_out // tile) * tile - 1) * win.stride_w + win.f_w
+    Wp = (W_out - 1) * win.stride_w + win.f_w
     if win.pad_top == 0 and win.pad_left == 0 and Hp <= H and Wp <= W and slack == 0:
         return x
     size = N * Hp * Wp * C
@@ -374,7 +421,7 @@ def forward(x, W, b, win, z, scratch):
     """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous); ``win`` a ``checks.Window``."""
     N, H_out, W_out, K = z.shape
     width = LANES if K <= LANES else CHANNELS  # the narrow tile for 8 channels or fewer
-    xp = padded_input(x, win, H_out, W_out, scratch, NARROW_PIXELS if width == LANES else PIXELS)
+    xp = padded_input(x, win, H_out, W_out, scratch)
     bias = np.zeros(-(-K // width) * width, np.float32)
     bias[:K] = b
     geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
