@@ -55,6 +55,9 @@ def as_array(a, name: str, ndim: int | None = None, dtype=None):
     C-contiguous (kernels index them directly). ``dtype``, when given, casts numpy inputs to
     it (device arrays must already have it).
     """
+    if (type(a) is np.ndarray and a.dtype in FLOAT_DTYPES and a.flags.c_contiguous and a.size
+            and (ndim is None or a.ndim == ndim) and (dtype is None or a.dtype == dtype)):
+        return a  # already what the kernels take: the common case, checked in ~1 us instead of ~4
     if isinstance(a, (str, bytes)) or a is None:
         raise TypeError(f"{name} must be an array of float32 or float64, got {type(a).__name__} {a!r:.40}")
     if not is_device_array(a):
@@ -83,6 +86,9 @@ def as_array(a, name: str, ndim: int | None = None, dtype=None):
 
 def common_dtype(*arrays) -> np.dtype:
     """float64 if any input is float64, else float32 (mixing is allowed: float32 is promoted)."""
+    first = arrays[0].dtype
+    if all(a.dtype == first for a in arrays):
+        return np.dtype(first)
     return np.result_type(*[np.dtype(a.dtype) for a in arrays])
 
 
@@ -95,7 +101,8 @@ def same_shape(a, b, name_a: str, name_b: str) -> None:
 
 
 def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    # `type(v) is int` first: the ABC test is ~1 us, paid on every op call
+    return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
 def int_pair(value, name: str, minimum: int) -> tuple[int, int]:
