@@ -218,10 +218,15 @@ SERIAL_BELOW_ELEMENTS = 250_000
 
 def _run_cpu(fn, args) -> None:
     """Run a cpu kernel, on one thread when it touches few elements (see above). Kernels
-    marked ``fn.compute_bound = True`` (the register-blocked convolutions: many multiply-adds
-    per element touched, and no BLAS threads to wait for) always get every thread."""
+    marked ``fn.own_threads = True`` choose their threads themselves and are run as they
+    are: the register-blocked convolutions (many multiply-adds per element touched: every
+    thread, however small), pooling (its own threshold) and the BLAS products of the dense
+    layer (``blas.matmul``'s rule; switching Numba's threads there only cost ~10 us)."""
+    if getattr(fn, "own_threads", False):
+        fn(*args)
+        return
     touched = sum(a.size for a in args if isinstance(a, np.ndarray))
-    if touched >= SERIAL_BELOW_ELEMENTS or getattr(fn, "compute_bound", False):
+    if touched >= SERIAL_BELOW_ELEMENTS:
         fn(*args)
         return
     import numba

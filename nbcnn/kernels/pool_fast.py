@@ -155,7 +155,7 @@ SERIAL_BELOW_ELEMENTS = 100_000
 def _launch(parallel, touched, *args):
     """Run a prange driver with one chunk per thread; calls touching fewer than
     ``SERIAL_BELOW_ELEMENTS`` numbers get one chunk on one thread (waking the other costs more
-    than it saves), as the dispatcher does for kernels that are not ``compute_bound``."""
+    than it saves), as the dispatcher does for kernels without ``own_threads``."""
     threads = numba.get_num_threads()
     if touched >= SERIAL_BELOW_ELEMENTS or threads == 1:
         parallel(*args, threads)
@@ -902,4 +902,4 @@ def avg_pool2d_backward(dp, win, dx):
 # dispatcher must not switch it.
 for _fn in (max_pool2d_forward, max_pool2d_forward_argmax, max_pool2d_backward_argmax, max_pool2d_backward,
             avg_pool2d_forward, avg_pool2d_backward):
-    _fn.compute_bound = True
+    _fn.own_threads = True
