@@ -114,7 +114,7 @@ ODD_CASES = {
     "K=33, stride 2: panels and an edge tile": (2, 11, 13, 6, 33, 3, 3, (2, 2), (1, 1, 1, 1)),
     "LeNet C1, small: 1 channel in, 6 out, 5x5": (3, 12, 12, 1, 6, 5, 5, (1, 1), (0, 0, 0, 0)),
     "LeNet C3, small: dX by the flipped narrow tile": (3, 9, 9, 6, 16, 5, 5, (1, 1), (0, 0, 0, 0)),
-    "W_out of 3: the shortest row the direct kernel takes": (2, 5, 5, 2, 10, 3, 3, (1, 1), (0, 0, 0, 0)),
+    "W_out of 3: rows shorter than a tile": (2, 5, 5, 2, 10, 3, 3, (1, 1), (0, 0, 0, 0)),
     # overlapping stores (a pixel's vector spills into the next pixel, then is overwritten):
     # K = 3 must not use them (they would run past the tile), 4..7 and 9..15 do
     "K=3, rows of 16: narrow tile, no overlapping stores": (2, 5, 18, 2, 3, 3, 3, (1, 1), (0, 0, 0, 0)),

@@ -29,3 +29,18 @@ def test_fast_dense_equals_readable_and_oracle(n, d, m, seed, dtype):
 
 def test_fast_dense_is_installed():
     assert dense.FORWARD.fast_cpu is not None and dense.BACKWARD_WEIGHT.fast_cpu is not None
+
+
+@pytest.mark.parametrize("n, d, m", [(64, 400, 120), (64, 120, 84), (64, 84, 10), (5, 33, 7), (9, 17, 16), (3, 1, 1),
+                                     (2, 700, 200)])
+def test_dense_forward_on_the_conv_tile(n, d, m, rng):
+    """Small float32 layers run on conv_direct's tile with W read in place (M not a multiple
+    of 16 reads past a row: the copy with room after it); a W past DIRECT_MAX_W_BYTES
+    (700 x 200) goes to BLAS. Both against float64."""
+    from nbcnn.kernels import dense_fast
+
+    x, W, b = (rng.standard_normal(s).astype(np.float32) for s in ((n, d), (d, m), (m,)))
+    y = np.full((n, m), np.nan, np.float32)
+    assert dense_fast._direct_ok(x, W, y) == (W.nbytes <= dense_fast.DIRECT_MAX_W_BYTES)
+    dense_fast.forward(x, W, b, y)
+    np.testing.assert_allclose(y, x.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-3)

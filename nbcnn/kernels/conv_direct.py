@@ -79,12 +79,15 @@ def _window_starts(starts, g0, pixels, x_shape, geometry):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
+def conv_tiles(xf, x_shape, Wf, w_steps, geometry, bias, out):
     """The tiled loop nest (4 pixels x 16 channels). All arrays are flat float32:
 
     * ``xf``: the padded input, shape ``x_shape = (N, Hp, Wp, C)`` (see ``padded_input``), so
       window (h_out, w_out) starts at row ``h_out * s_h``, column ``w_out * s_w``;
-    * ``Wf``: the packed filters ``(ceil(K / 16), f_h, f_w, C, 16)`` (see ``pack_filters``);
+    * ``Wf``: the packed filters ``(ceil(K / 16), f_h, f_w, C, 16)`` (see ``pack_filters``),
+      with ``w_steps = (panel_step, tap_step) = (f_h * f_w * C * 16, 16)``: floats from one
+      panel to the next and from one tap (i, j, c) to the next. (``dense_forward`` reads a
+      dense layer's ``W (D, M)`` in place instead: ``w_steps = (16, M)``.)
     * ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
     * ``bias``: ``ceil(K / 16) * 16`` numbers; ``out``: ``(N, H_out, W_out, K)``.
 
@@ -95,6 +98,7 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
     """
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    panel_step, tap_step = w_steps
     panels = (K + CHANNELS - 1) // CHANNELS
     run = f_w * C  # floats under one filter row: contiguous in x and in the panel
     pixels = N * H_out * W_out
@@ -122,10 +126,10 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
                 a31 = a01
                 for i in range(f_h):
                     row = i * Wp * C  # filter row i, from each window's start
-                    w_row = (kb * f_h + i) * run * CHANNELS
+                    w_row = kb * panel_step + i * run * tap_step
                     for jc in range(run):
-                        w_lo = load8(Wf, w_row + jc * CHANNELS)
-                        w_hi = load8(Wf, w_row + jc * CHANNELS + 8)
+                        w_lo = load8(Wf, w_row + jc * tap_step)
+                        w_hi = load8(Wf, w_row + jc * tap_step + 8)
                         o = row + jc
                         v = splat_at8(xf, b0 + o)
                         a00 = fma8(v, w_lo, a00)
@@ -179,13 +183,14 @@ NARROW_PIXELS = 8
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
+def conv_tiles_narrow(xf, x_shape, Wf, w_steps, geometry, bias, out):
     """``conv_tiles`` for at most 8 output channels (LeNet's 6, the dX of a 6-channel layer):
     a 16-channel tile would leave 10 of its 16 lanes idle, so this tile is 8 pixels x 8
     channels instead (8 vector sums, one weight vector per step). ``Wf`` is packed with
     ``pack_filters(W, 8)``, ``bias`` holds 8 numbers. Otherwise the same loop nest."""
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    tap_step = w_steps[1]  # one panel
     run = f_w * C
     pixels = N * H_out * W_out
     tiles = (pixels + NARROW_PIXELS - 1) // NARROW_PIXELS
@@ -211,9 +216,9 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
             a7 = a0
             for i in range(f_h):
                 row = i * Wp * C
-                w_row = i * run * LANES
+                w_row = i * run * tap_step
                 for jc in range(run):
-                    wv = load8(Wf, w_row + jc * LANES)
+                    wv = load8(Wf, w_row + jc * tap_step)
                     o = row + jc
                     a0 = fma8(splat_at8(xf, b0 + o), wv, a0)
                     a1 = fma8(splat_at8(xf, b1 + o), wv, a1)
@@ -426,7 +431,30 @@ def forward(x, W, b, win, z, scratch):
     bias[:K] = b
     geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
     tiles = conv_tiles_narrow if width == LANES else conv_tiles
-    tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1))
+    w_steps = (win.f_h * win.f_w * x.shape[3] * width, width)
+    tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), w_steps, geometry, bias, z.reshape(-1))
+
+
+def dense_forward(x, W, b, y, scratch):
+    """``y = x @ W + b`` for float32 ``x (N, D)``, ``W (D, M)``: a dense layer is a 1x1
+    convolution of N one-pixel images with D channels, so it runs on the conv tile, with
+    ``W`` read in place (``w_steps = (16, M)``: a panel is 16 columns of W, a tap one row).
+    Packing W would cost as much as the product here (LeNet's 400 x 120 layer: ~40 us each).
+    When M is not a multiple of the vector width the last panel's vectors read past the
+    end of a row (into the next row: lanes that are never stored), so W is copied with
+    room after it."""
+    N, D = x.shape
+    M = W.shape[1]
+    width = LANES if M <= LANES else CHANNELS
+    Wf = W.reshape(-1)
+    if M % width:
+        Wf = scratch("dense_w", W.size + width)
+        Wf[:W.size] = W.reshape(-1)
+        Wf[W.size:] = 0
+    bias = np.zeros(-(-M // width) * width, np.float32)
+    bias[:M] = b
+    tiles = conv_tiles_narrow if width == LANES else conv_tiles
+    tiles(x.reshape(-1), (N, 1, 1, D), Wf, (width, M), (1, 1, 1, 1, 1, 1, M), bias, y.reshape(-1))
 
 
 TASKS_WANTED = 16

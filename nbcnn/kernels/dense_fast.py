@@ -1,17 +1,38 @@
-"""Fast dense layer: the three products of ``kernels/dense.py`` handed to BLAS.
+"""Fast dense layer: the three products of ``kernels/dense.py``, on the conv tile or BLAS.
 
     forward   y  = x @ W + b
     backward  dx = dy @ W.T,   dW = x.T @ dy          (db: kernels/bias.py)
 
 The readable kernels compute each output as a Python-style dot product (about 1 GFLOP/s
-compiled); a BLAS product blocks for cache and registers (about 100 GFLOP/s here on
-fc4096). Same arguments and outputs as the readable kernels, tested against them.
+compiled). Here the forward of a small float32 layer (LeNet's) is a 1x1 convolution of
+one-pixel images on the register tile of ``conv_direct`` (``dense_forward``: W read in
+place, both cores through Numba's threads); everything else is a BLAS product, which
+blocks for cache and registers (about 100 GFLOP/s here on fc4096). Same arguments and
+outputs as the readable kernels, tested against them.
 """
 
-from . import blas
+import numpy as np
+
+from . import blas, conv_direct
+from .conv_fast import _scratch
+
+DIRECT_MAX_W_BYTES = 512 << 10
+"""Small float32 layers whose W fits in an L2 cache run on the direct conv tile
+(``conv_direct.dense_forward``): every 4-row tile streams all of W, which must stay cached."""
+
+
+def _direct_ok(x, W, y):
+    return (x.dtype == W.dtype == y.dtype == np.float32 and W.nbytes <= DIRECT_MAX_W_BYTES
+            and x.flags.c_contiguous and W.flags.c_contiguous and y.flags.c_contiguous
+            and blas.is_small(x.shape[0], x.shape[1], W.shape[1]))
 
 
 def forward(x, W, b, y):
+    if _direct_ok(x, W, y):
+        # both cores through Numba's threads: single-threaded BLAS (blas.py) was 0.5x torch on
+        # LeNet's 64 x 400 x 120, and BLAS's own threads would spin against Numba's afterwards
+        conv_direct.dense_forward(x, W, b, y, _scratch)
+        return
     blas.matmul(x, W, out=y)
     y += b
 
