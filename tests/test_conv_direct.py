@@ -119,3 +119,20 @@ def test_simd_round_trip():
     out = np.empty(16, np.float32)
     axpy(np.float32(2), x, y, out)
     np.testing.assert_array_equal(out, 2 * x + 1)
+
+
+def test_keep_where_eq8_is_the_readable_select():
+    """Lanes where the key matches keep v (a -0.0 becomes +0.0, as ``0 + v`` does), the
+    others are +0.0; keys must be int32."""
+    @njit
+    def pick(v, keys, k, out):
+        simd.store8(out, 0, simd.keep_where_eq8(simd.load8(v, 0), keys, 0, k))
+
+    v = np.array([1, -2, -0.0, 4, 5, -0.0, 7, 8], np.float32)
+    keys = np.array([3, 1, 3, 3, 0, 2, 3, -1], np.int32)
+    out = np.full(8, np.nan, np.float32)
+    pick(v, keys, 3, out)
+    want = np.float32(0) + np.where(keys == 3, v, np.float32(0))
+    np.testing.assert_array_equal(out.view(np.int32), want.view(np.int32))
+    with pytest.raises(Exception, match="int32"):
+        pick(v, keys.astype(np.int64), 3, out)

@@ -17,7 +17,8 @@ whole vectors. What the fast kernels change against the readable ones:
    one store per output instead of a pass per window row, where no padding is involved.
 3. **Max backward from the argmax, as PyTorch does it.** Windows that do not overlap: each
    dx cell is written once, ``0 + dp`` where its window's argmax points at it, else 0 (a
-   vector select per cell, C >= 16), or dx is zeroed and each window's gradient stored on its
+   vector select per cell, C >= 16; for float32 spelled out with ``simd.keep_where_eq8``,
+   8 channels per compare), or dx is zeroed and each window's gradient stored on its
    argmax cell (``_max_back_scatter``: one scalar store per *output* number, few channels).
    Overlapping windows: the scatter adds, one image per task, rows in ascending order.
 4. **Sliced views, indexed by the loop counter.** ``row[m + C]`` with a signed offset makes
@@ -51,11 +52,12 @@ NamedTuple).
 
 import numba
 import numpy as np
-from numba import njit, prange
-from numba.extending import register_jitable
+from numba import njit, prange, types
+from numba.extending import overload, register_jitable
 
 from .. import backend
 from .indexing import windows_covering
+from .simd import LANES, keep_where_eq8, load8, store8
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -577,6 +579,37 @@ def _max_back_scatter(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx
                              pad_left, o_in0, o_in1, top >= 0 and top + f_h <= H, overlap)
 
 
+def _route_cell(d, at, g, a, src, k, C):
+    """``d[at + c] = 0 + (g[src + c] if a[src + c] == k else 0)`` for c < C: the C channels
+    of one window cell get their window's gradient where its argmax points at the cell."""
+
+
+@register_jitable
+def _route_cell_scalar(d, at, g, a, src, k, C):
+    zero = d.dtype.type(0)
+    dd, gg, aa = d[at:], g[src:], a[src:]
+    for c in range(C):
+        gc = gg[c]  # loaded unconditionally: a conditional load becomes a masked one
+        dd[c] = zero + (gc if aa[c] == k else zero)
+
+
+@overload(_route_cell, inline="always")
+def _route_cell_impl(d, at, g, a, src, k, C):
+    def vectors(d, at, g, a, src, k, C):
+        # float32: 8 channels per compare + blend (simd.keep_where_eq8). LLVM's own
+        # vectorisation of the scalar loop ran 2x slower on pool32x16 (C = 16: two vectors
+        # per cell, and the loop's set-up and remainder checks around them every time).
+        whole = C - C % LANES
+        for c in range(0, whole, LANES):
+            store8(d, at + c, keep_where_eq8(load8(g, src + c), a, src + c, k))
+        if whole < C:
+            _route_cell_scalar(d, at + whole, g, a, src + whole, k, C - whole)
+
+    if d.dtype == types.float32 and g.dtype == types.float32 and a.dtype == types.int32:
+        return vectors
+    return _route_cell_scalar
+
+
 @njit(cache=True)
 def _max_back_tiles_wide(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
     """Max backward, windows that do not overlap, many channels: every dx cell of output row
@@ -592,7 +625,7 @@ def _max_back_tiles_wide(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left,
         top = h_out * s_h - pad_top
         band0 = 0 if h_out == 0 else top
         band1 = H if h_out == H_out - 1 else min(top + s_h, H)
-        g, a = dp[n, h_out], arg[n, h_out]
+        g, a = dp[n, h_out].reshape(-1), arg[n, h_out].reshape(-1)
         for h in range(band0, band1):
             d = dx[n, h]
             i = h - top
@@ -606,15 +639,14 @@ def _max_back_tiles_wide(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left,
                 for w in range(covered, W):
                     for c in range(C):
                         d[w, c] = zero
+            flat = d.reshape(-1)
             for o in range(W_out):
                 left = o * s_w - pad_left
                 for j in range(f_w):
                     w = left + j
                     if 0 <= w < W:
                         k = np.int32(i * f_w + j)  # int32 like the argmax: 64-bit lanes would halve the vectors
-                        for c in range(C):
-                            gc = g[o, c]  # loaded unconditionally: a conditional load becomes a masked one
-                            d[w, c] = zero + (gc if a[o, c] == k else zero)
+                        _route_cell(flat, w * C, g, a, o * C, k, C)
 
 
 @register_jitable

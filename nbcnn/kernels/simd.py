@@ -127,3 +127,34 @@ def add8(typingctx, a, b):
         return builder.fadd(args[0], args[1])
 
     return f32x8(f32x8, f32x8), codegen
+
+
+_INT8 = ir.VectorType(ir.IntType(32), LANES)
+
+
+@intrinsic
+def keep_where_eq8(typingctx, v, keys, idx, k):
+    """Lanes of ``v`` where ``keys[idx + lane] == k``, +0.0 elsewhere: the vector form of the
+    readable max-pool backward's ``0 + (g if argmax == k else 0)`` (one compare, one blend,
+    one add; the add keeps the readable sum's bits: a kept -0.0 becomes +0.0). ``keys`` is a
+    1-D int32 array (the argmax), read without bounds checks like ``load8``."""
+    if v != f32x8:
+        raise TypeError(f"simd.keep_where_eq8: v must be a f32x8, got {v}")
+    if not (isinstance(keys, types.Array) and keys.dtype == types.int32 and keys.ndim == 1):
+        raise TypeError(f"simd.keep_where_eq8: needs a 1-D int32 array of keys, got {keys}")
+    if not isinstance(idx, types.Integer) or not isinstance(k, types.Integer):
+        raise TypeError(f"simd.keep_where_eq8: idx and k must be integers, got {idx}, {k}")
+
+    def codegen(context, builder, sig, args):
+        vec, arr, i, key = args
+        data = context.make_array(sig.args[1])(context, builder, arr).data
+        lanes = builder.load(builder.bitcast(builder.gep(data, [i]), _INT8.as_pointer()), align=4)
+        key32 = context.cast(builder, key, sig.args[3], types.int32)
+        one = builder.insert_element(ir.Constant(_INT8, ir.Undefined), key32, ir.Constant(ir.IntType(32), 0))
+        keys_k = builder.shuffle_vector(one, ir.Constant(_INT8, ir.Undefined),
+                                        ir.Constant(_INT8, [0] * LANES))
+        zero = ir.Constant(_VEC, [0.0] * LANES)
+        kept = builder.select(builder.icmp_signed("==", lanes, keys_k), vec, zero)
+        return builder.fadd(zero, kept)
+
+    return f32x8(v, keys, idx, k), codegen
