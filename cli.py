@@ -401,10 +401,14 @@ def step(backend_name):
 @click.option("--peers/--no-peers", default=True, show_default=True, help="Also time numpy im2col+BLAS and torch.")
 @click.option("--compile-time/--no-compile-time", default=True, show_default=True,
               help="Also measure JIT compile time (cold and warm cache, in fresh processes).")
+@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run nbcnn and the peers in turn this many times, keeping each one's fastest run "
+                   "(a shared machine's slow spells then rarely hit one side only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--models", is_flag=True, help="Whole models instead: LeNet-5 training images/s and VGG-16 "
                                              "forward at 224x224, against the same networks in PyTorch.")
-def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, compile_time, as_json, models):
+def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, compile_time, rounds, as_json,
+          models):
     """Time the kernels (GFLOP/s, GB/s) next to numpy and PyTorch, each in its own process.
 
     Shapes: seed39 lenet_c2 resnet_s2 vgg_b3 stem_s2 incep5x5 incep1x1 (conv),
@@ -441,7 +445,7 @@ def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, 
         if backend_name == "python" and not tiny and not names:
             tiny = True
             click.echo("note: the python backend runs the readable loops as Python: using the --tiny shapes", err=True)
-        result = benchmark.run_suite(backend_name, names, repeat, tiny, op_list, peers, compile_time)
+        result = benchmark.run_suite(backend_name, names, repeat, tiny, op_list, peers, compile_time, rounds)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result, indent=1) if as_json else benchmark.format_table(result))

@@ -513,9 +513,31 @@ def _peers(backend: str, peers: bool) -> list[str]:
     return out
 
 
+def merge_rounds(records) -> list[dict]:
+    """One record per (impl, op, shape) from several rounds: the fastest run of all rounds
+    (``min_s``), the median of the rounds' medians, and the runs added up."""
+    merged = {}
+    for r in records:
+        key = (r["impl"], r["op"], r["shape"])
+        if key not in merged:
+            merged[key] = {**r, "medians": [r["median_s"]]}
+            continue
+        m = merged[key]
+        m["min_s"] = min(m["min_s"], r["min_s"])
+        m["medians"].append(r["median_s"])
+        m["runs"] += r["runs"]
+    for m in merged.values():
+        m["median_s"] = statistics.median(m.pop("medians"))
+    return list(merged.values())
+
+
 def run_suite(backend: str = "cpu", names=None, repeat: int = 5, tiny: bool = False, ops=ALL_OPS,
-              peers: bool = True, compile_probe: bool = True) -> dict:
-    """Everything ``nbcnn bench`` shows, as a dict (``--json`` prints it)."""
+              peers: bool = True, compile_probe: bool = True, rounds: int = 1) -> dict:
+    """Everything ``nbcnn bench`` shows, as a dict (``--json`` prints it).
+
+    ``rounds`` > 1 runs nbcnn and the peers in turn that many times (nbcnn, numpy, torch,
+    nbcnn, ...: each in a fresh process) and keeps each one's fastest run: on a shared
+    machine a slow spell then has to last through every round of one of them to show."""
     suite = shape_suite(tiny)
     named = all_named_shapes()
     if names:
@@ -528,19 +550,24 @@ def run_suite(backend: str = "cpu", names=None, repeat: int = 5, tiny: bool = Fa
         notes.append("the python backend runs the readable loops at ~1e6 operations/s: use --tiny")
     ops = tuple(o for o in ops if o in ALL_OPS)
     result = {"backend": backend, "repeat": repeat, "tiny": tiny, "machine": cpu_peak(), "notes": notes,
-              "shapes": {n: list(s) for n, s in suite.items()}, "records": []}
-    result["records"] += run_worker("nbcnn", suite, ops, repeat, backend)
-    for peer in _peers(backend, peers):
-        if peer == "torch" and backend == "cuda":
-            try:
-                import torch
+              "shapes": {n: list(s) for n, s in suite.items()}, "records": [], "rounds": rounds}
+    peer_list = list(_peers(backend, peers))
+    if "torch" in peer_list and backend == "cuda":
+        try:
+            import torch
 
-                if not torch.cuda.is_available():
-                    notes.append("torch has no CUDA here: no GPU peer")
-                    continue
-            except Exception:  # pragma: no cover
-                continue
-        result["records"] += run_worker(peer, suite, ops, repeat, backend)
+            if not torch.cuda.is_available():
+                notes.append("torch has no CUDA here: no GPU peer")
+                peer_list.remove("torch")
+        except Exception:  # pragma: no cover
+            peer_list.remove("torch")
+    records = []
+    for _ in range(max(rounds, 1)):
+        records += run_worker("nbcnn", suite, ops, repeat, backend)
+        for peer in peer_list:
+            records += run_worker(peer, suite, ops, repeat, backend)
+    result["records"] = merge_rounds(records)
+    result["summary"] = torch_summary(rows(result))
     if backend == "cuda":
         notes.append("cuda: device time (cuda.synchronize() around each call); h2d/d2h = copying the "
                      "inputs to / outputs from the GPU, timed apart and not included")
@@ -579,6 +606,23 @@ def _fmt_rate(v):
     return _fmt(v, ".3g" if v is not None and v < 10 else ".1f")
 
 
+FAMILIES = {"conv forward": ("conv_fwd",), "conv backward": ("conv_bwd",), "pooling": POOL_OPS, "dense": DENSE_OPS}
+
+
+def torch_summary(table_rows) -> dict:
+    """Per family of ops (the issue's targets): the geometric mean of nbcnn / torch over its
+    shapes, and the lowest ratio with where it is."""
+    out = {}
+    for family, ops in FAMILIES.items():
+        got = [(r["vs_torch"], f"{r['op']} {r['shape']}" if len(ops) > 1 else r["shape"])
+               for r in table_rows if r["op"] in ops and r["vs_torch"]]
+        if got:
+            lowest = min(got)
+            geomean = float(np.exp(np.mean(np.log([v for v, _ in got]))))
+            out[family] = {"geomean": geomean, "lowest": lowest[0], "lowest_at": lowest[1], "shapes": len(got)}
+    return out
+
+
 def format_table(result) -> str:
     """The aligned text table ``nbcnn bench`` prints."""
     rs = rows(result)
@@ -602,11 +646,17 @@ def format_table(result) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     m = result["machine"]
-    lines = [f"nbcnn bench: backend {result['backend']}, {result['repeat']} runs after a warm-up; rate of the "
+    rounds = result.get("rounds", 1)
+    runs = f"{result['repeat']} runs after a warm-up" + (f", in each of {rounds} rounds" if rounds > 1 else "")
+    lines = [f"nbcnn bench: backend {result['backend']}, {runs}; rate of the "
              f"fastest run (conv/dense GFLOP/s of useful flops, pooling GB/s moved); x torch = nbcnn / torch",
              f"machine: {m['model']}; peak FP32 {m['peak_gflops']:.0f} GFLOP/s ({m['assumption']})",
              fmt_line(head), fmt_line(["-" * w for w in widths])]
     lines += [fmt_line(b) for b in body]
+    summary = torch_summary(rs)
+    if summary:
+        lines.append("x torch, geometric mean (lowest): " + "; ".join(
+            f"{family} {s['geomean']:.2f} ({s['lowest']:.2f} {s['lowest_at']})" for family, s in summary.items()))
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     c = result.get("compile")

@@ -100,3 +100,21 @@ def test_cli_models_lenet_training_throughput_tiny():
     assert data["results"]["nbcnn"]["lenet_train"]["images_per_s"] > 0
     if benchmark.torch_available():
         assert data["results"]["torch"]["lenet_train"]["images_per_s"] > 0
+
+
+def test_rounds_keep_the_fastest_run_and_the_summary_is_a_geometric_mean():
+    rec = lambda impl, op, shape, lo, med: {"impl": impl, "op": op, "shape": shape, "dims": [1], "min_s": lo,  # noqa: E731
+                                            "median_s": med, "runs": 5, "flops": 8e9}
+    records = [rec("nbcnn", "conv_fwd", "a", 2.0, 3.0), rec("torch", "conv_fwd", "a", 1.0, 1.0),
+               rec("nbcnn", "conv_fwd", "b", 1.0, 1.0), rec("torch", "conv_fwd", "b", 4.0, 4.0),
+               rec("nbcnn", "conv_fwd", "a", 1.0, 5.0), rec("torch", "conv_fwd", "a", 2.0, 2.0),
+               rec("nbcnn", "conv_fwd", "a", 4.0, 4.0)]
+    merged = {(r["impl"], r["shape"]): r for r in benchmark.merge_rounds(records)}
+    assert len(merged) == 4
+    assert merged["nbcnn", "a"]["min_s"] == 1.0 and merged["nbcnn", "a"]["median_s"] == 4.0
+    assert merged["nbcnn", "a"]["runs"] == 15
+    assert merged["torch", "a"]["min_s"] == 1.0
+    summary = benchmark.torch_summary(benchmark.rows({"records": list(merged.values())}))
+    # a: nbcnn 1 s vs torch 1 s -> 1.0; b: 1 s vs 4 s -> 4.0; geometric mean 2.0
+    assert summary["conv forward"]["geomean"] == pytest.approx(2.0)
+    assert summary["conv forward"]["lowest"] == pytest.approx(1.0) and summary["conv forward"]["lowest_at"] == "a"
