@@ -34,9 +34,8 @@ def test_fast_dense_is_installed():
 @pytest.mark.parametrize("n, d, m", [(64, 400, 120), (64, 120, 84), (64, 84, 10), (5, 33, 7), (9, 17, 16), (3, 1, 1),
                                      (2, 700, 200)])
 def test_dense_forward_on_the_conv_tile(n, d, m, rng):
-    """Small float32 layers run on conv_direct's tile with W read in place (M not a multiple
-    of 16 reads past a row: the copy with room after it); a W past DIRECT_MAX_W_BYTES
-    (700 x 200) goes to BLAS. Both against float64."""
+    """Small float32 layers run on conv_direct's tile (M of 16 or not, 8 or fewer: the
+    narrow tile); a W past DIRECT_MAX_W_BYTES (700 x 200) goes to BLAS. Both against float64."""
     from nbcnn.kernels import dense_fast
 
     x, W, b = (rng.standard_normal(s).astype(np.float32) for s in ((n, d), (d, m), (m,)))

@@ -79,15 +79,15 @@ def _window_starts(starts, g0, pixels, x_shape, geometry):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def conv_tiles(xf, x_shape, Wf, w_steps, geometry, bias, out):
+def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
     """The tiled loop nest (4 pixels x 16 channels). All arrays are flat float32:
 
     * ``xf``: the padded input, shape ``x_shape = (N, Hp, Wp, C)`` (see ``padded_input``), so
       window (h_out, w_out) starts at row ``h_out * s_h``, column ``w_out * s_w``;
-    * ``Wf``: the packed filters ``(ceil(K / 16), f_h, f_w, C, 16)`` (see ``pack_filters``),
-      with ``w_steps = (panel_step, tap_step) = (f_h * f_w * C * 16, 16)``: floats from one
-      panel to the next and from one tap (i, j, c) to the next. (``dense_forward`` reads a
-      dense layer's ``W (D, M)`` in place instead: ``w_steps = (16, M)``.)
+    * ``Wf``: the packed filters ``(ceil(K / 16), f_h, f_w, C, 16)`` (see ``pack_filters``):
+      one tap's 16 weights are 64 contiguous bytes, the next tap's right after them. (The
+      step is the constant 16 on purpose: a step read from an argument, to walk a dense
+      layer's ``W`` in place, cost 5-10% on every conv.)
     * ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
     * ``bias``: ``ceil(K / 16) * 16`` numbers; ``out``: ``(N, H_out, W_out, K)``.
 
@@ -98,7 +98,6 @@ def conv_tiles(xf, x_shape, Wf, w_steps, geometry, bias, out):
     """
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
-    panel_step, tap_step = w_steps
     panels = (K + CHANNELS - 1) // CHANNELS
     run = f_w * C  # floats under one filter row: contiguous in x and in the panel
     pixels = N * H_out * W_out
@@ -126,10 +125,10 @@ def conv_tiles(xf, x_shape, Wf, w_steps, geometry, bias, out):
                 a31 = a01
                 for i in range(f_h):
                     row = i * Wp * C  # filter row i, from each window's start
-                    w_row = kb * panel_step + i * run * tap_step
+                    w_row = (kb * f_h + i) * run * CHANNELS
                     for jc in range(run):
-                        w_lo = load8(Wf, w_row + jc * tap_step)
-                        w_hi = load8(Wf, w_row + jc * tap_step + 8)
+                        w_lo = load8(Wf, w_row + jc * CHANNELS)
+                        w_hi = load8(Wf, w_row + jc * CHANNELS + 8)
                         o = row + jc
                         v = splat_at8(xf, b0 + o)
                         a00 = fma8(v, w_lo, a00)
@@ -183,14 +182,13 @@ NARROW_PIXELS = 8
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def conv_tiles_narrow(xf, x_shape, Wf, w_steps, geometry, bias, out):
+def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
     """``conv_tiles`` for at most 8 output channels (LeNet's 6, the dX of a 6-channel layer):
     a 16-channel tile would leave 10 of its 16 lanes idle, so this tile is 8 pixels x 8
     channels instead (8 vector sums, one weight vector per step). ``Wf`` is packed with
     ``pack_filters(W, 8)``, ``bias`` holds 8 numbers. Otherwise the same loop nest."""
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
-    tap_step = w_steps[1]  # one panel
     run = f_w * C
     pixels = N * H_out * W_out
     tiles = (pixels + NARROW_PIXELS - 1) // NARROW_PIXELS
@@ -216,9 +214,9 @@ def conv_tiles_narrow(xf, x_shape, Wf, w_steps, geometry, bias, out):
             a7 = a0
             for i in range(f_h):
                 row = i * Wp * C
-                w_row = i * run * tap_step
+                w_row = i * run * LANES
                 for jc in range(run):
-                    wv = load8(Wf, w_row + jc * tap_step)
+                    wv = load8(Wf, w_row + jc * LANES)
                     o = row + jc
                     a0 = fma8(splat_at8(xf, b0 + o), wv, a0)
                     a1 = fma8(splat_at8(xf, b1 + o), wv, a1)
@@ -372,11 +370,31 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts):
 
 def pack_filters(W, width=CHANNELS):
     """``W (f_h, f_w, C, K)`` -> flat panels ``(ceil(K / width), f_h, f_w, C, width)``, zero-padded."""
-    f_h, f_w, C, K = W.shape
-    panels = -(-K // width)
-    padded = np.zeros((f_h, f_w, C, panels * width), np.float32)
-    padded[..., :K] = W
-    return np.ascontiguousarray(padded.reshape(f_h, f_w, C, panels, width).transpose(3, 0, 1, 2, 4)).reshape(-1)
+    K = W.shape[-1]
+    rows = np.ascontiguousarray(W, np.float32).reshape(-1, K)  # (f_h * f_w * C, K)
+    out = np.empty(-(-K // width) * width * rows.shape[0], np.float32)
+    _pack_rows(rows, width, out)
+    return out
+
+
+@njit(cache=True)
+def _pack_rows(rows, width, out):
+    """``out[kb, r, lane] = rows[r, kb * width + lane]``, 0 past the last column. Whole
+    panels move as vectors (numpy's zero, copy and transpose took as long as LeNet's dense
+    product itself, ~40 us for 400 x 120)."""
+    F, K = rows.shape
+    flat = rows.reshape(-1)
+    whole = K // width
+    for kb in range(whole):
+        for r in range(F):
+            for v in range(0, width, LANES):
+                store8(out, (kb * F + r) * width + v, load8(flat, r * K + kb * width + v))
+    if whole * width < K:  # the last, partial panel
+        base = whole * F * width
+        for r in range(F):
+            for lane in range(width):
+                k = whole * width + lane
+                out[base + r * width + lane] = flat[r * K + k] if k < K else np.float32(0)
 
 
 def padded_input(x, win, H_out, W_out, scratch, slack=0):
@@ -431,30 +449,21 @@ def forward(x, W, b, win, z, scratch):
     bias[:K] = b
     geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
     tiles = conv_tiles_narrow if width == LANES else conv_tiles
-    w_steps = (win.f_h * win.f_w * x.shape[3] * width, width)
-    tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), w_steps, geometry, bias, z.reshape(-1))
+    tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1))
 
 
-def dense_forward(x, W, b, y, scratch):
+def dense_forward(x, W, b, y):
     """``y = x @ W + b`` for float32 ``x (N, D)``, ``W (D, M)``: a dense layer is a 1x1
-    convolution of N one-pixel images with D channels, so it runs on the conv tile, with
-    ``W`` read in place (``w_steps = (16, M)``: a panel is 16 columns of W, a tap one row).
-    Packing W would cost as much as the product here (LeNet's 400 x 120 layer: ~40 us each).
-    When M is not a multiple of the vector width the last panel's vectors read past the
-    end of a row (into the next row: lanes that are never stored), so W is copied with
-    room after it."""
+    convolution of N one-pixel images with D channels, so it runs on the conv tile (both
+    cores through Numba's threads, W packed into panels by ``pack_filters``)."""
     N, D = x.shape
     M = W.shape[1]
     width = LANES if M <= LANES else CHANNELS
-    Wf = W.reshape(-1)
-    if M % width:
-        Wf = scratch("dense_w", W.size + width)
-        Wf[:W.size] = W.reshape(-1)
-        Wf[W.size:] = 0
     bias = np.zeros(-(-M // width) * width, np.float32)
     bias[:M] = b
     tiles = conv_tiles_narrow if width == LANES else conv_tiles
-    tiles(x.reshape(-1), (N, 1, 1, D), Wf, (width, M), (1, 1, 1, 1, 1, 1, M), bias, y.reshape(-1))
+    tiles(x.reshape(-1), (N, 1, 1, D), pack_filters(W.reshape(1, 1, D, M), width), (1, 1, 1, 1, 1, 1, M), bias,
+          y.reshape(-1))
 
 
 TASKS_WANTED = 16

@@ -5,8 +5,8 @@
 
 The readable kernels compute each output as a Python-style dot product (about 1 GFLOP/s
 compiled). Here the forward of a small float32 layer (LeNet's) is a 1x1 convolution of
-one-pixel images on the register tile of ``conv_direct`` (``dense_forward``: W read in
-place, both cores through Numba's threads); everything else is a BLAS product, which
+one-pixel images on the register tile of ``conv_direct`` (``dense_forward``: both cores
+through Numba's threads); everything else is a BLAS product, which
 blocks for cache and registers (about 100 GFLOP/s here on fc4096). Same arguments and
 outputs as the readable kernels, tested against them.
 """
@@ -14,7 +14,6 @@ outputs as the readable kernels, tested against them.
 import numpy as np
 
 from . import blas, conv_direct
-from .conv_fast import _scratch
 
 DIRECT_MAX_W_BYTES = 512 << 10
 """Small float32 layers whose W fits in an L2 cache run on the direct conv tile
@@ -31,7 +30,7 @@ def forward(x, W, b, y):
     if _direct_ok(x, W, y):
         # both cores through Numba's threads: single-threaded BLAS (blas.py) was 0.5x torch on
         # LeNet's 64 x 400 x 120, and BLAS's own threads would spin against Numba's afterwards
-        conv_direct.dense_forward(x, W, b, y, _scratch)
+        conv_direct.dense_forward(x, W, b, y)
         return
     blas.matmul(x, W, out=y)
     y += b
