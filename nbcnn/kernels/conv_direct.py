@@ -389,12 +389,15 @@ def _pack_rows(rows, width, out):
         for r in range(F):
             for v in range(0, width, LANES):
                 store8(out, (kb * F + r) * width + v, load8(flat, r * K + kb * width + v))
-    if whole * width < K:  # the last, partial panel
-        base = whole * F * width
+    rest = K - whole * width
+    if rest:  # the last, partial panel: its columns, then zeros
         for r in range(F):
-            for lane in range(width):
-                k = whole * width + lane
-                out[base + r * width + lane] = flat[r * K + k] if k < K else np.float32(0)
+            dst = out[(whole * F + r) * width:][:width]
+            src = flat[r * K + whole * width:][:rest]
+            for lane in range(rest):
+                dst[lane] = src[lane]
+            for lane in range(rest, width):
+                dst[lane] = 0
 
 
 def padded_input(x, win, H_out, W_out, scratch, slack=0):
