@@ -438,9 +438,8 @@ def _pad_rows(x, xp, top, left):
             continue
         src = x[n, src_h].reshape(-1)
         row[:w0 * C] = 0
-        for e in range(w0 * C, w1 * C):
-            row[e] = src[e - left * C]
-        row[w1 * C:] = 0
+        row[w0 * C:w1 * C] = src[(w0 - left) * C:(w1 - left) * C]  # a slice copy: vectorised (a
+        row[w1 * C:] = 0  # loop indexing src[e - left * C] was not: 2-2.6x slower)
 
 
 def forward(x, W, b, win, z, scratch):
