@@ -20,7 +20,9 @@ and the whole convolution becomes one matrix product with the filters seen as a 
 
 The matrix products run in BLAS (OpenBLAS behind numpy). Since then the register-tiled direct
 kernels of ``conv_direct.py`` (written with the explicit vectors of ``simd.py``) beat this
-path by 2-7x, so this module is now the *router*: float32 goes to ``conv_direct``, and
+path by 2-7x, so this module is now the *router*: float32 goes to ``conv_direct`` (or, for
+3x3 stride-1 layers of 32 to ~128 channels, Winograd's F(2x2, 3x3) in ``conv_winograd.py``:
+2.25x fewer multiplies on the same register tile; ``NBCNN_WINOGRAD=0`` turns it off), and
 im2col + BLAS stays for float64, for a dX whose flipped convolution would mostly multiply
 padding (LeNet's C5: a 1 x 1 output, dz padded by 4 on each side), and when
 ``NBCNN_DIRECT=0`` (the middle rung of ``nbcnn bench --ladder``). What is left here is the
@@ -44,7 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..checks import Window
-from . import blas, conv_direct
+from . import blas, conv_direct, conv_winograd
 
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
 
@@ -253,6 +255,14 @@ def _split_small(x, Wm, f_h, f_w, stride_h, stride_w, pad_top, pad_left, z2, n_r
     return _split_rows(n_rows, blas.is_small(n_rows * W_out, F, K), part) is not None
 
 
+def _tiled_forward(x, W, b, win, z):
+    """float32 ``z = conv(x, W) + b`` on the register tile: Winograd where it pays, else direct."""
+    if conv_winograd.usable(x.shape, W.shape, win) and os.environ.get("NBCNN_WINOGRAD", "1") != "0":
+        conv_winograd.forward(x, W, b, win, z, _scratch)
+    else:
+        conv_direct.forward(x, W, b, win, z, _scratch)
+
+
 def forward(x, W, b, win, z):
     """``z = conv(x, W) + b`` as im2col + BLAS (see the module docstring). Same arguments and
     output as ``conv.conv2d_forward``."""
@@ -261,8 +271,9 @@ def forward(x, W, b, win, z):
     if _direct_ok(x, W, z):
         # float32: the register-blocked direct kernel (conv_direct.py), bias included. Its
         # tiles run across rows, so even LeNet's C5 (one pixel per row) fills them: 130 us
-        # against 270 for im2col + BLAS.
-        conv_direct.forward(x, W, b, win, z, _scratch)
+        # against 270 for im2col + BLAS. 3x3 stride-1 layers with moderate channel counts
+        # take Winograd's F(2x2, 3x3) on the same register tile (conv_winograd.py).
+        _tiled_forward(x, W, b, win, z)
         return
     if _is_pointwise(x.shape, win, z.shape):
         # 1x1 conv: no copy, one matrix product (x viewed as (pixels, C)).
@@ -343,7 +354,7 @@ def backward_input(dz, W, win, dx):
         Wflip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
         flipped = Window(f_h, f_w, 1, 1, f_h - 1 - win.pad_top, f_w - 1 - win.pad_left)
         if _direct_ok(dz, W, dx):
-            conv_direct.forward(dz, Wflip, np.zeros(C, dz.dtype), flipped, dx, _scratch)
+            _tiled_forward(dz, Wflip, np.zeros(C, dz.dtype), flipped, dx)
         else:
             _conv_gemm(dz, Wflip.reshape(-1, C), f_h, f_w, 1, 1, flipped.pad_top, flipped.pad_left, dx)
     elif _direct_ok(dz, W, dx) and (win.stride_h > 1 or win.stride_w > 1):

@@ -129,6 +129,16 @@ def add8(typingctx, a, b):
     return f32x8(f32x8, f32x8), codegen
 
 
+@intrinsic
+def sub8(typingctx, a, b):
+    """``a - b`` lane by lane."""
+
+    def codegen(context, builder, sig, args):
+        return builder.fsub(args[0], args[1])
+
+    return f32x8(f32x8, f32x8), codegen
+
+
 _INT8 = ir.VectorType(ir.IntType(32), LANES)
 
 

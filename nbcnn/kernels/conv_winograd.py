@@ -1,0 +1,258 @@
+"""Winograd convolution F(2x2, 3x3): a 3x3 stride-1 float32 conv with 2.25x fewer multiplies.
+
+Same maths and shapes as ``conv.conv2d_forward`` (NHWC). The direct kernel
+(``conv_direct.py``) spends 9 multiply-adds per input channel on each output number. Winograd's
+minimal filtering computes a 2x2 block of outputs from the 4x4 input patch under it with 16
+instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015)::
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A        d: 4x4 patch, g: 3x3 filter, *: elementwise
+
+    B^T = [1  0 -1  0]     G = [ 1    0    0 ]     A^T = [1  1  1  0]
+          [0  1  1  0]         [1/2  1/2  1/2]           [0  1 -1 -1]
+          [0 -1  1  0]         [1/2 -1/2  1/2]
+          [0  1  0 -1]         [ 0    0    1 ]
+
+Summed over input channels c, the elementwise product becomes, for each of the 16 positions
+(a, b) of the 4x4 transformed tile, one matrix product over channels::
+
+    M[ab][tile, k] = sum over c of V[ab][tile, c] * U[ab][c, k]
+    V = B^T d B (the input, per tile and channel),  U = G g G^T (the filters, once per call)
+
+so the work is 16 small matrix products (on the same 4 x 16 register tile as the direct
+kernel), and adds before and after: on ResNet's 56x56x64 layer about 2.25x fewer flops.
+Output tile (th, tw) covers pixels (2 th .. 2 th + 1, 2 tw .. 2 tw + 1) and reads the padded
+input's rows and columns 2 th .. 2 th + 3 (padded_input, grown to whole 2x2 tiles).
+
+Cache blocking: a task takes ``TILES`` consecutive output tiles (NHWC order, across rows
+and images), transforms their patches into ``V`` (16 x TILES x C floats), then for each
+16-channel panel of K runs the 16 products into ``M`` and transforms M straight into the
+output: V and M stay in the core's caches (a whole-tensor V and M would be 4x the input
+and output in memory traffic, more than the multiplies saved on this machine).
+
+Rounding: the transforms add and subtract up to 9 numbers per value, so results differ from
+the direct kernel's in the last bits (relative ~1e-6 here); tested against the float64
+oracle like the other kernels, and the same bits every run (each output is written by one
+task, in a fixed order).
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .conv_direct import padded_input
+from .simd import LANES, add8, fma8, load8, splat8, splat_at8, store8, sub8
+
+TILES = 16
+"""Output tiles per task (a multiple of 4, the register tile's rows)."""
+CHANNELS = 16
+"""Output channels per panel, as in conv_direct."""
+
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
+
+
+def transform_filters(W):
+    """``U[a, b, c, k] = (G W[:, :, c, k] G^T)[a, b]``, packed as panels ``(16, K/16, C, 16)``."""
+    f_h, f_w, C, K = W.shape
+    U = np.tensordot(_G, W, axes=([1], [0]))  # (4, 3, C, K): G g
+    U = np.tensordot(U, _G, axes=([1], [1]))  # (4, C, K, 4): (G g) G^T
+    U = U.transpose(0, 3, 1, 2).reshape(16, C, K)  # (a, b, c, k), position ab = 4 a + b
+    panels = -(-K // CHANNELS)
+    packed = np.zeros((16, C, panels * CHANNELS), np.float32)
+    packed[:, :, :K] = U
+    return np.ascontiguousarray(packed.reshape(16, C, panels, CHANNELS).transpose(0, 2, 1, 3)).reshape(-1)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def winograd_tiles(xf, x_shape, Uf, out_shape, bias, workers, out):
+    """The blocked loop nest. ``xf``: the padded input, flat, shape ``x_shape = (N, Hp, Wp, C)``
+    with ``Hp >= 2 * ceil(H_out / 2) + 2`` (and Wp likewise), C a multiple of 8; ``Uf``: from
+    ``transform_filters``; ``out_shape = (N, H_out, W_out, K)``; ``bias``: ceil(K/16)*16 numbers;
+    ``workers``: the thread count (each thread takes an equal share of the tasks, with its own
+    buffers; which thread computes a tile does not change its bits)."""
+    N, Hp, Wp, C = x_shape
+    _, H_out, W_out, K = out_shape
+    TH = (H_out + 1) // 2
+    TW = (W_out + 1) // 2
+    tiles = N * TH * TW
+    panels = (K + CHANNELS - 1) // CHANNELS
+    tasks = (tiles + TILES - 1) // TILES
+    workers = max(1, min(workers, tasks))
+    # V[ab][tile][c] and M[ab][tile][k] (one panel), each position ab `pos_v` / `pos_m`
+    # floats after the previous: a whole 4 KB multiple (16 tiles x 64 channels) would put
+    # all 16 of a tile's values at the same 4 KB offset, where x86 loads wait for
+    # unrelated stores ("4K aliasing": the transforms ran 5x slower)
+    pos_v = TILES * C + LANES
+    pos_m = TILES * CHANNELS + LANES
+    for worker in prange(workers):
+        # buffers made once per thread, not per task: past 128 KB (C >= 128) each np.empty is
+        # a fresh mmap, whose page faults cost more than the task's work
+        V = np.empty(16 * pos_v, np.float32)
+        M = np.empty(16 * pos_m, np.float32)
+        corner = np.empty(TILES, np.int64)  # where each tile's 4x4 patch starts in xf
+        first = np.empty(TILES, np.int64)  # where its top-left output pixel is in out
+        whole = np.empty(TILES, np.bool_)  # all 4 of its pixels exist (H_out, W_out may be odd)
+        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+            t0 = task * TILES
+            count = min(TILES, tiles - t0)
+            for tt in range(TILES):
+                t = t0 + min(tt, count - 1)  # past the last tile: repeat it (computed, not stored)
+                n = t // (TH * TW)
+                th = (t // TW) % TH
+                tw = t % TW
+                corner[tt] = ((n * Hp + 2 * th) * Wp + 2 * tw) * C
+                first[tt] = ((n * H_out + 2 * th) * W_out + 2 * tw) * K
+                whole[tt] = 2 * th + 1 < H_out and 2 * tw + 1 < W_out
+            # 1. V = B^T d B for every tile and channel (8 channels per vector)
+            for tt in range(TILES):
+                for c in range(0, C, LANES):
+                    _input_transform(xf, corner[tt] + c, Wp * C, C, V, tt * C + c, pos_v)
+            for kb in range(panels):
+                # 2. the 16 products over channels, one 4 x 16 register tile at a time
+                for ab in range(16):
+                    for tt in range(0, TILES, 4):
+                        _product_tile(V, ab * pos_v + tt * C, C, Uf, ((ab * panels + kb) * C) * CHANNELS,
+                                      M, ab * pos_m + tt * CHANNELS)
+                # 3. Y = A^T M A + bias, stored where the 2x2 block is inside the output
+                for tt in range(count):
+                    for half in range(0, CHANNELS, LANES):
+                        k0 = kb * CHANNELS + half
+                        if k0 < K:
+                            _output_transform(M, tt * CHANNELS + half, pos_m, load8(bias, k0), out, first[tt] + k0,
+                                              whole[tt] and k0 + LANES <= K, t0 + tt, TH, TW, k0, H_out, W_out, K)
+
+
+@njit(inline="always")
+def _input_transform(xf, at, row, C, V, dst, pos):
+    """One tile's 8 channels: the 4x4 patch ``d[r][s] = xf[at + r * row + s * C]`` (8 lanes),
+    ``V[ab] = (B^T d B)[a][b]`` stored at ``V[dst + ab * pos]``."""
+    for s in range(4):  # columns of t = B^T d
+        d0 = load8(xf, at + s * C)
+        d1 = load8(xf, at + row + s * C)
+        d2 = load8(xf, at + 2 * row + s * C)
+        d3 = load8(xf, at + 3 * row + s * C)
+        # t[r][s], stored in V's slots for (r, s) until the row pass below
+        store8(V, dst + (0 * 4 + s) * pos, sub8(d0, d2))
+        store8(V, dst + (1 * 4 + s) * pos, add8(d1, d2))
+        store8(V, dst + (2 * 4 + s) * pos, sub8(d2, d1))
+        store8(V, dst + (3 * 4 + s) * pos, sub8(d1, d3))
+    for r in range(4):  # V[r][.] = t[r][.] B
+        t0 = load8(V, dst + (r * 4 + 0) * pos)
+        t1 = load8(V, dst + (r * 4 + 1) * pos)
+        t2 = load8(V, dst + (r * 4 + 2) * pos)
+        t3 = load8(V, dst + (r * 4 + 3) * pos)
+        store8(V, dst + (r * 4 + 0) * pos, sub8(t0, t2))
+        store8(V, dst + (r * 4 + 1) * pos, add8(t1, t2))
+        store8(V, dst + (r * 4 + 2) * pos, sub8(t2, t1))
+        store8(V, dst + (r * 4 + 3) * pos, sub8(t1, t3))
+
+
+@njit(inline="always")
+def _product_tile(V, v0, C, Uf, u0, M, m0):
+    """``M[m0 + i * 16 + k] = sum over c of V[v0 + i * C + c] * Uf[u0 + c * 16 + k]`` for 4 rows
+    i and 16 columns k: conv_direct's register tile over a plain matrix product."""
+    z = splat8(np.float32(0))
+    a00 = z
+    a01 = z
+    a10 = z
+    a11 = z
+    a20 = z
+    a21 = z
+    a30 = z
+    a31 = z
+    for c in range(C):
+        w_lo = load8(Uf, u0 + c * CHANNELS)
+        w_hi = load8(Uf, u0 + c * CHANNELS + 8)
+        v = splat_at8(V, v0 + c)
+        a00 = fma8(v, w_lo, a00)
+        a01 = fma8(v, w_hi, a01)
+        v = splat_at8(V, v0 + C + c)
+        a10 = fma8(v, w_lo, a10)
+        a11 = fma8(v, w_hi, a11)
+        v = splat_at8(V, v0 + 2 * C + c)
+        a20 = fma8(v, w_lo, a20)
+        a21 = fma8(v, w_hi, a21)
+        v = splat_at8(V, v0 + 3 * C + c)
+        a30 = fma8(v, w_lo, a30)
+        a31 = fma8(v, w_hi, a31)
+    store8(M, m0, a00)
+    store8(M, m0 + 8, a01)
+    store8(M, m0 + CHANNELS, a10)
+    store8(M, m0 + CHANNELS + 8, a11)
+    store8(M, m0 + 2 * CHANNELS, a20)
+    store8(M, m0 + 2 * CHANNELS + 8, a21)
+    store8(M, m0 + 3 * CHANNELS, a30)
+    store8(M, m0 + 3 * CHANNELS + 8, a31)
+
+
+@njit(inline="always")
+def _output_transform(M, at, pos, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K):
+    """``Y = A^T m A + b`` for 8 channels of tile t (``m[ab] = M[at + ab * pos]``), stored at
+    ``out[o]`` (its top-left pixel, channel k0) and the 3 other pixels; ``fast``: all 4
+    pixels and all 8 channels exist, else only those that do are stored."""
+    # u[r][s] = (A^T m)[r][s]
+    u00 = add8(add8(load8(M, at), load8(M, at + 4 * pos)), load8(M, at + 8 * pos))
+    u01 = add8(add8(load8(M, at + pos), load8(M, at + 5 * pos)), load8(M, at + 9 * pos))
+    u02 = add8(add8(load8(M, at + 2 * pos), load8(M, at + 6 * pos)), load8(M, at + 10 * pos))
+    u03 = add8(add8(load8(M, at + 3 * pos), load8(M, at + 7 * pos)), load8(M, at + 11 * pos))
+    u10 = sub8(sub8(load8(M, at + 4 * pos), load8(M, at + 8 * pos)), load8(M, at + 12 * pos))
+    u11 = sub8(sub8(load8(M, at + 5 * pos), load8(M, at + 9 * pos)), load8(M, at + 13 * pos))
+    u12 = sub8(sub8(load8(M, at + 6 * pos), load8(M, at + 10 * pos)), load8(M, at + 14 * pos))
+    u13 = sub8(sub8(load8(M, at + 7 * pos), load8(M, at + 11 * pos)), load8(M, at + 15 * pos))
+    y00 = add8(add8(add8(u00, u01), u02), b)
+    y01 = add8(sub8(sub8(u01, u02), u03), b)
+    y10 = add8(add8(add8(u10, u11), u12), b)
+    y11 = add8(sub8(sub8(u11, u12), u13), b)
+    if fast:
+        store8(out, o, y00)
+        store8(out, o + K, y01)
+        store8(out, o + W_out * K, y10)
+        store8(out, o + (W_out + 1) * K, y11)
+    else:
+        _store_edge(out, t, TH, TW, 0, 0, k0, H_out, W_out, K, y00)
+        _store_edge(out, t, TH, TW, 0, 1, k0, H_out, W_out, K, y01)
+        _store_edge(out, t, TH, TW, 1, 0, k0, H_out, W_out, K, y10)
+        _store_edge(out, t, TH, TW, 1, 1, k0, H_out, W_out, K, y11)
+
+
+@njit(inline="always")
+def _store_edge(out, t, TH, TW, dy, dx, k0, H_out, W_out, K, y):
+    """Pixel (dy, dx) of tile t, channels k0 .. min(k0 + 8, K), if that pixel exists."""
+    n = t // (TH * TW)
+    h = 2 * ((t // TW) % TH) + dy
+    w = 2 * (t % TW) + dx
+    if h < H_out and w < W_out:
+        edge = np.empty(LANES, np.float32)
+        store8(edge, 0, y)
+        at = ((n * H_out + h) * W_out + w) * K + k0
+        for k in range(min(LANES, K - k0)):
+            out[at + k] = edge[k]
+
+
+U_BYTES_MAX = 1 << 20
+"""Winograd only while the transformed filters, 16 x C x K floats, fit in about one MB (ResNet's
+64 -> 64: 256 KB; 128 -> 128: 1 MB): every task streams all of them, and past that the
+traffic costs more than the multiplies saved (VGG's 256 -> 256, 4 MB of U: 1.06x the direct
+kernel; 512 -> 512 at 14x14: 0.4x). 64 -> 64 at 56x56 ran 1.4-1.5x the direct kernel, 128 ->
+128 at 28x28 1.2-1.7x, 32 -> 32 1.2x."""
+
+
+def usable(x_shape, W_shape, win):
+    """Winograd F(2x2, 3x3) takes 3x3 stride-1 convs (float32: the caller checks) with a
+    multiple of 8 input channels (its input transform runs 8 channels at a time), at least
+    32 of them (with fewer, the transforms cost more than the multiplies they save), and
+    transformed filters of at most ``U_BYTES_MAX``."""
+    f_h, f_w, C, K = W_shape
+    Kp = -(-K // CHANNELS) * CHANNELS
+    return (f_h == 3 and f_w == 3 and win.stride_h == 1 and win.stride_w == 1
+            and C % LANES == 0 and C >= 32 and 16 * C * Kp * 4 <= U_BYTES_MAX)
+
+
+def forward(x, W, b, win, z, scratch):
+    """``z = conv(x, W) + b`` (float32, contiguous; see ``usable``)."""
+    N, H_out, W_out, K = z.shape
+    even_h, even_w = 2 * -(-H_out // 2), 2 * -(-W_out // 2)  # whole 2x2 tiles
+    xp = padded_input(x, win, even_h, even_w, scratch)
+    bias = np.zeros(-(-K // CHANNELS) * CHANNELS, np.float32)
+    bias[:K] = b
+    winograd_tiles(xp.reshape(-1), xp.shape, transform_filters(W), z.shape, bias, numba.get_num_threads(),
+                   z.reshape(-1))

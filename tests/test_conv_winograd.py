@@ -1,0 +1,97 @@
+"""Winograd F(2x2, 3x3) (nbcnn/kernels/conv_winograd.py) against the float64 oracle.
+
+conv_fast routes float32 3x3 stride-1 convs with 32+ input channels (a multiple of 8) here,
+forward and stride-1 dX (a conv with the filters flipped). The transforms add up to 9 numbers
+per value, so the tolerance is the float32 one of the other fast kernels.
+"""
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import oracles
+from nbcnn.checks import Window
+from nbcnn.kernels import conv_fast, conv_winograd
+
+
+def _forward(x, Wt, b, pads):
+    top, bottom, left, right = pads
+    H_out = x.shape[1] + top + bottom - 2
+    W_out = x.shape[2] + left + right - 2
+    z = np.full((x.shape[0], H_out, W_out, Wt.shape[3]), np.nan, np.float32)  # NaN: unwritten shows
+    conv_winograd.forward(x, Wt, b, Window(3, 3, 1, 1, top, left), z, conv_fast._scratch)
+    return z
+
+
+@settings(max_examples=60, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(1, 11), W=st.integers(1, 11), C=st.sampled_from([32, 40, 64]),
+       K=st.integers(1, 40), pads=st.tuples(*[st.integers(0, 2)] * 4), seed=st.integers(0, 2**31 - 1))
+def test_random_shapes_against_the_oracle(N, H, W, C, K, pads, seed):
+    """Odd and even outputs (partial 2x2 tiles), K not a multiple of 8 or 16, tile counts
+    not a multiple of a task's 16, asymmetric padding."""
+    top, bottom, left, right = pads
+    if H + top + bottom < 3 or W + left + right < 3:
+        return
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((N, H, W, C)).astype(np.float32)
+    Wt = r.standard_normal((3, 3, C, K)).astype(np.float32)
+    b = r.standard_normal(K).astype(np.float32)
+    np.testing.assert_allclose(_forward(x, Wt, b, pads), oracles.conv_forward(x, Wt, b, (1, 1), pads),
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_filter_transform_is_g_w_gt():
+    """U = G g G^T per (c, k), packed as (16 positions, K/16 panels, C, 16), zero-padded."""
+    rng = np.random.default_rng(1)
+    Wt = rng.standard_normal((3, 3, 8, 20)).astype(np.float32)
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    want = np.einsum("ai,ijck,bj->abck", G, Wt.astype(np.float64), G).reshape(16, 8, 20)
+    packed = conv_winograd.transform_filters(Wt).reshape(16, 2, 8, 16)
+    got = np.concatenate([packed[:, 0], packed[:, 1]], axis=2)  # (16, C, 32)
+    np.testing.assert_allclose(got[:, :, :20], want, rtol=1e-6, atol=1e-6)
+    assert not got[:, :, 20:].any()
+
+
+def test_routed_forward_and_dx_of_a_resnet_like_layer(rng):
+    """Through conv_fast: the forward (64 -> 48) and the stride-1 dX (a 48 -> 64 conv of dz)."""
+    x = rng.standard_normal((2, 9, 10, 64)).astype(np.float32)
+    Wt = rng.standard_normal((3, 3, 64, 48)).astype(np.float32)
+    b = rng.standard_normal(48).astype(np.float32)
+    win = Window(3, 3, 1, 1, 1, 1)
+    assert conv_winograd.usable(x.shape, Wt.shape, win)
+    assert conv_winograd.usable((2, 9, 10, 48), (3, 3, 48, 64), win)  # dX's flipped conv
+    z = np.empty((2, 9, 10, 48), np.float32)
+    conv_fast.forward(x, Wt, b, win, z)
+    np.testing.assert_allclose(z, oracles.conv_forward(x, Wt, b, (1, 1), (1, 1, 1, 1)), rtol=1e-4, atol=1e-3)
+    dz = rng.standard_normal(z.shape).astype(np.float32)
+    dx = np.empty_like(x)
+    conv_fast.backward_input(dz, Wt, win, dx)
+    want_dx, _, _ = oracles.conv_backward(dz, x, Wt, (1, 1), (1, 1, 1, 1))
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-4, atol=1e-3)
+
+
+def test_same_bits_every_run_and_thread_count(rng):
+    x = rng.standard_normal((3, 13, 11, 32)).astype(np.float32)
+    Wt = rng.standard_normal((3, 3, 32, 24)).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    first = _forward(x, Wt, b, (1, 1, 1, 1))
+    threads = numba.get_num_threads()
+    try:
+        for n in {1, threads}:
+            numba.set_num_threads(n)
+            np.testing.assert_array_equal(_forward(x, Wt, b, (1, 1, 1, 1)), first)
+    finally:
+        numba.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("W_shape, stride, usable", [
+    ((3, 3, 64, 64), 1, True), ((3, 3, 128, 128), 1, True),   # 256 KB, 1 MB of transformed filters
+    ((3, 3, 256, 256), 1, False),                             # 4 MB: the direct kernel
+    ((3, 3, 24, 64), 1, False), ((3, 3, 36, 64), 1, False),   # fewer than 32, not a multiple of 8
+    ((3, 3, 64, 64), 2, False), ((5, 5, 64, 64), 1, False), ((1, 1, 64, 64), 1, False),
+])
+def test_which_layers_take_winograd(W_shape, stride, usable):
+    assert conv_winograd.usable((1, 8, 8, W_shape[2]), W_shape, Window(3, 3, stride, stride, 1, 1) if W_shape[0] == 3
+                                else Window(W_shape[0], W_shape[1], stride, stride, 0, 0)) == usable
