@@ -55,6 +55,8 @@ TAPS = 6
 """Filter taps per register tile of the dW kernel."""
 CHANNELS = 16
 """Output channels per register tile: two 8-lane vectors."""
+TILE_MAJOR_BYTES = 24 << 10
+"""conv_tiles: packed filters up to this size are all run tile by tile (see there)."""
 
 
 @register_jitable
@@ -103,6 +105,11 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
     pixels = N * H_out * W_out
     tiles = (pixels + PIXELS - 1) // PIXELS
     per_task = (W_out + PIXELS - 1) // PIXELS  # about one output row of tiles per task
+    # Which loop runs inside: with all the packed filters in the L1 cache (short reductions,
+    # like a 1x1 dX's 16 channels), a tile does every panel before the next tile, so its
+    # output pixels are written front to back; otherwise a panel serves all the task's
+    # tiles before the next panel is loaded.
+    tile_major = panels * f_h * run * CHANNELS * 4 <= TILE_MAJOR_BYTES
     for task in prange((tiles + per_task - 1) // per_task):
         edge = np.empty(PIXELS * CHANNELS, np.float32)  # a tile that does not fit in `out`
         t0 = task * per_task
@@ -110,71 +117,74 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
         # the window starts of the task's pixels, found once for all panels
         starts = np.empty((t1 - t0) * PIXELS, np.int64)
         _window_starts(starts, t0 * PIXELS, pixels, x_shape, geometry)
-        for kb in range(panels):
-            for tile in range(t0, t1):
-                g0 = tile * PIXELS
-                s0 = (tile - t0) * PIXELS
-                b0, b1, b2, b3 = starts[s0], starts[s0 + 1], starts[s0 + 2], starts[s0 + 3]
-                a00 = load8(bias, kb * CHANNELS)  # the sums start from the bias
-                a01 = load8(bias, kb * CHANNELS + 8)
-                a10 = a00
-                a11 = a01
-                a20 = a00
-                a21 = a01
-                a30 = a00
-                a31 = a01
-                for i in range(f_h):
-                    row = i * Wp * C  # filter row i, from each window's start
-                    w_row = (kb * f_h + i) * run * CHANNELS
-                    for jc in range(run):
-                        w_lo = load8(Wf, w_row + jc * CHANNELS)
-                        w_hi = load8(Wf, w_row + jc * CHANNELS + 8)
-                        o = row + jc
-                        v = splat_at8(xf, b0 + o)
-                        a00 = fma8(v, w_lo, a00)
-                        a01 = fma8(v, w_hi, a01)
-                        v = splat_at8(xf, b1 + o)
-                        a10 = fma8(v, w_lo, a10)
-                        a11 = fma8(v, w_hi, a11)
-                        v = splat_at8(xf, b2 + o)
-                        a20 = fma8(v, w_lo, a20)
-                        a21 = fma8(v, w_hi, a21)
-                        v = splat_at8(xf, b3 + o)
-                        a30 = fma8(v, w_lo, a30)
-                        a31 = fma8(v, w_hi, a31)
-                k0 = kb * CHANNELS
-                base = g0 * K + k0
-                valid = min(PIXELS, pixels - g0)
-                full = valid == PIXELS
-                whole = full and k0 + CHANNELS <= K
-                # one panel, 8 < K < 16, 4 real pixels: overlapping stores, as in
-                # conv_tiles_narrow (pixel 2's lanes end inside the tile: 2 * K + 16 <= 4 * K;
-                # with several panels the overlap would clobber the earlier panels of the
-                # next pixel, so those go through `edge`)
-                overlap = full and panels == 1 and K > LANES
-                dst = out if whole or overlap else edge
-                at = base if whole or overlap else 0
-                pitch = K if whole or overlap else CHANNELS
-                store8(dst, at, a00)
-                store8(dst, at + 8, a01)
-                store8(dst, at + pitch, a10)
-                store8(dst, at + pitch + 8, a11)
-                store8(dst, at + 2 * pitch, a20)
-                store8(dst, at + 2 * pitch + 8, a21)
-                if whole:
-                    store8(out, at + 3 * pitch, a30)
-                    store8(out, at + 3 * pitch + 8, a31)
-                elif overlap:
-                    store8(edge, 0, a30)
-                    store8(edge, 8, a31)
-                    for k in range(K):
-                        out[base + 3 * K + k] = edge[k]
-                else:
-                    store8(edge, 3 * CHANNELS, a30)
-                    store8(edge, 3 * CHANNELS + 8, a31)
-                    for p in range(valid):
-                        for k in range(min(CHANNELS, K - k0)):
-                            out[base + p * K + k] = edge[p * CHANNELS + k]
+        for step in range((t1 - t0) * panels):
+            if tile_major:
+                tile, kb = t0 + step // panels, step % panels
+            else:
+                kb, tile = step // (t1 - t0), t0 + step % (t1 - t0)
+            g0 = tile * PIXELS
+            s0 = (tile - t0) * PIXELS
+            b0, b1, b2, b3 = starts[s0], starts[s0 + 1], starts[s0 + 2], starts[s0 + 3]
+            a00 = load8(bias, kb * CHANNELS)  # the sums start from the bias
+            a01 = load8(bias, kb * CHANNELS + 8)
+            a10 = a00
+            a11 = a01
+            a20 = a00
+            a21 = a01
+            a30 = a00
+            a31 = a01
+            for i in range(f_h):
+                row = i * Wp * C  # filter row i, from each window's start
+                w_row = (kb * f_h + i) * run * CHANNELS
+                for jc in range(run):
+                    w_lo = load8(Wf, w_row + jc * CHANNELS)
+                    w_hi = load8(Wf, w_row + jc * CHANNELS + 8)
+                    o = row + jc
+                    v = splat_at8(xf, b0 + o)
+                    a00 = fma8(v, w_lo, a00)
+                    a01 = fma8(v, w_hi, a01)
+                    v = splat_at8(xf, b1 + o)
+                    a10 = fma8(v, w_lo, a10)
+                    a11 = fma8(v, w_hi, a11)
+                    v = splat_at8(xf, b2 + o)
+                    a20 = fma8(v, w_lo, a20)
+                    a21 = fma8(v, w_hi, a21)
+                    v = splat_at8(xf, b3 + o)
+                    a30 = fma8(v, w_lo, a30)
+                    a31 = fma8(v, w_hi, a31)
+            k0 = kb * CHANNELS
+            base = g0 * K + k0
+            valid = min(PIXELS, pixels - g0)
+            full = valid == PIXELS
+            whole = full and k0 + CHANNELS <= K
+            # one panel, 8 < K < 16, 4 real pixels: overlapping stores, as in
+            # conv_tiles_narrow (pixel 2's lanes end inside the tile: 2 * K + 16 <= 4 * K;
+            # with several panels the overlap would clobber the earlier panels of the
+            # next pixel, so those go through `edge`)
+            overlap = full and panels == 1 and K > LANES
+            dst = out if whole or overlap else edge
+            at = base if whole or overlap else 0
+            pitch = K if whole or overlap else CHANNELS
+            store8(dst, at, a00)
+            store8(dst, at + 8, a01)
+            store8(dst, at + pitch, a10)
+            store8(dst, at + pitch + 8, a11)
+            store8(dst, at + 2 * pitch, a20)
+            store8(dst, at + 2 * pitch + 8, a21)
+            if whole:
+                store8(out, at + 3 * pitch, a30)
+                store8(out, at + 3 * pitch + 8, a31)
+            elif overlap:
+                store8(edge, 0, a30)
+                store8(edge, 8, a31)
+                for k in range(K):
+                    out[base + 3 * K + k] = edge[k]
+            else:
+                store8(edge, 3 * CHANNELS, a30)
+                store8(edge, 3 * CHANNELS + 8, a31)
+                for p in range(valid):
+                    for k in range(min(CHANNELS, K - k0)):
+                        out[base + p * K + k] = edge[p * CHANNELS + k]
 
 
 NARROW_PIXELS = 8
