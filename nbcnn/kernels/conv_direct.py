@@ -80,6 +80,33 @@ def _window_starts(starts, g0, pixels, x_shape, geometry):
                     n += 1
 
 
+@register_jitable
+def tile_step(x0, x1, x2, x3, w_lo, w_hi, tile_sums):
+    """One step of the 4 pixel x 16 channel register tile: ``tile_sums`` holds 8 vectors,
+    pixel p's channels 0-7 and 8-15 at ``2p`` and ``2p + 1``; each gets ``x_p * w`` added
+    (``x_p``: pixel p's input number in all lanes; ``w_lo``, ``w_hi``: the 16 weights).
+    8 FMAs on registers: a tuple of vectors is plain values once inlined, kept in ymm
+    registers like separately named sums (tests/test_conv_direct.py checks the assembly)."""
+    a00, a01, a10, a11, a20, a21, a30, a31 = tile_sums
+    return (fma8(x0, w_lo, a00), fma8(x0, w_hi, a01), fma8(x1, w_lo, a10), fma8(x1, w_hi, a11),
+            fma8(x2, w_lo, a20), fma8(x2, w_hi, a21), fma8(x3, w_lo, a30), fma8(x3, w_hi, a31))
+
+
+@register_jitable
+def store_tile(dst, at, pitch, tile_sums, last=True):
+    """Pixel p's 16 sums to ``dst[at + p * pitch ...]``, for p = 0, 1, 2, and 3 if ``last``."""
+    a00, a01, a10, a11, a20, a21, a30, a31 = tile_sums
+    store8(dst, at, a00)
+    store8(dst, at + 8, a01)
+    store8(dst, at + pitch, a10)
+    store8(dst, at + pitch + 8, a11)
+    store8(dst, at + 2 * pitch, a20)
+    store8(dst, at + 2 * pitch + 8, a21)
+    if last:
+        store8(dst, at + 3 * pitch, a30)
+        store8(dst, at + 3 * pitch + 8, a31)
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
     """The tiled loop nest (4 pixels x 16 channels). All arrays are flat float32:
@@ -125,33 +152,17 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
             g0 = tile * PIXELS
             s0 = (tile - t0) * PIXELS
             b0, b1, b2, b3 = starts[s0], starts[s0 + 1], starts[s0 + 2], starts[s0 + 3]
-            a00 = load8(bias, kb * CHANNELS)  # the sums start from the bias
-            a01 = load8(bias, kb * CHANNELS + 8)
-            a10 = a00
-            a11 = a01
-            a20 = a00
-            a21 = a01
-            a30 = a00
-            a31 = a01
+            lo = load8(bias, kb * CHANNELS)  # the sums start from the bias
+            hi = load8(bias, kb * CHANNELS + 8)
+            tile_sums = (lo, hi, lo, hi, lo, hi, lo, hi)
             for i in range(f_h):
                 row = i * Wp * C  # filter row i, from each window's start
                 w_row = (kb * f_h + i) * run * CHANNELS
                 for jc in range(run):
-                    w_lo = load8(Wf, w_row + jc * CHANNELS)
-                    w_hi = load8(Wf, w_row + jc * CHANNELS + 8)
                     o = row + jc
-                    v = splat_at8(xf, b0 + o)
-                    a00 = fma8(v, w_lo, a00)
-                    a01 = fma8(v, w_hi, a01)
-                    v = splat_at8(xf, b1 + o)
-                    a10 = fma8(v, w_lo, a10)
-                    a11 = fma8(v, w_hi, a11)
-                    v = splat_at8(xf, b2 + o)
-                    a20 = fma8(v, w_lo, a20)
-                    a21 = fma8(v, w_hi, a21)
-                    v = splat_at8(xf, b3 + o)
-                    a30 = fma8(v, w_lo, a30)
-                    a31 = fma8(v, w_hi, a31)
+                    tile_sums = tile_step(splat_at8(xf, b0 + o), splat_at8(xf, b1 + o), splat_at8(xf, b2 + o),
+                                          splat_at8(xf, b3 + o), load8(Wf, w_row + jc * CHANNELS),
+                                          load8(Wf, w_row + jc * CHANNELS + 8), tile_sums)
             k0 = kb * CHANNELS
             base = g0 * K + k0
             valid = min(PIXELS, pixels - g0)
@@ -165,23 +176,15 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
             dst = out if whole or overlap else edge
             at = base if whole or overlap else 0
             pitch = K if whole or overlap else CHANNELS
-            store8(dst, at, a00)
-            store8(dst, at + 8, a01)
-            store8(dst, at + pitch, a10)
-            store8(dst, at + pitch + 8, a11)
-            store8(dst, at + 2 * pitch, a20)
-            store8(dst, at + 2 * pitch + 8, a21)
-            if whole:
-                store8(out, at + 3 * pitch, a30)
-                store8(out, at + 3 * pitch + 8, a31)
-            elif overlap:
-                store8(edge, 0, a30)
-                store8(edge, 8, a31)
+            store_tile(dst, at, pitch, tile_sums, whole)  # pixels 0-2, and 3 when whole
+            if overlap:
+                store8(edge, 0, tile_sums[6])
+                store8(edge, 8, tile_sums[7])
                 for k in range(K):
                     out[base + 3 * K + k] = edge[k]
-            else:
-                store8(edge, 3 * CHANNELS, a30)
-                store8(edge, 3 * CHANNELS + 8, a31)
+            elif not whole:
+                store8(edge, 3 * CHANNELS, tile_sums[6])
+                store8(edge, 3 * CHANNELS + 8, tile_sums[7])
                 for p in range(valid):
                     for k in range(min(CHANNELS, K - k0)):
                         out[base + p * K + k] = edge[p * CHANNELS + k]

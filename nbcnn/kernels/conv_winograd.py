@@ -39,8 +39,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .conv_direct import padded_input
-from .simd import LANES, add8, fma8, load8, splat8, splat_at8, store8, sub8
+from .conv_direct import padded_input, store_tile, tile_step
+from .simd import LANES, add8, load8, splat8, splat_at8, store8, sub8
 
 TILES = 16
 """Output tiles per task (a multiple of 4, the register tile's rows)."""
@@ -149,39 +149,14 @@ def _input_transform(xf, at, row, C, V, dst, pos):
 @njit(inline="always")
 def _product_tile(V, v0, C, Uf, u0, M, m0):
     """``M[m0 + i * 16 + k] = sum over c of V[v0 + i * C + c] * Uf[u0 + c * 16 + k]`` for 4 rows
-    i and 16 columns k: conv_direct's register tile over a plain matrix product."""
-    z = splat8(np.float32(0))
-    a00 = z
-    a01 = z
-    a10 = z
-    a11 = z
-    a20 = z
-    a21 = z
-    a30 = z
-    a31 = z
+    i and 16 columns k: conv_direct's register tile (``tile_step``) over a plain matrix product."""
+    zero = splat8(np.float32(0))
+    tile_sums = (zero, zero, zero, zero, zero, zero, zero, zero)
     for c in range(C):
-        w_lo = load8(Uf, u0 + c * CHANNELS)
-        w_hi = load8(Uf, u0 + c * CHANNELS + 8)
-        v = splat_at8(V, v0 + c)
-        a00 = fma8(v, w_lo, a00)
-        a01 = fma8(v, w_hi, a01)
-        v = splat_at8(V, v0 + C + c)
-        a10 = fma8(v, w_lo, a10)
-        a11 = fma8(v, w_hi, a11)
-        v = splat_at8(V, v0 + 2 * C + c)
-        a20 = fma8(v, w_lo, a20)
-        a21 = fma8(v, w_hi, a21)
-        v = splat_at8(V, v0 + 3 * C + c)
-        a30 = fma8(v, w_lo, a30)
-        a31 = fma8(v, w_hi, a31)
-    store8(M, m0, a00)
-    store8(M, m0 + 8, a01)
-    store8(M, m0 + CHANNELS, a10)
-    store8(M, m0 + CHANNELS + 8, a11)
-    store8(M, m0 + 2 * CHANNELS, a20)
-    store8(M, m0 + 2 * CHANNELS + 8, a21)
-    store8(M, m0 + 3 * CHANNELS, a30)
-    store8(M, m0 + 3 * CHANNELS + 8, a31)
+        tile_sums = tile_step(splat_at8(V, v0 + c), splat_at8(V, v0 + C + c), splat_at8(V, v0 + 2 * C + c),
+                              splat_at8(V, v0 + 3 * C + c), load8(Uf, u0 + c * CHANNELS),
+                              load8(Uf, u0 + c * CHANNELS + 8), tile_sums)
+    store_tile(M, m0, CHANNELS, tile_sums)
 
 
 @njit(inline="always")
