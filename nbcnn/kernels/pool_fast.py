@@ -620,33 +620,31 @@ def _max_back_tiles_wide(t0, t1, dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left,
     zero = dx.dtype.type(0)
     covered = min(W_out * s_w - pad_left, W)  # columns [0, covered) are cells of a window when they tile
     tiles = s_w == f_w
+    # flat views made once: views made per row cost atomic reference counts (a quarter of
+    # the time on 64x32x32x16, against a loop over flat offsets)
+    gf, af, df = dp.reshape(-1), arg.reshape(-1), dx.reshape(-1)
     for t in range(t0, t1):
         n, h_out = t // H_out, t % H_out
         top = h_out * s_h - pad_top
         band0 = 0 if h_out == 0 else top
         band1 = H if h_out == H_out - 1 else min(top + s_h, H)
-        g, a = dp[n, h_out].reshape(-1), arg[n, h_out].reshape(-1)
+        g0 = (n * H_out + h_out) * W_out * C  # the output row's dp and argmax
         for h in range(band0, band1):
-            d = dx[n, h]
+            row = (n * H + h) * W * C
             i = h - top
             if i >= f_h or not tiles:  # rows below the windows, or gaps between them: zeros first
-                for w in range(W):
-                    for c in range(C):
-                        d[w, c] = zero
+                df[row:row + W * C] = zero
                 if i >= f_h:
                     continue
-            else:
-                for w in range(covered, W):
-                    for c in range(C):
-                        d[w, c] = zero
-            flat = d.reshape(-1)
+            elif covered < W:
+                df[row + covered * C:row + W * C] = zero
             for o in range(W_out):
                 left = o * s_w - pad_left
                 for j in range(f_w):
                     w = left + j
                     if 0 <= w < W:
                         k = np.int32(i * f_w + j)  # int32 like the argmax: 64-bit lanes would halve the vectors
-                        _route_cell(flat, w * C, g, a, o * C, k, C)
+                        _route_cell(df, row + w * C, gf, af, g0 + o * C, k, C)
 
 
 @register_jitable
