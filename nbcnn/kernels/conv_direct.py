@@ -47,6 +47,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from ..checks import Window
 from .simd import LANES, fma8, load8, splat8, splat_at8, store8
 
 PIXELS = 4
@@ -469,16 +470,12 @@ def forward(x, W, b, win, z, scratch):
 
 def dense_forward(x, W, b, y):
     """``y = x @ W + b`` for float32 ``x (N, D)``, ``W (D, M)``: a dense layer is a 1x1
-    convolution of N one-pixel images with D channels, so it runs on the conv tile (both
-    cores through Numba's threads, W packed into panels by ``pack_filters``)."""
+    convolution of N one-pixel images with D channels, so it is ``forward`` on those views
+    (both cores through Numba's threads; no padding, so no copy and no scratch memory)."""
     N, D = x.shape
     M = W.shape[1]
-    width = LANES if M <= LANES else CHANNELS
-    bias = np.zeros(-(-M // width) * width, np.float32)
-    bias[:M] = b
-    tiles = conv_tiles_narrow if width == LANES else conv_tiles
-    tiles(x.reshape(-1), (N, 1, 1, D), pack_filters(W.reshape(1, 1, D, M), width), (1, 1, 1, 1, 1, 1, M), bias,
-          y.reshape(-1))
+    forward(x.reshape(N, 1, 1, D), W.reshape(1, 1, D, M), b, Window(1, 1, 1, 1, 0, 0), y.reshape(N, 1, 1, M),
+            scratch=None)
 
 
 TASKS_WANTED = 16

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .conv_direct import padded_input, store_tile, tile_step
+from .conv_direct import pack_filters, padded_input, store_tile, tile_step
 from .simd import LANES, add8, load8, splat8, splat_at8, store8, sub8
 
 TILES = 16
@@ -55,11 +55,8 @@ def transform_filters(W):
     f_h, f_w, C, K = W.shape
     U = np.tensordot(_G, W, axes=([1], [0]))  # (4, 3, C, K): G g
     U = np.tensordot(U, _G, axes=([1], [1]))  # (4, C, K, 4): (G g) G^T
-    U = U.transpose(0, 3, 1, 2).reshape(16, C, K)  # (a, b, c, k), position ab = 4 a + b
-    panels = -(-K // CHANNELS)
-    packed = np.zeros((16, C, panels * CHANNELS), np.float32)
-    packed[:, :, :K] = U
-    return np.ascontiguousarray(packed.reshape(16, C, panels, CHANNELS).transpose(0, 2, 1, 3)).reshape(-1)
+    U = U.transpose(0, 3, 1, 2).reshape(16, 1, 1, C, K)  # (a, b, c, k), position ab = 4 a + b
+    return np.concatenate([pack_filters(U[ab]) for ab in range(16)])  # each position: 1x1 filters
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})

@@ -22,16 +22,16 @@ pool.AVG_BACKWARD.fast_cpu = pool_fast.avg_pool2d_backward  # each dx row gather
 
 from . import bias, conv_fast  # noqa: E402
 
-conv.FORWARD.fast_cpu = conv_fast.forward  # im2col + one BLAS product; 1x1 convs skip the copy
+conv.FORWARD.fast_cpu = conv_fast.forward  # the router: direct tile, Winograd, or im2col + BLAS
 conv.BACKWARD_INPUT.fast_cpu = conv_fast.backward_input  # flipped-filter conv, or BLAS + gather col2im
-conv.BACKWARD_FILTER.fast_cpu = conv_fast.backward_filter  # im2col(x).T @ dz in one BLAS product
+conv.BACKWARD_FILTER.fast_cpu = conv_fast.backward_filter  # the dW register tile, or im2col(x).T @ dz
 conv_fast.forward.own_threads = conv_fast.backward_input.own_threads = True  # both threads, however small
 conv_fast.backward_filter.own_threads = True
 bias.BACKWARD.fast_cpu = conv_fast.bias_backward  # 16 row slices summed along k (vectorised)
 
 from . import dense, dense_fast  # noqa: E402
 
-dense.FORWARD.fast_cpu = dense_fast.forward  # one BLAS product, then the bias
+dense.FORWARD.fast_cpu = dense_fast.forward  # the conv tile for small float32 layers, else BLAS + bias
 dense.BACKWARD_INPUT.fast_cpu = dense_fast.backward_input  # dy @ W.T
 dense.BACKWARD_WEIGHT.fast_cpu = dense_fast.backward_weight  # x.T @ dy
 # BLAS picks the threads (blas.matmul): the dispatcher need not switch Numba's
