@@ -24,14 +24,16 @@ import ctypes
 import functools
 import os
 import sys
+import threading
 import time
 from typing import Callable, NamedTuple
 
 import numpy as np
 
+from . import config
+
 BACKENDS = ("python", "cpu", "cuda")
 ENV_VAR = "NBCNN_BACKEND"
-DEBUG_ENV_VAR = "NBCNN_DEBUG"
 
 # None: nothing chosen in code, so the environment variable (or "auto") decides.
 _chosen: contextvars.ContextVar[str | None] = contextvars.ContextVar("nbcnn_backend", default=None)
@@ -154,7 +156,7 @@ def get_backend() -> str:
     chosen = _chosen.get()
     if chosen is not None:
         return chosen
-    return _resolve(os.environ.get(ENV_VAR, "auto") or "auto", f"${ENV_VAR}")
+    return _resolve(config.backend_name(), f"${ENV_VAR}")
 
 
 # --------------------------------------------------------------------------- kernels
@@ -169,29 +171,41 @@ class Kernel:
     ``numba.cuda`` is imported only then), launched with one thread per unit of work,
     ``work(out)`` units (by default one per output element).
 
-    ``fast_cpu`` / ``fast_cuda``, when given, take the same arguments and fill the same
-    output, but are restructured for speed (blocked, packed, tiled); the cpu/cuda backends
-    run them instead, and the tests check them against the readable source. ``fast_cuda``
-    is a zero-argument factory returning a launcher ``launch(*args)``.
+    Faster, restructured variants (blocked, packed, tiled) are attached with
+    ``register_fast`` by ``nbcnn/kernels/fast/__init__.py``, the one table of what runs
+    instead of the readable source; the cpu/cuda backends run them unless ``NBCNN_FAST=0``,
+    and the tests check them against the readable source.
     """
 
-    def __init__(self, name: str, source: Callable, cuda: Callable, work: Callable | None = None,
-                 fast_cpu: Callable | None = None, fast_cuda: Callable | None = None):
+    def __init__(self, name: str, source: Callable, cuda: Callable, work: Callable | None = None):
         import numba
 
         self.name = name
         self.source = source
         self.naive_cpu = numba.njit(parallel=True, cache=True)(source)
-        self.fast_cpu = fast_cpu
         self._cuda_factory = cuda
-        self._fast_cuda_factory = fast_cuda
         self.work = work or (lambda out: out.size)
+        self.fast_cpu: Callable | None = None
+        self.fast_cpu_own_threads = False
+        self._fast_cuda_factory: Callable | None = None
+
+    def register_fast(self, *, cpu: Callable | None = None, cuda: Callable | None = None,
+                      own_threads: bool = False) -> None:
+        """Attach restructured variants that take the readable kernel's arguments and fill the
+        same output: ``cpu`` a function, ``cuda`` a zero-argument factory returning a launcher
+        ``launch(*args)``. ``own_threads=True``: the cpu variant picks its threads itself, so
+        the dispatcher must not switch Numba to one thread for small calls."""
+        if cpu is not None:
+            self.fast_cpu = cpu
+            self.fast_cpu_own_threads = own_threads
+        if cuda is not None:
+            self._fast_cuda_factory = cuda
 
     @property
     def cpu(self) -> Callable:
         """What the cpu backend runs: the fast kernel when there is one (and NBCNN_FAST is not 0),
         else the compiled loop nest."""
-        return self.fast_cpu if self.fast_cpu is not None and fast_kernels_enabled() else self.naive_cpu
+        return self.fast_cpu if self.fast_cpu is not None and config.fast_kernels_enabled() else self.naive_cpu
 
     @property
     def cuda(self):
@@ -200,7 +214,7 @@ class Kernel:
 
     @property
     def fast_cuda(self):
-        if self._fast_cuda_factory is None or not fast_kernels_enabled():
+        if self._fast_cuda_factory is None or not config.fast_kernels_enabled():
             return None
         return self._fast_cuda_factory()
 
@@ -208,25 +222,48 @@ class Kernel:
         return f"Kernel({self.name!r})"
 
 
-# Below this many array elements touched, a cpu kernel runs its prange loops on one thread:
-# waking the second thread (and waiting for BLAS's spinning workers to let go of the core)
-# costs more than it saves. LeNet-5 training, batch 64, 2 cores, images/s: every kernel
-# parallel ~1,300-1,600; serial below 1M elements ~1,300-1,600 (the compute-heavy conv
-# gathers lost their second thread); serial below 250k ~2,300-2,400.
-SERIAL_BELOW_ELEMENTS = 250_000
+def cuda_kernels(build: Callable) -> Callable:
+    """Decorator for a kernel module's factory of ``@cuda.jit`` kernels.
+
+    The factory runs once (per argument tuple), on first use: importing nbcnn must not import numba.cuda. Before it
+    runs, ``numba.cuda`` is bound as the *module global* ``cuda`` of the factory's module, because
+    the simulator finds ``cuda`` by looking in a kernel's globals (a local name would not be
+    swapped for the simulated one). Such a module starts with ``cuda = None``.
+    """
+
+    @functools.cache
+    @functools.wraps(build)
+    def built(*args):
+        from numba import cuda
+
+        build.__globals__["cuda"] = cuda
+        return build(*args)
+
+    return built
 
 
-def _run_cpu(fn, args) -> None:
-    """Run a cpu kernel, on one thread when it touches few elements (see above). Kernels
-    marked ``fn.own_threads = True`` choose their threads themselves and are run as they
-    are: the register-blocked convolutions (many multiply-adds per element touched: every
-    thread, however small), pooling (its own threshold) and the BLAS products of the dense
-    layer (``blas.matmul``'s rule; switching Numba's threads there only cost ~10 us)."""
-    if getattr(fn, "own_threads", False):
+# What a fast kernel reports it did, for NBCNN_DEBUG (one per thread: kernels may run in parallel).
+_route = threading.local()
+
+
+def note_route(name: str) -> None:
+    """A fast kernel names the route it took ("direct 4x16 tile", "winograd", "im2col+BLAS"),
+    so that NBCNN_DEBUG=1 can print what actually ran. Costs one attribute store."""
+    _route.name = name
+
+
+def _run_cpu(kernel: Kernel, fn: Callable, args) -> None:
+    """Run a cpu kernel, on one thread when it touches few elements
+    (``config.SERIAL_BELOW_ELEMENTS``). Fast kernels registered with ``own_threads=True`` choose
+    their threads themselves and are run as they are: the register-blocked convolutions (many
+    multiply-adds per element touched: every thread, however small), pooling (its own
+    threshold) and the BLAS products of the dense layer (``blas.matmul``'s rule; switching
+    Numba's threads there only cost ~10 us)."""
+    if fn is kernel.fast_cpu and kernel.fast_cpu_own_threads:
         fn(*args)
         return
     touched = sum(a.size for a in args if isinstance(a, np.ndarray))
-    if touched >= SERIAL_BELOW_ELEMENTS:
+    if touched >= config.SERIAL_BELOW_ELEMENTS:
         fn(*args)
         return
     import numba
@@ -241,61 +278,55 @@ def _run_cpu(fn, args) -> None:
 
 def fast_kernels_enabled() -> bool:
     """NBCNN_FAST=0 runs the readable kernels everywhere (to compare, or to rule the fast ones out)."""
-    return os.environ.get("NBCNN_FAST", "1") != "0"
+    return config.fast_kernels_enabled()
 
 
 def launch_naive_cuda(kernel: Kernel, *args) -> None:
     """Launch the readable cuda kernel with one thread per unit of work."""
     work = int(kernel.work(args[-1]))
     if work > 0:
-        threads = min(THREADS_PER_BLOCK, work)
+        threads = min(config.CUDA_THREADS_PER_BLOCK, work)
         blocks = (work + threads - 1) // threads
         kernel.cuda[blocks, threads](*args)
-
-
-THREADS_PER_BLOCK = 128
-
-
-def _debug_level() -> int:
-    try:
-        return int(os.environ.get(DEBUG_ENV_VAR, "0") or 0)
-    except ValueError:
-        return 1
 
 
 def launch(kernel: Kernel, *args, backend: str | None = None) -> None:
     """Run ``kernel`` on ``args`` (inputs..., then the output array it fills) on a backend.
 
     The arrays must already live where that backend wants them (see ``to_backend``).
-    With NBCNN_DEBUG=1 each launch prints the backend, kernel and time to stderr.
+    With NBCNN_DEBUG=1 each launch prints the backend, kernel, the route that ran and the time
+    to stderr.
     """
     name = backend or get_backend()
+    debug = config.debug_level()
     start = time.perf_counter()
-    variant = "readable"
+    _route.name = None
+    route = "readable loop"
     if name == "python":
         kernel.source(*args)
     elif name == "cpu":
         fn = kernel.cpu  # reads NBCNN_FAST once per launch
         if fn is not kernel.naive_cpu:
-            variant = "fast"
-        _run_cpu(fn, args)
+            route = "fast"
+        _run_cpu(kernel, fn, args)
     elif name == "cuda":
         fast = kernel.fast_cuda
         if fast is not None:
-            variant = "fast"
+            route = "fast"
             fast(*args)
         else:
             launch_naive_cuda(kernel, *args)
-        if _debug_level():
+        if debug:
             from numba import cuda
 
             cuda.synchronize()
     else:  # pragma: no cover - get_backend validated it
         raise ValueError(f"unknown backend {name!r}")
-    if _debug_level():
+    if debug:
         ms = (time.perf_counter() - start) * 1e3
+        route = getattr(_route, "name", None) or route
         shape = getattr(args[-1], "shape", ())
-        print(f"[nbcnn] {name:6s} {kernel.name:28s} {variant:8s} out={tuple(shape)} {ms:9.3f} ms",
+        print(f"[nbcnn] {name:6s} {kernel.name:28s} {route:24s} out={tuple(shape)} {ms:9.3f} ms",
               file=sys.stderr)
 
 

@@ -714,10 +714,10 @@ def run_ladder(name: str = "vgg_b3", repeat: int = 3, peers: bool = True) -> dic
         steps.append(("im2col + BLAS (NBCNN_DIRECT=0)",
                       run_worker("nbcnn", {name: s}, ("conv_fwd",), repeat,
                                  env={"NBCNN_FAST": "1", "NBCNN_DIRECT": "0"}, variant="im2col")[0],
-                      "copy the windows into a matrix, one BLAS product (conv_fast.py)"))
+                      "copy the windows into a matrix, one BLAS product (fast/im2col.py)"))
         steps.append(("fast kernel (Kernel.cpu)",
                       run_worker("nbcnn", {name: s}, ("conv_fwd",), repeat, env={"NBCNN_FAST": "1"})[0],
-                      "register tile: 4 px x 16 ch (8 px x 8 ch for <= 8 ch) in ymm registers (conv_direct.py)"))
+                      "register tile: 4 px x 16 ch (8 px x 8 ch for <= 8 ch) in ymm registers (fast/direct.py)"))
     else:
         steps.append(("fast kernel (Kernel.cpu)", None, "none installed for conv2d_forward"))
     if peers:

@@ -1,4 +1,4 @@
-"""The register-blocked direct conv (nbcnn/kernels/conv_direct.py) and its SIMD helpers.
+"""The register-blocked direct conv (nbcnn/kernels/fast/direct.py) and its SIMD helpers.
 
 Correctness against the oracle is in test_conv_fast.py (conv_fast routes float32 here);
 this file checks what is particular to the direct kernel: that its tiles really are kept in
@@ -15,7 +15,7 @@ from numba import njit
 
 import oracles
 from nbcnn.checks import Window
-from nbcnn.kernels import conv_direct, simd
+from nbcnn.kernels.fast import direct as conv_direct, simd
 
 x86_avx2 = pytest.mark.skipif(
     platform.machine() not in ("x86_64", "AMD64") or "avx2" not in open("/proc/cpuinfo").read(),

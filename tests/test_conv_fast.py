@@ -1,4 +1,4 @@
-"""The fast cpu conv kernels (nbcnn/kernels/conv_fast.py) against the readable ones.
+"""The fast cpu conv kernels (nbcnn/kernels/fast/conv.py) against the readable ones.
 
 Each fast kernel must take the readable kernel's arguments and fill the same output: we
 check it against the compiled readable loop nest (``naive_cpu``) and against the float64
@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import oracles
 from nbcnn.checks import Window
-from nbcnn.kernels import bias, conv, conv_fast
+from nbcnn.kernels import bias, conv
+from nbcnn.kernels.fast import bias as bias_fast, conv as conv_fast
 
 
 def out_hw(H, W, f_h, f_w, stride, pads):
@@ -159,7 +160,7 @@ def test_the_cpu_backend_runs_the_fast_kernels(monkeypatch):
     assert conv.FORWARD.cpu is conv_fast.forward
     assert conv.BACKWARD_INPUT.cpu is conv_fast.backward_input
     assert conv.BACKWARD_FILTER.cpu is conv_fast.backward_filter
-    assert bias.BACKWARD.cpu is conv_fast.bias_backward
+    assert bias.BACKWARD.cpu is bias_fast.bias_backward
     monkeypatch.setenv("NBCNN_FAST", "0")
     assert conv.FORWARD.cpu is conv.FORWARD.naive_cpu
 
@@ -167,5 +168,5 @@ def test_the_cpu_backend_runs_the_fast_kernels(monkeypatch):
 def test_bias_gradient_many_rows(rng):
     dz = rng.standard_normal((1001, 7)).astype(np.float32)
     db = np.empty(7, np.float32)
-    conv_fast.bias_backward(dz, db)
+    bias_fast.bias_backward(dz, db)
     np.testing.assert_allclose(db, dz.astype(np.float64).sum(0), rtol=1e-4, atol=1e-4)

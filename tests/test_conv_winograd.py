@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) (nbcnn/kernels/conv_winograd.py) against the float64 oracle.
+"""Winograd F(2x2, 3x3) (nbcnn/kernels/fast/winograd.py) against the float64 oracle.
 
 conv_fast routes float32 3x3 stride-1 convs with 32+ input channels (a multiple of 8) here,
 forward and stride-1 dX (a conv with the filters flipped). The transforms add up to 9 numbers
@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import oracles
 from nbcnn.checks import Window
-from nbcnn.kernels import conv_fast, conv_winograd
+from nbcnn.kernels.fast import conv as conv_fast, winograd as conv_winograd
+from nbcnn.kernels.fast.workspace import scratch
 
 
 def _forward(x, Wt, b, pads):
@@ -21,7 +22,7 @@ def _forward(x, Wt, b, pads):
     H_out = x.shape[1] + top + bottom - 2
     W_out = x.shape[2] + left + right - 2
     z = np.full((x.shape[0], H_out, W_out, Wt.shape[3]), np.nan, np.float32)  # NaN: unwritten shows
-    conv_winograd.forward(x, Wt, b, Window(3, 3, 1, 1, top, left), z, conv_fast._scratch)
+    conv_winograd.forward(x, Wt, b, Window(3, 3, 1, 1, top, left), z, scratch)
     return z
 
 

@@ -1,4 +1,4 @@
-"""The tiled implicit-GEMM conv kernels (nbcnn/kernels/cuda_conv.py) against the readable
+"""The tiled implicit-GEMM conv kernels (nbcnn/kernels/fast/cuda_conv.py) against the readable
 kernels and the float64 numpy oracle.
 
 The tiles are 64 x 64 with a reduction step of 8 (the sizes a GPU runs); the shapes here are
@@ -17,7 +17,8 @@ import nbcnn
 import oracles
 from conftest import REAL_GPU
 from nbcnn.checks import Window
-from nbcnn.kernels import conv, cuda_conv
+from nbcnn.kernels import conv
+from nbcnn.kernels.fast import cuda_conv
 from test_cuda_compile import PREAMBLE, run_compile_script
 
 cuda = pytest.importorskip("numba.cuda")
@@ -170,7 +171,7 @@ def test_tiled_conv_random_shapes(N, H, W_in, C, K, f_h, f_w, s_h, s_w, pad, see
 
 COMPILE_SCRIPT = PREAMBLE + """
 from nbcnn.checks import Window
-from nbcnn.kernels import cuda_conv
+from nbcnn.kernels.fast import cuda_conv
 
 win = Window(3, 3, 1, 1, 1, 1)
 failures = 0

@@ -36,7 +36,7 @@ def test_fast_dense_is_installed():
 def test_dense_forward_on_the_conv_tile(n, d, m, rng):
     """Small float32 layers run on conv_direct's tile (M of 16 or not, 8 or fewer: the
     narrow tile); a W past DIRECT_MAX_W_BYTES (700 x 200) goes to BLAS. Both against float64."""
-    from nbcnn.kernels import dense_fast
+    from nbcnn.kernels.fast import dense as dense_fast
 
     x, W, b = (rng.standard_normal(s).astype(np.float32) for s in ((n, d), (d, m), (m,)))
     y = np.full((n, m), np.nan, np.float32)

@@ -10,7 +10,8 @@ import nbcnn
 import oracles
 from conftest import ALL_BACKENDS, is_slow
 from nbcnn import checks, layers as L
-from nbcnn.kernels import pool, pool_fast
+from nbcnn.kernels import pool
+from nbcnn.kernels.fast import pool as pool_fast
 from test_conv import pair, resolve
 
 

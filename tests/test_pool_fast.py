@@ -1,4 +1,4 @@
-"""The fast CPU pooling kernels (nbcnn/kernels/pool_fast.py) give the readable kernels' results,
+"""The fast CPU pooling kernels (nbcnn/kernels/fast/pool.py) give the readable kernels' results,
 bit for bit: same ties (the first maximum in row-major order), same NaN rule, same sums."""
 
 import numpy as np
@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 import nbcnn
 from nbcnn import checks
-from nbcnn.kernels import pool, pool_fast
+from nbcnn.kernels import pool
+from nbcnn.kernels.fast import pool as pool_fast
 
 MANY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -14,15 +14,14 @@ Constants are made with ``x.dtype.type(1)`` so float32 stays float32 (a bare ``1
 would promote the arithmetic to float64).
 """
 
-import functools
 import math
 
 from numba import prange
 from numba.extending import register_jitable
 
-from ..backend import Kernel
+from ..backend import Kernel, cuda_kernels
 
-cuda = None  # numba.cuda, imported by _cuda_kernels() when the cuda backend is first used
+cuda = None  # numba.cuda, bound by @cuda_kernels when the cuda backend is first used
 
 
 # --------------------------------------------------------------------------- cells
@@ -146,14 +145,9 @@ def softmax_backward(dy, x, dx):
 # --------------------------------------------------------------------------- cuda
 
 
-@functools.cache
+@cuda_kernels
 def _cuda_kernels():
     """One GPU thread per element (per row for softmax), each calling the cell above."""
-    # A module global, bound on first use: importing nbcnn must not import numba.cuda, and the
-    # simulator finds `cuda` by looking in the kernel's globals (a local would not be swapped).
-    global cuda
-    from numba import cuda
-
     @cuda.jit
     def relu_k(x, y):
         i = cuda.grid(1)

@@ -5,14 +5,12 @@ is the sum of those outputs' gradients. The op layer hands this kernel ``dz`` vi
 2-D, ``(positions, K)`` (for conv: ``N * H_out * W_out`` rows), so one kernel serves both.
 """
 
-import functools
-
 from numba import prange
 from numba.extending import register_jitable
 
-from ..backend import Kernel
+from ..backend import Kernel, cuda_kernels
 
-cuda = None  # numba.cuda, imported by _cuda_kernels() when the cuda backend is first used
+cuda = None  # numba.cuda, bound by @cuda_kernels when the cuda backend is first used
 
 
 @register_jitable
@@ -30,13 +28,8 @@ def bias_backward(dz, db):
         db[k] = bias_backward_cell(dz, k)
 
 
-@functools.cache
+@cuda_kernels
 def _cuda_kernels():
-    # A module global, bound on first use: importing nbcnn must not import numba.cuda, and the
-    # simulator finds `cuda` by looking in the kernel's globals (a local would not be swapped).
-    global cuda
-    from numba import cuda
-
     @cuda.jit
     def backward(dz, db):
         k = cuda.grid(1)

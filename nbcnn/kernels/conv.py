@@ -24,15 +24,14 @@ so no two parallel iterations ever write the same number (no races, and the same
 on every run).
 """
 
-import functools
-
 from numba import prange
 from numba.extending import register_jitable
 
-from ..backend import Kernel
+from ..backend import Kernel, cuda_kernels
 
-cuda = None  # numba.cuda, imported by _cuda_kernels() when the cuda backend is first used
 from .indexing import unravel_4d, windows_covering
+
+cuda = None  # numba.cuda, bound by @cuda_kernels when the cuda backend is first used
 
 
 # --------------------------------------------------------------------------- forward
@@ -139,14 +138,9 @@ def conv2d_backward_filter(x, dz, win, dW):
 # --------------------------------------------------------------------------- cuda
 
 
-@functools.cache
+@cuda_kernels
 def _cuda_kernels():
     """The ``@cuda.jit`` forms: one GPU thread per output number, each calling the cell above."""
-    # A module global, bound on first use: importing nbcnn must not import numba.cuda, and the
-    # simulator finds `cuda` by looking in the kernel's globals (a local would not be swapped).
-    global cuda
-    from numba import cuda
-
     @cuda.jit
     def forward(x, W, b, win, z):
         t = cuda.grid(1)

@@ -10,15 +10,14 @@ Shapes: ``x (N, D)``, ``W (D, M)``, ``b (M,)``, ``y (N, M)``.
 Every output cell is a gather owned by one iteration, as in the conv kernels.
 """
 
-import functools
-
 from numba import prange
 from numba.extending import register_jitable
 
-from ..backend import Kernel
+from ..backend import Kernel, cuda_kernels
 
-cuda = None  # numba.cuda, imported by _cuda_kernels() when the cuda backend is first used
 from .indexing import unravel_2d
+
+cuda = None  # numba.cuda, bound by @cuda_kernels when the cuda backend is first used
 
 
 @register_jitable
@@ -66,13 +65,8 @@ def dense_backward_weight(x, dy, dW):
             dW[d, m] = dense_backward_weight_cell(x, dy, d, m)
 
 
-@functools.cache
+@cuda_kernels
 def _cuda_kernels():
-    # A module global, bound on first use: importing nbcnn must not import numba.cuda, and the
-    # simulator finds `cuda` by looking in the kernel's globals (a local would not be swapped).
-    global cuda
-    from numba import cuda
-
     @cuda.jit
     def forward(x, W, b, y):
         t = cuda.grid(1)

@@ -18,15 +18,14 @@ The forward can also say where each maximum sits, ``argmax[n, h_out, w_out, c] =
 ``indices``: the backward then routes the gradient with it instead of searching x again.
 """
 
-import functools
-
 from numba import prange
 from numba.extending import register_jitable
 
-from ..backend import Kernel
+from ..backend import Kernel, cuda_kernels
 
-cuda = None  # numba.cuda, imported by _cuda_kernels() when the cuda backend is first used
 from .indexing import unravel_4d, windows_covering
+
+cuda = None  # numba.cuda, bound by @cuda_kernels when the cuda backend is first used
 
 
 @register_jitable
@@ -221,14 +220,9 @@ def avg_pool2d_backward(dp, win, dx):
 # --------------------------------------------------------------------------- cuda
 
 
-@functools.cache
+@cuda_kernels
 def _cuda_kernels():
     """One GPU thread per output number, each calling the cell above."""
-    # A module global, bound on first use: importing nbcnn must not import numba.cuda, and the
-    # simulator finds `cuda` by looking in the kernel's globals (a local would not be swapped).
-    global cuda
-    from numba import cuda
-
     @cuda.jit
     def max_forward(x, win, p):
         t = cuda.grid(1)

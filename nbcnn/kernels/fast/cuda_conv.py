@@ -39,15 +39,13 @@ dtype is a compile-time constant) and any shape: rows and columns past the matri
 predicated off. ``numba.cuda`` is imported on first use, as in ``conv.py``.
 """
 
-import functools
-
 import numpy as np
 from numba.extending import register_jitable
 
-from ..backend import launch_naive_cuda
-from . import conv
+from ...backend import cuda_kernels, launch_naive_cuda, note_route
+from .. import conv
 
-cuda = None  # numba.cuda, bound by _cuda() on first use (importing nbcnn must not import it)
+cuda = None  # numba.cuda, bound by @cuda_kernels on first use (importing nbcnn must not import it)
 
 # --------------------------------------------------------------------------- tile sizes
 
@@ -78,14 +76,6 @@ assert BM == BN and BM * BK % THREADS == 0 and THREADS % BK == 0 and THREADS % B
 # give each chunk at least this many steps: the second kernel's launch costs ~0.1 ms in numba
 DW_TARGET_BLOCKS = 1024
 DW_MIN_STEPS = 32
-
-
-def _cuda():
-    """Bind the module-global ``cuda`` (the simulator swaps globals, so it must be a global)."""
-    global cuda
-    from numba import cuda
-
-    return cuda
 
 
 def _ceil_div(a, b):
@@ -125,10 +115,9 @@ def tap_source(h, stride):
 # --------------------------------------------------------------------------- kernels
 
 
-@functools.cache
+@cuda_kernels
 def _kernels(dtype):
     """The tiled kernels for one dtype (``np.float32`` or ``np.float64``)."""
-    _cuda()
     import numba
 
     real = numba.from_dtype(np.dtype(dtype))  # the shared/local arrays' compile-time dtype
@@ -408,6 +397,7 @@ def _launch_forward(x, W, b, win, z):
     if (M <= BM and K <= BN) or not _contiguous(W, z):
         launch_naive_cuda(conv.FORWARD, x, W, b, win, z)
     else:
+        note_route("tiled implicit GEMM")
         tiled_forward(x, W, b, win, z)
 
 
@@ -416,6 +406,7 @@ def _launch_backward_input(dz, W, win, dx):
     if (N * H * W_in <= BM and C <= BN) or not _contiguous(W, dx):
         launch_naive_cuda(conv.BACKWARD_INPUT, dz, W, win, dx)
     else:
+        note_route("tiled implicit GEMM")
         tiled_backward_input(dz, W, win, dx)
 
 
@@ -424,22 +415,20 @@ def _launch_backward_filter(x, dz, win, dW):
     if grid == (1, 1, 1) or not _contiguous(dz, dW):
         launch_naive_cuda(conv.BACKWARD_FILTER, x, dz, win, dW)
     else:
+        note_route("tiled split-k GEMM")
         tiled_backward_filter(x, dz, win, dW)
 
 
 def forward_launcher():
     """``launch(x, W, b, win, z)``: the tiled forward (``conv.FORWARD``'s fast cuda form)."""
-    _cuda()
     return _launch_forward
 
 
 def backward_input_launcher():
     """``launch(dz, W, win, dx)``: the tiled dX (``conv.BACKWARD_INPUT``'s fast cuda form)."""
-    _cuda()
     return _launch_backward_input
 
 
 def backward_filter_launcher():
     """``launch(x, dz, win, dW)``: the tiled, split-k dW (``conv.BACKWARD_FILTER``'s fast cuda form)."""
-    _cuda()
     return _launch_backward_filter

@@ -5,7 +5,7 @@
 
 The readable kernels compute each output as a Python-style dot product (about 1 GFLOP/s
 compiled). Here the forward of a small float32 layer (LeNet's) is a 1x1 convolution of
-one-pixel images on the register tile of ``conv_direct`` (``dense_forward``: both cores
+one-pixel images on the register tile of ``direct`` (``dense_forward``: both cores
 through Numba's threads); everything else is a BLAS product, which
 blocks for cache and registers (about 100 GFLOP/s here on fc4096). Same arguments and
 outputs as the readable kernels, tested against them.
@@ -13,11 +13,12 @@ outputs as the readable kernels, tested against them.
 
 import numpy as np
 
-from . import blas, conv_direct
+from ...backend import note_route
+from . import blas, direct
 
 DIRECT_MAX_W_BYTES = 512 << 10
 """Small float32 layers whose W fits in an L2 cache run on the direct conv tile
-(``conv_direct.dense_forward``): every 4-row tile streams all of W, which must stay cached."""
+(``direct.dense_forward``): every 4-row tile streams all of W, which must stay cached."""
 
 
 def _direct_ok(x, W, y):
@@ -30,15 +31,19 @@ def forward(x, W, b, y):
     if _direct_ok(x, W, y):
         # both cores through Numba's threads: single-threaded BLAS (blas.py) was 0.5x torch on
         # LeNet's 64 x 400 x 120, and BLAS's own threads would spin against Numba's afterwards
-        conv_direct.dense_forward(x, W, b, y)
+        note_route(direct.tile_name(W.shape[1]))
+        direct.dense_forward(x, W, b, y)
         return
+    note_route("BLAS")
     blas.matmul(x, W, out=y)
     y += b
 
 
 def backward_input(dy, W, dx):
+    note_route("BLAS")
     blas.matmul(dy, W.T, out=dx)
 
 
 def backward_weight(x, dy, dW):
+    note_route("BLAS")
     blas.matmul(x.T, dy, out=dW)

@@ -11,12 +11,12 @@ would run them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
 
-# products below this many flops run on one BLAS thread
-SMALL_PRODUCT_FLOPS = 64_000_000
+from ...config import BLAS_SMALL_PRODUCT_FLOPS
 
 
 @functools.cache
@@ -26,9 +26,6 @@ def _blas_controllers():
     except ImportError:
         return ()
     return tuple(lc for lc in ThreadpoolController().lib_controllers if lc.user_api == "blas")
-
-
-import contextlib  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -45,7 +42,7 @@ def single_threaded():
 
 
 def is_small(m: int, k: int, n: int) -> bool:
-    return 2 * m * k * n < SMALL_PRODUCT_FLOPS
+    return 2 * m * k * n < BLAS_SMALL_PRODUCT_FLOPS
 
 
 def matmul(a, b, out):

@@ -1,7 +1,7 @@
 """Winograd convolution F(2x2, 3x3): a 3x3 stride-1 float32 conv with 2.25x fewer multiplies.
 
 Same maths and shapes as ``conv.conv2d_forward`` (NHWC). The direct kernel
-(``conv_direct.py``) spends 9 multiply-adds per input channel on each output number. Winograd's
+(``direct.py``) spends 9 multiply-adds per input channel on each output number. Winograd's
 minimal filtering computes a 2x2 block of outputs from the 4x4 input patch under it with 16
 instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015)::
 
@@ -39,13 +39,13 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .conv_direct import pack_filters, padded_input, store_tile, tile_step
+from .direct import pack_filters, padded_input, store_tile, tile_step
 from .simd import LANES, add8, load8, splat8, splat_at8, store8, sub8
 
 TILES = 16
 """Output tiles per task (a multiple of 4, the register tile's rows)."""
 CHANNELS = 16
-"""Output channels per panel, as in conv_direct."""
+"""Output channels per panel, as in direct."""
 
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
 

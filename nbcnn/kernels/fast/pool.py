@@ -30,7 +30,7 @@ whole vectors. What the fast kernels change against the readable ones:
    mispredicts half the time (that is why the max forward goes wide only from 32 channels).
 6. **Rows of outputs as prange tasks** (n, h_out) — dx rows (n, h) for the average backward,
    images for an overlapping max backward — in one chunk per thread, each with its own
-   scratch rows. Calls touching fewer than SERIAL_BELOW_ELEMENTS numbers run on one thread.
+   scratch rows. Calls touching fewer than config.POOL_SERIAL_BELOW_ELEMENTS numbers run on one thread.
 
 Same results as the readable kernels, exactly: the same float operations in the same order
 per output number (no ``fastmath``), ties go to the *first* maximum in row-major order, a
@@ -55,8 +55,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload, register_jitable
 
-from .. import backend
-from .indexing import windows_covering
+from ... import config
+from ...backend import note_route
+from ..indexing import windows_covering
 from .simd import LANES, add8, keep_where_eq8, load8, store8
 
 
@@ -146,20 +147,12 @@ def _chunk(k, chunks, total):
     return k * total // chunks, (k + 1) * total // chunks
 
 
-# Below this many elements touched a pooling call runs on the calling thread alone, as the
-# dispatcher does for other kernels below backend.SERIAL_BELOW_ELEMENTS (250k). Pooling's own
-# threshold is lower: LeNet's second pool (64x10x10x16, ~130k-150k touched) runs 1.5-2x
-# faster on both threads, and LeNet-5 training (relu/max and tanh/avg, batch 64) ran as fast
-# or faster with 100k as with 250k or 50k (three interleaved runs, within this machine's noise).
-SERIAL_BELOW_ELEMENTS = 100_000
-
-
 def _launch(parallel, touched, *args):
     """Run a prange driver with one chunk per thread; calls touching fewer than
-    ``SERIAL_BELOW_ELEMENTS`` numbers get one chunk on one thread (waking the other costs more
-    than it saves), as the dispatcher does for kernels without ``own_threads``."""
+    ``config.POOL_SERIAL_BELOW_ELEMENTS`` numbers get one chunk on one thread (waking the other
+    costs more than it saves), as the dispatcher does for kernels without ``own_threads``."""
     threads = numba.get_num_threads()
-    if touched >= SERIAL_BELOW_ELEMENTS or threads == 1:
+    if touched >= config.POOL_SERIAL_BELOW_ELEMENTS or threads == 1:
         parallel(*args, threads)
         return
     numba.set_num_threads(1)
@@ -473,8 +466,10 @@ _NO_ARG = np.empty((1, 1, 1, 1), np.int32)
 
 def _max_forward(x, win, p, arg, with_arg, touched):
     if x.shape[3] >= WIDE_C_MAX:
+        note_route("channels innermost")
         _launch(_max_wide_parallel, touched, x, *win, p, arg, with_arg)
     else:
+        note_route("flat rows")
         _launch(_max_flat_parallel, touched, x, *win, p, arg, with_arg)
 
 
@@ -670,8 +665,10 @@ def _tiles_parallel(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
 def max_pool2d_backward_argmax(dp, arg, win, dx):
     touched = dp.size + arg.size + dx.size
     if dx.shape[3] >= WIDE_C and win.stride_h >= win.f_h and win.stride_w >= win.f_w:
+        note_route("select per cell")
         _launch(_tiles_parallel, touched, dp, arg, *win, dx)
     else:
+        note_route("scatter by argmax")
         _launch(_scatter_parallel, touched, dp, arg, *win, dx)
 
 
@@ -821,8 +818,10 @@ def _avg_wide_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
 
 def avg_pool2d_forward(x, win, p):
     if x.shape[3] >= WIDE_C:
+        note_route("channels innermost")
         _launch(_avg_wide_parallel, x.size + p.size, x, *win, p)
     else:
+        note_route("flat rows")
         _launch(_avg_flat_parallel, x.size + p.size, x, *win, p)
 
 
@@ -950,13 +949,9 @@ def _avg_back_wide_parallel(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunk
 
 def avg_pool2d_backward(dp, win, dx):
     if dx.shape[3] >= WIDE_C:
+        note_route("channels innermost")
         _launch(_avg_back_wide_parallel, dp.size + dx.size, dp, *win, dx)
     else:
+        note_route("flat rows")
         _launch(_avg_back_flat_parallel, dp.size + dx.size, dp, *win, dx)
 
-
-# Each wrapper picks its own thread count (``_launch``, with pooling's own threshold): the
-# dispatcher must not switch it.
-for _fn in (max_pool2d_forward, max_pool2d_forward_argmax, max_pool2d_backward_argmax, max_pool2d_backward,
-            avg_pool2d_forward, avg_pool2d_backward):
-    _fn.own_threads = True

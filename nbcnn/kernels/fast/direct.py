@@ -47,7 +47,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ..checks import Window
+from ...checks import Window
 from .simd import LANES, fma8, load8, splat8, splat_at8, store8
 
 PIXELS = 4
@@ -454,6 +454,11 @@ def _pad_rows(x, xp, top, left):
         row[:w0 * C] = 0
         row[w0 * C:w1 * C] = src[(w0 - left) * C:(w1 - left) * C]  # a slice copy: vectorised (a
         row[w1 * C:] = 0  # loop indexing src[e - left * C] was not: 2-2.6x slower)
+
+
+def tile_name(K):
+    """The tile ``forward`` uses for K output channels (for NBCNN_DEBUG)."""
+    return "direct 8x8 tile" if K <= LANES else "direct 4x16 tile"
 
 
 def forward(x, W, b, win, z, scratch):

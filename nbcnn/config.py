@@ -1,0 +1,124 @@
+"""Every ``NBCNN_*`` switch and every threading threshold, in one place.
+
+Switches are environment variables, read each time they matter (so a test or a notebook can
+change one between two calls); ``with config.override(NBCNN_FAST="0"):`` sets some for a
+block and puts them back afterwards. The README's table lists the same switches; a test
+checks that the two agree.
+
+Thresholds are plain module constants: the kernels read them from here, so that one number
+(say, "below how many elements is a second thread not worth waking") has one value and one
+explanation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import NamedTuple
+
+
+class Switch(NamedTuple):
+    """One environment variable: its name, its value when unset, and what it does."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+SWITCHES = (
+    Switch("NBCNN_BACKEND", "auto",
+           "the backend ops run on: python, cpu, cuda or auto (cuda on a real GPU, else cpu); "
+           "set_backend / use_backend in code take precedence"),
+    Switch("NBCNN_DEBUG", "0",
+           "1: print every kernel launch to stderr: backend, kernel, the route that ran "
+           "(e.g. 'direct 4x16 tile', 'winograd', 'im2col+BLAS', 'readable loop'), output shape, time"),
+    Switch("NBCNN_FAST", "1",
+           "0: the cpu and cuda backends run the readable loop nests compiled, not the fast kernels"),
+    Switch("NBCNN_DIRECT", "1",
+           "0: float32 convolutions on cpu take im2col + BLAS instead of the direct register tiles "
+           "(the middle rung of `nbcnn bench --ladder`)"),
+    Switch("NBCNN_WINOGRAD", "1",
+           "0: 3x3 stride-1 float32 convolutions on cpu skip Winograd F(2x2, 3x3) for the direct tile"),
+)
+_BY_NAME = {s.name: s for s in SWITCHES}
+
+
+def get(name: str) -> str:
+    """The switch's value now: the environment's, else its default."""
+    switch = _BY_NAME[name]  # a KeyError here is a typo in nbcnn itself
+    value = os.environ.get(name, "")
+    return value if value.strip() else switch.default
+
+
+def enabled(name: str) -> bool:
+    """For on/off switches: anything but "0" is on."""
+    return get(name).strip() != "0"
+
+
+def backend_name() -> str:
+    return get("NBCNN_BACKEND")
+
+
+def debug_level() -> int:
+    """NBCNN_DEBUG as a number (a value that is not one counts as 1: the user asked for output)."""
+    try:
+        return int(get("NBCNN_DEBUG"))
+    except ValueError:
+        return 1
+
+
+def fast_kernels_enabled() -> bool:
+    return enabled("NBCNN_FAST")
+
+
+def direct_enabled() -> bool:
+    return enabled("NBCNN_DIRECT")
+
+
+def winograd_enabled() -> bool:
+    return enabled("NBCNN_WINOGRAD")
+
+
+@contextlib.contextmanager
+def override(**values: str | None):
+    """``with override(NBCNN_FAST="0", NBCNN_DEBUG="1"):`` sets switches for a block (None
+    unsets one), then restores the environment as it was."""
+    for name in values:
+        if name not in _BY_NAME:
+            raise ValueError(f"unknown switch {name!r}; the switches are {sorted(_BY_NAME)}")
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = str(value)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# --------------------------------------------------------------------------- thresholds
+
+SERIAL_BELOW_ELEMENTS = 250_000
+"""Below this many array elements touched, the dispatcher runs a cpu kernel's prange loops on
+one thread: waking the second thread (and waiting for BLAS's spinning workers to let go of the
+core) costs more than it saves. LeNet-5 training, batch 64, 2 cores, images/s: every kernel
+parallel ~1,300-1,600; serial below 1M elements ~1,300-1,600 (the compute-heavy conv gathers
+lost their second thread); serial below 250k ~2,300-2,400."""
+
+POOL_SERIAL_BELOW_ELEMENTS = 100_000
+"""The same rule for the fast pooling kernels, which pick their threads themselves. Lower than
+the dispatcher's: LeNet's second pool (64x10x10x16, ~130k-150k touched) runs 1.5-2x faster
+on both threads, and LeNet-5 training (relu/max and tanh/avg, batch 64) ran as fast or faster
+with 100k as with 250k or 50k (three interleaved runs, within the machine's noise)."""
+
+BLAS_SMALL_PRODUCT_FLOPS = 64_000_000
+"""Matrix products below this many flops run BLAS on one thread (``kernels/fast/blas.py``)."""
+
+CUDA_THREADS_PER_BLOCK = 128
+"""Threads per block when a readable kernel runs on cuda with one thread per output."""

@@ -1,0 +1,55 @@
+"""The fast kernels, and the one table of what runs instead of each readable kernel.
+
+The readable kernels (``nbcnn/kernels/conv.py``, ``pool.py``, ``dense.py``, ``bias.py``) are
+the lecture's loop nests: the python backend runs them, and so do cpu and cuda with
+``NBCNN_FAST=0``. By default the cpu and cuda backends run the restructured kernels of this
+package instead, each tested against its readable twin (``tests/test_*_fast.py``,
+``test_conv_direct.py``, ``test_conv_winograd.py``, ``test_cuda_tiled.py``):
+
+    readable kernel                      cpu (this package)                       cuda
+    conv.FORWARD                         conv.forward: direct tile | winograd |    cuda_conv: implicit GEMM,
+                                           im2col+BLAS (the router)                 64x64 tiles, 8x8 per thread
+    conv.BACKWARD_INPUT                  conv.backward_input: flipped direct tile  cuda_conv (dz gathered by
+                                           | strided phases | im2col+BLAS           flipped taps)
+    conv.BACKWARD_FILTER                 conv.backward_filter: dW tile |           cuda_conv (split-k + ordered sum)
+                                           im2col+BLAS
+    bias.BACKWARD                        bias.bias_backward (16 row slices)        readable
+    pool.MAX_FORWARD / MAX_ARGMAX        pool.max_pool2d_forward(_argmax)          readable
+    pool.MAX_BACKWARD(_ARGMAX)           pool.max_pool2d_backward(_argmax)         readable
+    pool.AVG_FORWARD / AVG_BACKWARD      pool.avg_pool2d_forward / _backward       readable
+    dense.FORWARD                        dense.forward: direct tile | BLAS         readable
+    dense.BACKWARD_INPUT / _WEIGHT       dense.backward_input / _weight: BLAS      readable
+
+The modules: ``simd.py`` (explicit 8-lane vectors as Numba intrinsics), ``direct.py`` (the
+register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3) on the same tile),
+``im2col.py`` (windows copied into a matrix for BLAS), ``blas.py`` (BLAS products with the
+thread count chosen per product), ``conv.py`` (the router between them), ``pool.py``,
+``dense.py``, ``cuda_conv.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
+
+Importing this package registers them all (``ops.py`` imports it); it imports no numba.cuda
+until a cuda launcher is first asked for.
+"""
+
+from .. import bias as _bias, conv as _conv, dense as _dense, pool as _pool
+from . import bias, conv, cuda_conv, dense, pool
+
+# own_threads=True: the kernel picks its threads itself (the register tiles use every thread
+# however small the call; pooling has its own threshold; BLAS its own rule), so the
+# dispatcher does not switch Numba to one thread for small calls.
+_conv.FORWARD.register_fast(cpu=conv.forward, cuda=cuda_conv.forward_launcher, own_threads=True)
+_conv.BACKWARD_INPUT.register_fast(cpu=conv.backward_input, cuda=cuda_conv.backward_input_launcher,
+                                   own_threads=True)
+_conv.BACKWARD_FILTER.register_fast(cpu=conv.backward_filter, cuda=cuda_conv.backward_filter_launcher,
+                                    own_threads=True)
+_bias.BACKWARD.register_fast(cpu=bias.bias_backward)
+
+_pool.MAX_FORWARD.register_fast(cpu=pool.max_pool2d_forward, own_threads=True)
+_pool.MAX_ARGMAX.register_fast(cpu=pool.max_pool2d_forward_argmax, own_threads=True)
+_pool.MAX_BACKWARD_ARGMAX.register_fast(cpu=pool.max_pool2d_backward_argmax, own_threads=True)
+_pool.MAX_BACKWARD.register_fast(cpu=pool.max_pool2d_backward, own_threads=True)
+_pool.AVG_FORWARD.register_fast(cpu=pool.avg_pool2d_forward, own_threads=True)
+_pool.AVG_BACKWARD.register_fast(cpu=pool.avg_pool2d_backward, own_threads=True)
+
+_dense.FORWARD.register_fast(cpu=dense.forward, own_threads=True)
+_dense.BACKWARD_INPUT.register_fast(cpu=dense.backward_input, own_threads=True)
+_dense.BACKWARD_WEIGHT.register_fast(cpu=dense.backward_weight, own_threads=True)

@@ -1,0 +1,145 @@
+"""The cpu convolution router: which fast kernel computes a convolution, and why.
+
+Same three kernels as the readable ``kernels/conv.py`` (same arguments, same output)::
+
+    x  (N, H, W, C_in)   W  (f_h, f_w, C_in, C_out)   b  (C_out,)
+    z  (N, H_out, W_out, C_out),  H_out = (H + pad_top + pad_bottom - f_h) // stride_h + 1
+
+Routes (``NBCNN_DEBUG=1`` prints the one each launch took):
+
+    float32 forward      Winograd F(2x2, 3x3) for 3x3 stride-1 layers of 32 to ~128 channels
+                         (``winograd.py``: 2.25x fewer multiplies on the same register tile;
+                         ``NBCNN_WINOGRAD=0`` turns it off), else the direct register tile
+                         (``direct.py``: 2-7x faster than im2col + BLAS)
+    float32 dX           stride 1: the forward of dz with flipped filters (same routes);
+                         strided: one stride-1 convolution per phase of the input grid, or all
+                         phases at once for 8 input channels or fewer (``direct.py``)
+    float32 dW           the dW register tile (``direct.py``)
+    float64, NBCNN_DIRECT=0, or a dX whose flipped convolution would mostly multiply padding
+                         im2col + BLAS (``im2col.py``); a 1x1 stride-1 unpadded conv needs
+                         no copy: x viewed as a matrix already is ``cols``
+"""
+
+import numpy as np
+
+from ... import config
+from ...backend import note_route
+from ...checks import Window
+from . import blas, direct, im2col, winograd
+from .workspace import scratch as _scratch
+
+def _direct_ok(x, W, z):
+    """The direct kernel takes contiguous float32 (float64 stays on im2col + BLAS).
+    ``NBCNN_DIRECT=0`` turns it off: float32 then runs im2col + BLAS too (the middle rung of
+    ``nbcnn bench --ladder``)."""
+    return (config.direct_enabled()
+            and all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, W, z)))
+
+
+def _flip_limit(dz, W, dx):
+    """How much more work (mostly multiplying padding zeros) the flipped-filter dX may do than
+    the BLAS + col2im path before that path wins. The direct kernel runs it about 4x faster
+    than im2col + BLAS would (LeNet C3's dX: 1.1 vs 2.4 ms at a ratio of 5.2; C5's, ratio
+    188, stays on col2im)."""
+    return 8 if _direct_ok(dz, W, dx) else 2
+
+
+def _is_pointwise(x_shape, win, z_shape):
+    """A 1x1, stride-1, unpadded conv: ``x`` as an (N*H*W, C) matrix already is ``cols``."""
+    return (win.f_h == 1 and win.f_w == 1 and win.stride_h == 1 and win.stride_w == 1
+            and win.pad_top == 0 and win.pad_left == 0
+            and x_shape[1] == z_shape[1] and x_shape[2] == z_shape[2])
+
+
+# --------------------------------------------------------------------------- the three kernels
+
+
+def _tiled_forward(x, W, b, win, z, what=""):
+    """float32 ``z = conv(x, W) + b`` on the register tile: Winograd where it pays, else direct."""
+    if winograd.usable(x.shape, W.shape, win) and config.winograd_enabled():
+        note_route(what + "winograd F(2x2,3x3)")
+        winograd.forward(x, W, b, win, z, _scratch)
+    else:
+        note_route(what + direct.tile_name(z.shape[3]))
+        direct.forward(x, W, b, win, z, _scratch)
+
+
+def forward(x, W, b, win, z):
+    """``z = conv(x, W) + b``. Same arguments and output as ``conv.conv2d_forward``."""
+    K = z.shape[3]
+    Wm = W.reshape(-1, K)
+    if _direct_ok(x, W, z):
+        # float32: the register-blocked direct kernel (direct.py), bias included. Its
+        # tiles run across rows, so even LeNet's C5 (one pixel per row) fills them: 130 us
+        # against 270 for im2col + BLAS. 3x3 stride-1 layers with moderate channel counts
+        # take Winograd's F(2x2, 3x3) on the same register tile (winograd.py).
+        _tiled_forward(x, W, b, win, z)
+        return
+    if _is_pointwise(x.shape, win, z.shape):
+        # 1x1 conv: no copy, one matrix product (x viewed as (pixels, C)).
+        note_route("1x1: BLAS")
+        blas.matmul(x.reshape(-1, x.shape[3]), Wm, out=z.reshape(-1, K))
+    else:
+        note_route("im2col+BLAS")
+        im2col.conv_gemm(x, Wm, win.f_h, win.f_w, win.stride_h, win.stride_w, win.pad_top, win.pad_left, z)
+    z += b  # broadcast over the last axis
+
+
+def backward_filter(x, dz, win, dW):
+    """dW = the sum over output pixels of window(x) outer dz. Same arguments and output as
+    ``conv.conv2d_backward_filter``."""
+    K = dz.shape[3]
+    if _direct_ok(x, dz, dW):
+        note_route("dW 6x16 tile")
+        direct.backward_filter(x, dz, win, dW, _scratch)
+    elif _is_pointwise(x.shape, win, dz.shape):
+        note_route("1x1: BLAS")
+        blas.matmul(x.reshape(-1, x.shape[3]).T, dz.reshape(-1, K), out=dW.reshape(-1, K))
+    else:
+        note_route("im2col+BLAS")
+        im2col.filter_grad(x, dz, win, dW)
+
+
+def backward_input(dz, W, win, dx):
+    """dX. Same arguments and output as ``conv.conv2d_backward_input``.
+
+    * 1x1 stride 1, float64: ``dx = dz @ Wm.T``, one matrix product (float32 takes the
+      next path: the direct kernel beat single-threaded BLAS 0.48 vs 0.88 ms on incep1x1,
+      whose reduction is only 16 long).
+    * stride 1: dX is itself a convolution, of ``dz`` with the filters flipped in (i, j) and
+      transposed in (c, k), padded by ``f - 1 - pad``; so it runs on the forward's path
+      (the direct kernel for float32).
+    * stride > 1 (float32): one stride-1 convolution per phase of the input grid
+      (``direct.backward_input_strided``), or for 8 input channels or fewer all the
+      phases in one convolution (``direct.backward_input_space_to_depth``).
+    * otherwise (float64 strided, or when the flipped convolution would mostly multiply
+      padding): ``dcols = dz @ Wm.T`` (each window's gradient), then the gather col2im.
+      (LeNet's C5: the flipped conv would do 190x the work of dcols; see ``_flip_limit``.)
+    """
+    N, H, W_in, C = dx.shape
+    _, H_out, W_out, K = dz.shape
+    f_h, f_w = W.shape[0], W.shape[1]
+    flipped_copy = N * H * W_in * f_h * f_w * K  # im2col of the padded dz
+    dcols_size = N * H_out * W_out * f_h * f_w * C
+    if _is_pointwise(dx.shape, win, dz.shape) and not _direct_ok(dz, W, dx):
+        note_route("1x1: BLAS")
+        blas.matmul(dz.reshape(-1, K), W.reshape(C, K).T, out=dx.reshape(-1, C))
+    elif win.stride_h == 1 and win.stride_w == 1 and flipped_copy <= _flip_limit(dz, W, dx) * dcols_size:
+        # Wflip[i, j, k, c] = W[f_h-1-i, f_w-1-j, c, k]
+        Wflip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
+        flipped = Window(f_h, f_w, 1, 1, f_h - 1 - win.pad_top, f_w - 1 - win.pad_left)
+        if _direct_ok(dz, W, dx):
+            _tiled_forward(dz, Wflip, np.zeros(C, dz.dtype), flipped, dx, what="flipped ")
+        else:
+            note_route("flipped im2col+BLAS")
+            im2col.conv_gemm(dz, Wflip.reshape(-1, C), f_h, f_w, 1, 1, flipped.pad_top, flipped.pad_left, dx)
+    elif _direct_ok(dz, W, dx) and (win.stride_h > 1 or win.stride_w > 1):
+        if C <= direct.LANES:  # few channels: all phases in one convolution
+            note_route("space-to-depth tile")
+            direct.backward_input_space_to_depth(dz, W, win, dx, _scratch)
+        else:
+            note_route("per-phase tiles")
+            direct.backward_input_strided(dz, W, win, dx, _scratch)
+    else:
+        note_route("BLAS+col2im")
+        im2col.input_grad(dz, W, win, dx)
