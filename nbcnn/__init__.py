@@ -39,7 +39,7 @@ from .ops import (
     tanh_backward,
 )
 
-from . import layers, losses, optim  # noqa: E402  (after ops: layers use them)
+from . import config, layers, losses, optim  # noqa: E402  (after ops: layers use them)
 from .checkpoint import load_model, load_weights  # noqa: E402
 from .layers import (  # noqa: E402
     Activation, AveragePooling2D, AvgPool2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
@@ -55,7 +55,7 @@ __all__ = [
     "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "dense", "dense_backward", "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh",
     "tanh_backward", "softmax", "softmax_backward",
-    "layers", "losses", "optim", "Model", "Sequential", "load_model", "load_weights",
+    "config", "layers", "losses", "optim", "Model", "Sequential", "load_model", "load_weights",
     "Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Concatenate", "Conv2D", "Dense",
     "Dropout", "Flatten", "GlobalAveragePooling2D", "Inception", "MaxPool2D", "MaxPooling2D", "ReLU", "Residual",
     "Softmax",

@@ -26,7 +26,7 @@ def run_all(x, Wt, b, stride, pads, dz=None, fast=True):
     f_h, f_w, C, K = Wt.shape
     win = Window(f_h, f_w, stride[0], stride[1], pads[0], pads[2])
     OH, OW = out_hw(x.shape[1], x.shape[2], f_h, f_w, stride, pads)
-    pick = (lambda k: getattr(conv_fast, k)) if fast else (
+    pick = (lambda k: getattr(bias_fast if k == "bias_backward" else conv_fast, k)) if fast else (
         lambda k: {"forward": conv.FORWARD, "backward_input": conv.BACKWARD_INPUT,
                    "backward_filter": conv.BACKWARD_FILTER, "bias_backward": bias.BACKWARD}[k].naive_cpu)
     z = np.full((x.shape[0], OH, OW, K), np.nan, x.dtype)  # NaN: a cell left unwritten shows

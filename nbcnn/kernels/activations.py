@@ -12,6 +12,9 @@ input ``x`` (not its output) and the upstream gradient ``dy``:
 
 Constants are made with ``x.dtype.type(1)`` so float32 stays float32 (a bare ``1.0``
 would promote the arithmetic to float64).
+
+What runs here: these loops on every backend (compiled on cpu and cuda); they have no fast
+variant, since one pass over memory is all they do.
 """
 
 import math

@@ -3,6 +3,10 @@
 A bias is added to every output of its channel (conv) or column (dense), so its gradient
 is the sum of those outputs' gradients. The op layer hands this kernel ``dz`` viewed as
 2-D, ``(positions, K)`` (for conv: ``N * H_out * W_out`` rows), so one kernel serves both.
+
+What runs here: the python and cuda backends run this loop nest; the cpu backend runs it
+compiled only with ``NBCNN_FAST=0``, and by default ``kernels/fast/bias.py`` (rows summed
+as whole vectors in 16 fixed slices).
 """
 
 from numba import prange

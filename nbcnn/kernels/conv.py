@@ -22,6 +22,13 @@ cuda kernels give each output to its own GPU thread.
 Backward kernels are *gathers*: each cell of dX or dW sums everything that flows into it,
 so no two parallel iterations ever write the same number (no races, and the same result
 on every run).
+
+What runs here: the python backend runs these loop nests, always. The cpu and cuda backends
+run them compiled only with ``NBCNN_FAST=0``; by default they run restructured kernels
+registered in ``kernels/fast/__init__.py`` and tested against these: on cpu the router
+``fast/conv.py`` (float32: the register-tiled direct convolution ``fast/direct.py`` or
+Winograd ``fast/winograd.py``; float64: im2col + BLAS ``fast/im2col.py``), on cuda the tiled
+implicit GEMM of ``fast/cuda_conv.py``. ``NBCNN_DEBUG=1`` prints which one ran.
 """
 
 from numba import prange

@@ -8,6 +8,10 @@ Shapes: ``x (N, D)``, ``W (D, M)``, ``b (M,)``, ``y (N, M)``.
               db[m]    = sum_n dy[n, m]                  (kernels/bias.py)
 
 Every output cell is a gather owned by one iteration, as in the conv kernels.
+
+What runs here: the python and cuda backends run these loop nests; the cpu backend runs them
+compiled only with ``NBCNN_FAST=0``. By default it runs ``kernels/fast/dense.py``: a small
+float32 layer on the direct convolution's register tile, everything else as BLAS products.
 """
 
 from numba import prange

@@ -16,6 +16,11 @@ A NaN counts as the maximum (it propagates, like ``np.max``).
 The forward can also say where each maximum sits, ``argmax[n, h_out, w_out, c] = i * f_w + j``
 (row i, column j inside the window, padding rows/columns counted), as PyTorch keeps its
 ``indices``: the backward then routes the gradient with it instead of searching x again.
+
+What runs here: the python backend and the cuda backend run these loop nests; the cpu backend
+runs them compiled only with ``NBCNN_FAST=0``. By default it runs the vectorised kernels of
+``kernels/fast/`` (registered in ``kernels/fast/__init__.py``), which give these results bit
+for bit. ``NBCNN_DEBUG=1`` prints which one ran.
 """
 
 from numba import prange
