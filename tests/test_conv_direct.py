@@ -4,6 +4,20 @@ Correctness against the oracle is in test_conv_fast.py (conv_fast routes float32
 this file checks what is particular to the direct kernel: that its tiles really are kept in
 vector registers (the reason it exists), the padded-input helper, and the guard rails of
 the intrinsics.
+
+The register checks read the machine code of the tiled kernels (the forward's 4 pixel x
+16 channel and 8 x 8 tiles, the dW's 6 tap x 16 channel tile) for two x86 targets, whatever
+the host is: AVX2 (Zen 3, where the kernels were written: 16 vector registers) and
+AVX-512 (Sapphire Rapids: 32 vector registers, and FMAs that broadcast an input number
+straight from memory). Each target is compiled once per session in a child process with
+``NUMBA_CPU_NAME`` set (tests/asm_targets.py), so a check written on one kind of machine
+holds on the other. A tile "kept in registers" means: in the loops that hold its FMAs no
+vector register goes to or comes back from the stack (a spill, which made a 6 x 16 tile 2-3x
+slower on AVX2). Memory operands that read the inputs or weights are fine. The
+12 x 8 tile direct.py mentions is not in the code any more (a 12-pixel copy of the narrow
+loop nest still spills on Zen 3, not on Haswell: it depends on the LLVM's choices), so what the
+spill check sees is tested on probe loops of 20 and 40 sums instead, which need more than 16,
+and more than 32, vector registers whatever LLVM does.
 """
 
 import platform
@@ -13,46 +27,104 @@ import numpy as np
 import pytest
 from numba import njit
 
+import asm_targets
 import oracles
+from asm_targets import TARGETS, VECTOR_REGISTERS, tile_loops
 from nbcnn.checks import Window
 from nbcnn.kernels.fast import direct as conv_direct, simd
 
-x86_avx2 = pytest.mark.skipif(
-    platform.machine() not in ("x86_64", "AMD64") or "avx2" not in open("/proc/cpuinfo").read(),
-    reason="the register-tile check reads x86 AVX2 assembly")
+x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                         reason="the register checks compile for x86 CPUs and read x86 assembly")
+
+TILES = {  # kernel: 8-lane sums in its register tile
+    "conv_tiles": conv_direct.PIXELS * conv_direct.CHANNELS // simd.LANES,  # 4 pixels x 16 channels: 8
+    "conv_tiles_narrow": conv_direct.NARROW_PIXELS,  # 8 pixels x 8 channels: 8
+    "filter_grad_tiles": conv_direct.TAPS * conv_direct.CHANNELS // simd.LANES,  # 6 taps x 16 channels: 12
+}
+_VECTOR_REGISTER = re.compile(r"%([xyz])mm(\d+)")
+_AVX512_ONLY = re.compile(r"\{1to\d+\}|%zmm\d|%[xy]mm(?:1[6-9]|2\d|3[01])\b|%k[0-7]\b")
+"""Syntax only AVX-512 code has: embedded broadcasts, 512-bit registers, registers 16-31,
+mask registers."""
 
 
-def _hot_loop_asm(kernel, *args):
-    """Assembly of a fresh (uncached) compile of ``kernel`` (cached code cannot be inspected)."""
-    fresh = njit(parallel=True, fastmath={"contract"})(kernel.py_func)
-    fresh(*args)
-    return "\n".join(fresh.inspect_asm().values())
+@x86
+@pytest.mark.parametrize("kernel", TILES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_tile_is_kept_in_vector_registers(target, kernel):
+    """Each step of the reduction is the tile's multiply-adds as 8-lane FMAs (ymm registers),
+    and the sums stay in vector registers for the whole reduction: the loops holding the
+    FMAs never move a vector register to or from the stack (a spill), and never store a
+    vector at all (the tile is stored once, after its reduction).
+
+    An FMA may read memory: the weights, or (AVX-512 only) the broadcast input number, as in
+    ``vfmadd231ps (%r11,%r12){1to8}, %ymm8, %ymm7``. Which operand holds the sum depends on
+    the target (``vfmadd231ps`` accumulates into its last operand, the ``vfmadd213ps`` LLVM
+    picks for Zen 3 into its first, with register copies between steps), so the sums are
+    not identified by register name."""
+    sums = TILES[kernel]
+    loops = tile_loops(asm_targets.assembly(target, kernel))
+    assert loops, "no loop of vector FMAs: the tile was not vectorised"
+    for loop in loops:
+        fmas = loop.fmas
+        assert len(fmas) >= sums and len(fmas) % sums == 0, \
+            f"{len(fmas)} FMAs in a loop: not whole steps of the {sums}-sum tile"
+        widths = {w for fma in fmas for w, _ in _VECTOR_REGISTER.findall(fma)}
+        assert widths == {"y"}, f"FMAs not all on 256-bit ymm registers (8 lanes): {fmas[:3]}"
+        assert not loop.spills, f"vector registers spilled to the stack in the tile's loop: {loop.spills[:3]}"
+        assert not loop.vector_stores, f"sums stored during the reduction: {loop.vector_stores[:3]}"
 
 
-def _small_problem(width, tile):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 6, 6 + tile, 3)).astype(np.float32)
-    W = rng.standard_normal((3, 3, 3, width)).astype(np.float32)
-    out = np.empty((2, 4, 4, width), np.float32)
-    return x, W, out
+@x86
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_spill_check_sees_real_spills(target):
+    """The check above is not vacuous: a loop of ``sums`` sums needs them and two more
+    vector registers (a weight vector, an input broadcast), so 20 sums spill on AVX2 (16
+    registers) but not on AVX-512 (32; its FMAs there read the inputs through ``{1to8}``
+    broadcasts, which are not spills), and 40 sums spill on both."""
+    for sums in asm_targets.PROBE_SUMS:
+        (loop,) = tile_loops(asm_targets.assembly(target, f"probe_{sums}"))
+        assert len(loop.fmas) == sums
+        if sums + 2 > VECTOR_REGISTERS[target]:
+            assert loop.spills, f"{sums} sums on {target}: no spill seen"
+            assert any(re.search(r"\(%rsp", s) for s in loop.spills)
+        else:
+            assert not loop.spills, f"{sums} sums fit in {target}'s registers, yet: {loop.spills[:3]}"
 
 
-@x86_avx2
-@pytest.mark.parametrize("kernel, width, tile, fmas", [
-    (conv_direct.conv_tiles, 16, conv_direct.PIXELS, 8),
-    (conv_direct.conv_tiles_narrow, 8, conv_direct.NARROW_PIXELS, 8),
-])
-def test_the_tile_is_kept_in_vector_registers(kernel, width, tile, fmas):
-    """Every multiply-add of the tile is a 256-bit FMA between registers: a memory operand
-    on an FMA (``vfmadd231ps 64(%rsp), ...``) would mean the sums were spilled to the stack,
-    which made a 6x16 tile 2-3x slower on AVX2 (16 vector registers)."""
-    x, W, out = _small_problem(width, tile)
-    asm = _hot_loop_asm(kernel, x.reshape(-1), x.shape, conv_direct.pack_filters(W, width),
-                        (3, 3, 1, 1, 4, 4, width), np.zeros(width, np.float32), out.reshape(-1))
-    ymm_fmas = re.findall(r"vfmadd\d+ps\s+([^\n]*ymm[^\n]*)", asm)
-    assert len(ymm_fmas) >= fmas, "no 8-lane FMAs: the tile was not vectorised"
-    spilled = [f for f in ymm_fmas if "(" in f]
-    assert not spilled, f"FMAs reading spilled sums from memory: {spilled[:3]}"
+def test_the_spill_check_reads_stack_addresses_only():
+    """The rules on hand-written loops: an FMA reading an input through an embedded
+    broadcast is no spill (the line that fooled the first version of this check on
+    AVX-512); a vector register stored to or loaded from %rsp, or from %rbp where the
+    function set %rbp up as its frame pointer, is one; %rbp as a plain register is not."""
+    def loop(prologue, *body):
+        asm = "\n".join(["f:", *prologue, ".LBB0_1:", *body, "\tjne\t.LBB0_1", "\tretq"])
+        (found,) = tile_loops(asm)
+        return found
+
+    fine = loop([], "\tvfmadd231ps\t(%r11,%r12){1to8}, %ymm8, %ymm7", "\tvbroadcastss\t(%rbp,%r15,4), %ymm9",
+                "\tvfmadd231ps\t%ymm9, %ymm8, %ymm6", "\tmovq\t64(%rsp), %rbx")
+    assert (fine.spills, fine.vector_stores, len(fine.fmas)) == ([], [], 2)
+    spilled = loop([], "\tvmovups\t%ymm7, 64(%rsp)", "\tvfmadd231ps\t96(%rsp), %ymm8, %ymm7")
+    assert len(spilled.spills) == 2 and spilled.vector_stores == ["vmovups\t%ymm7, 64(%rsp)"]
+    framed = loop(["\tpushq\t%rbp", "\tmovq\t%rsp, %rbp"], "\tvfmadd231ps\t-64(%rbp), %ymm8, %ymm7")
+    assert framed.spills == ["vfmadd231ps\t-64(%rbp), %ymm8, %ymm7"]
+
+
+@x86
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_target_compiles_its_own_instruction_set(target):
+    """The children compiled for the CPU named, with its own features only (not the host's):
+    the AVX2 code has no AVX-512 syntax; the AVX-512 code keeps 20 sums in registers, so it
+    has registers 16-31 (AVX-512VL)."""
+    cpu, features = asm_targets.compiled_for(target)
+    assert (cpu, features) == (TARGETS[target], "")
+    if target == "avx2":
+        for name in list(TILES) + [f"probe_{s}" for s in asm_targets.PROBE_SUMS]:
+            found = _AVX512_ONLY.findall(asm_targets.assembly(target, name))
+            assert not found, f"AVX-512 instructions in the AVX2 code of {name}: {found[:3]}"
+    else:
+        (loop,) = tile_loops(asm_targets.assembly(target, "probe_20"))
+        assert max(int(n) for fma in loop.fmas for _, n in _VECTOR_REGISTER.findall(fma)) >= 16
 
 
 def test_padded_input_is_x_when_no_border_is_needed():
