@@ -11,7 +11,7 @@ import oracles
 from conftest import ALL_BACKENDS, is_slow
 from nbcnn import checks, layers as L
 from nbcnn.kernels import pool
-from nbcnn.kernels.fast import pool as pool_fast
+from nbcnn.kernels.fast import max_pool
 from test_conv import pair, resolve
 
 
@@ -158,13 +158,13 @@ def kernel_outputs(x, f, stride, pad, dp):
     win, (H_out, W_out) = checks.pool_window(x.shape, f, stride, pad, "test")
     shape = (x.shape[0], H_out, W_out, x.shape[3])
     out = {}
-    for name, fn in [("naive", pool.MAX_ARGMAX.naive_cpu), ("fast", pool_fast.max_pool2d_forward_argmax)]:
+    for name, fn in [("naive", pool.MAX_ARGMAX.naive_cpu), ("fast", max_pool.max_pool2d_forward_argmax)]:
         p, a = np.full(shape, np.nan, x.dtype), np.full(shape, -5, np.int32)  # garbage to overwrite
         fn(x, win, p, a)
         out[name] = (p, a)
     arg = out["naive"][1]
     dp = dp(shape).astype(x.dtype)
-    for name, fn in [("naive", pool.MAX_BACKWARD_ARGMAX.naive_cpu), ("fast", pool_fast.max_pool2d_backward_argmax)]:
+    for name, fn in [("naive", pool.MAX_BACKWARD_ARGMAX.naive_cpu), ("fast", max_pool.max_pool2d_backward_argmax)]:
         dx = np.full(x.shape, np.nan, x.dtype)
         fn(dp, arg, win, dx)
         out[name] += (dx,)
@@ -200,8 +200,8 @@ def test_fast_kernels_on_bench_like_shapes(shape, f, stride):
 
 
 def test_the_cpu_backend_runs_the_fast_kernels():
-    assert pool.MAX_ARGMAX.fast_cpu is pool_fast.max_pool2d_forward_argmax
-    assert pool.MAX_BACKWARD_ARGMAX.fast_cpu is pool_fast.max_pool2d_backward_argmax
+    assert pool.MAX_ARGMAX.fast_cpu is max_pool.max_pool2d_forward_argmax
+    assert pool.MAX_BACKWARD_ARGMAX.fast_cpu is max_pool.max_pool2d_backward_argmax
 
 
 # --------------------------------------------------------------------------- bad argmax

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import nbcnn
 from nbcnn import checks
 from nbcnn.kernels import pool
-from nbcnn.kernels.fast import pool as pool_fast
+from nbcnn.kernels.fast import avg_pool, max_pool
 
 MANY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -31,14 +31,14 @@ def _both(kernel, fast, args, out_shape, dtype):
 def _check_all_four(x, f, stride, pad, dp):
     win, p_shape = _outputs(x, f, stride, pad)
     dt = x.dtype
-    for kernel, fast in [(pool.MAX_FORWARD, pool_fast.max_pool2d_forward),
-                         (pool.AVG_FORWARD, pool_fast.avg_pool2d_forward)]:
+    for kernel, fast in [(pool.MAX_FORWARD, max_pool.max_pool2d_forward),
+                         (pool.AVG_FORWARD, avg_pool.avg_pool2d_forward)]:
         want, got = _both(kernel, fast, (x, win), p_shape, dt)
         np.testing.assert_array_equal(got, want, err_msg=kernel.name)
     dp = dp(p_shape)
-    want, got = _both(pool.MAX_BACKWARD, pool_fast.max_pool2d_backward, (dp, x, win), x.shape, dt)
+    want, got = _both(pool.MAX_BACKWARD, max_pool.max_pool2d_backward, (dp, x, win), x.shape, dt)
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg="max backward bits")
-    want, got = _both(pool.AVG_BACKWARD, pool_fast.avg_pool2d_backward, (dp, win), x.shape, dt)
+    want, got = _both(pool.AVG_BACKWARD, avg_pool.avg_pool2d_backward, (dp, win), x.shape, dt)
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg="avg backward bits")
 
 
@@ -81,11 +81,11 @@ def test_nan_and_signed_zero_follow_the_readable_rule(seed, f_stride):
     rng = np.random.default_rng(seed)
     x = rng.choice(np.array([np.nan, -0.0, 0.0, 1.0, -np.inf, np.inf], np.float32), size=(2, 6, 7, 9))
     win, p_shape = _outputs(x, f, stride, 0)
-    for kernel, fast in [(pool.MAX_FORWARD, pool_fast.max_pool2d_forward)]:
+    for kernel, fast in [(pool.MAX_FORWARD, max_pool.max_pool2d_forward)]:
         want, got = _both(kernel, fast, (x, win), p_shape, x.dtype)
         np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
     dp = rng.standard_normal(p_shape).astype(np.float32)
-    want, got = _both(pool.MAX_BACKWARD, pool_fast.max_pool2d_backward, (dp, x, win), x.shape, x.dtype)
+    want, got = _both(pool.MAX_BACKWARD, max_pool.max_pool2d_backward, (dp, x, win), x.shape, x.dtype)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
@@ -95,7 +95,7 @@ def test_ties_send_the_gradient_to_the_first_maximum():
     x = np.full((1, 4, 4, 8), 5.0, np.float32)
     win, p_shape = _outputs(x, 3, 1, 0)
     dx = np.empty_like(x)
-    pool_fast.max_pool2d_backward(np.ones(p_shape, np.float32), x, win, dx)
+    max_pool.max_pool2d_backward(np.ones(p_shape, np.float32), x, win, dx)
     np.testing.assert_array_equal(dx[0, :, :, 3], [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
 
 
@@ -115,16 +115,16 @@ def test_runs_are_bit_identical():
     outs = []
     for _ in range(3):
         dx = np.empty_like(x)
-        pool_fast.max_pool2d_backward(dp, x, win, dx)
+        max_pool.max_pool2d_backward(dp, x, win, dx)
         outs.append(dx.tobytes())
     assert outs[0] == outs[1] == outs[2]
 
 
 def test_cpu_backend_runs_the_fast_kernels():
-    assert pool.MAX_FORWARD.fast_cpu is pool_fast.max_pool2d_forward
-    assert pool.MAX_BACKWARD.fast_cpu is pool_fast.max_pool2d_backward
-    assert pool.AVG_FORWARD.fast_cpu is pool_fast.avg_pool2d_forward
-    assert pool.AVG_BACKWARD.fast_cpu is pool_fast.avg_pool2d_backward
+    assert pool.MAX_FORWARD.fast_cpu is max_pool.max_pool2d_forward
+    assert pool.MAX_BACKWARD.fast_cpu is max_pool.max_pool2d_backward
+    assert pool.AVG_FORWARD.fast_cpu is avg_pool.avg_pool2d_forward
+    assert pool.AVG_BACKWARD.fast_cpu is avg_pool.avg_pool2d_backward
     x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
     with nbcnn.use_backend("cpu"):
         np.testing.assert_array_equal(nbcnn.max_pool2d(x, 2), x.reshape(2, 2, 2, 2, 2, 3).max(axis=(2, 4)))

@@ -14,24 +14,26 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
     conv.BACKWARD_FILTER                 conv.backward_filter: dW tile |           cuda_conv (split-k + ordered sum)
                                            im2col+BLAS
     bias.BACKWARD                        bias.bias_backward (16 row slices)        readable
-    pool.MAX_FORWARD / MAX_ARGMAX        pool.max_pool2d_forward(_argmax)          readable
-    pool.MAX_BACKWARD(_ARGMAX)           pool.max_pool2d_backward(_argmax)         readable
-    pool.AVG_FORWARD / AVG_BACKWARD      pool.avg_pool2d_forward / _backward       readable
+    pool.MAX_FORWARD / MAX_ARGMAX        max_pool.max_pool2d_forward(_argmax)      readable
+    pool.MAX_BACKWARD(_ARGMAX)           max_pool.max_pool2d_backward(_argmax)     readable
+    pool.AVG_FORWARD / AVG_BACKWARD      avg_pool.avg_pool2d_forward / _backward   readable
     dense.FORWARD                        dense.forward: direct tile | BLAS         readable
     dense.BACKWARD_INPUT / _WEIGHT       dense.backward_input / _weight: BLAS      readable
 
 The modules: ``simd.py`` (explicit 8-lane vectors as Numba intrinsics), ``direct.py`` (the
 register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3) on the same tile),
 ``im2col.py`` (windows copied into a matrix for BLAS), ``blas.py`` (BLAS products with the
-thread count chosen per product), ``conv.py`` (the router between them), ``pool.py``,
-``dense.py``, ``cuda_conv.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
+thread count chosen per product), ``conv.py`` (the router between them), ``pool_rows.py``
+(the pooling kernels' shared row layouts, helpers and thread launcher), ``max_pool.py`` and
+``avg_pool.py`` (max and average pooling, forward and backward), ``dense.py``,
+``cuda_conv.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
 
 Importing this package registers them all (``ops.py`` imports it); it imports no numba.cuda
 until a cuda launcher is first asked for.
 """
 
 from .. import bias as _bias, conv as _conv, dense as _dense, pool as _pool
-from . import bias, conv, cuda_conv, dense, pool
+from . import avg_pool, bias, conv, cuda_conv, dense, max_pool
 
 # own_threads=True: the kernel picks its threads itself (the register tiles use every thread
 # however small the call; pooling has its own threshold; BLAS its own rule), so the
@@ -43,12 +45,12 @@ _conv.BACKWARD_FILTER.register_fast(cpu=conv.backward_filter, cuda=cuda_conv.bac
                                     own_threads=True)
 _bias.BACKWARD.register_fast(cpu=bias.bias_backward)
 
-_pool.MAX_FORWARD.register_fast(cpu=pool.max_pool2d_forward, own_threads=True)
-_pool.MAX_ARGMAX.register_fast(cpu=pool.max_pool2d_forward_argmax, own_threads=True)
-_pool.MAX_BACKWARD_ARGMAX.register_fast(cpu=pool.max_pool2d_backward_argmax, own_threads=True)
-_pool.MAX_BACKWARD.register_fast(cpu=pool.max_pool2d_backward, own_threads=True)
-_pool.AVG_FORWARD.register_fast(cpu=pool.avg_pool2d_forward, own_threads=True)
-_pool.AVG_BACKWARD.register_fast(cpu=pool.avg_pool2d_backward, own_threads=True)
+_pool.MAX_FORWARD.register_fast(cpu=max_pool.max_pool2d_forward, own_threads=True)
+_pool.MAX_ARGMAX.register_fast(cpu=max_pool.max_pool2d_forward_argmax, own_threads=True)
+_pool.MAX_BACKWARD_ARGMAX.register_fast(cpu=max_pool.max_pool2d_backward_argmax, own_threads=True)
+_pool.MAX_BACKWARD.register_fast(cpu=max_pool.max_pool2d_backward, own_threads=True)
+_pool.AVG_FORWARD.register_fast(cpu=avg_pool.avg_pool2d_forward, own_threads=True)
+_pool.AVG_BACKWARD.register_fast(cpu=avg_pool.avg_pool2d_backward, own_threads=True)
 
 _dense.FORWARD.register_fast(cpu=dense.forward, own_threads=True)
 _dense.BACKWARD_INPUT.register_fast(cpu=dense.backward_input, own_threads=True)

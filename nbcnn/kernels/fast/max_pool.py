@@ -1,168 +1,47 @@
-"""Fast CPU pooling: the results of pool.py's loop nests, bit for bit, restructured for speed.
+"""Fast CPU max pooling: forward (with or without the argmax) and backward (with or without
+the forward's argmax), the results of ``nbcnn/kernels/pool.py``'s loop nests, bit for bit.
 
-Pooling does about one comparison or addition per number it moves, so it is memory-bound:
-the time goes into reading x and writing the output, as long as the work in between runs on
-whole vectors. What the fast kernels change against the readable ones:
+The layouts ("flat" rows for few channels, "wide" channels-innermost for many), the row
+helpers, the thread launcher and the rules every fast pooling kernel keeps (same bits, ties
+to the first maximum, NaN wins, no two tasks write one cell) are in ``pool_rows.py``. What
+the max kernels add:
 
-1. **Two layouts of the same loop, by channel count.** With many channels (C >= 16; 32 for
-   the max forward, see WIDE_C_MAX) the channel loop is innermost ("wide"): one vector loop
-   per window cell. With few (LeNet's C = 6) that loop leaves the vectors mostly empty, so the
-   "flat" kernels see an image row ``x[n, h]`` as one run of W*C numbers: window cell (i, j)
-   of stride-1 position q reads it at ``(q - pad + j)*C + c``, i.e. ``m + (j - pad)*C`` for the
-   flat index ``m = q*C + c`` — a shifted copy of the row, one long vector loop whatever C is.
-   A stride-2 row is computed at every position ("full resolution", twice the comparisons,
-   all in vectors) and the real outputs copied out (``_compact``); the average backward adds
-   each window's share back at every stride-th position (``_scatter``).
-2. **Whole 2x2 and 3x3 windows in one loop** (``_max_2x2``, ``_max_3x3``, the fused average):
-   one store per output instead of a pass per window row, where no padding is involved.
+1. **A search that keeps its argmax, as selects** (``_take``): the value and its cell number
+   ride along in one vector loop, the argmax costs one more select per cell, not a pass. The
+   flat rows run one pass per window row through two scratch rows (``_max_row_pass``); the
+   wide rows one vector loop per window and cell over the channels (``_max_row_wide``, from
+   WIDE_C_MAX = 32 channels: at 16 LLVM left the loop scalar, with branches).
+2. **Whole 2x2 and 3x3 windows in one loop** (``_max_2x2``, ``_max_3x3``,
+   ``_max_window_wide``): one store per output instead of a pass per window row, where no
+   padding is involved.
 3. **Max backward from the argmax, as PyTorch does it.** Windows that do not overlap: each
    dx cell is written once, ``0 + dp`` where its window's argmax points at it, else 0 (a
-   vector select per cell, C >= 16; for float32 spelled out with ``simd.keep_where_eq8``,
-   8 channels per compare), or dx is zeroed and each window's gradient stored on its
-   argmax cell (``_max_back_scatter``: one scalar store per *output* number, few channels).
-   Overlapping windows: the scatter adds, one image per task, rows in ascending order.
-4. **Sliced views, indexed by the loop counter.** ``row[m + C]`` with a signed offset makes
-   Numba wrap negative indices around, which LLVM cannot vectorise (it built each vector from
-   8 scalar loads: 4x slower); ``row[C:][m]`` has no such test. Cell numbers are int32, like
-   the argmax: an int64 among them makes every vector lane 64-bit.
-5. **Selects, not branches, on data.** ``b if keep else v`` inside a long loop becomes a vector
-   blend; the same in a short loop that LLVM leaves scalar becomes a branch that random data
-   mispredicts half the time (that is why the max forward goes wide only from 32 channels).
-6. **Rows of outputs as prange tasks** (n, h_out) — dx rows (n, h) for the average backward,
-   images for an overlapping max backward — in one chunk per thread, each with its own
-   scratch rows. Calls touching fewer than config.POOL_SERIAL_BELOW_ELEMENTS numbers run on one thread.
+   vector select per cell, C >= WIDE_C = 16; for float32 spelled out with
+   ``simd.keep_where_eq8``, 8 channels per compare: ``_max_back_tiles_wide``), or dx is
+   zeroed and each window's gradient stored on its argmax cell (``_max_back_scatter``: one
+   scalar store per *output* number, few channels). Overlapping windows: the scatter adds,
+   one image per task, rows in ascending order. Without the forward's argmax, the backward
+   runs the forward kernel to find it first.
 
-Same results as the readable kernels, exactly: the same float operations in the same order
-per output number (no ``fastmath``), ties go to the *first* maximum in row-major order, a
-NaN wins and stays, and a dx cell that several windows send gradient to sums it in the
-readable order (window rows, then columns, ascending). No two prange tasks ever write the
-same cell (Numba has no CPU atomics), so every run gives the same bits. An argmax value that
-is out of range or points at padding sends no gradient (as the readable gather): no store
-ever leaves dx.
+An argmax value that is out of range or points at padding sends no gradient (as the readable
+gather): no store ever leaves dx.
 
-Measured (2 cores, nbcnn bench, separate processes; x torch 2.13 CPU): max forward 1.4-2.7x,
-average forward 0.85-3x, max backward 0.7-1.2x on pool32x16 / pool112x64; LeNet's pools
-1.0-4.7x except the max backward (0.6x: C = 6 leaves only the scalar scatter).
-
-Arrays are C-contiguous NHWC (``checks.as_array`` makes them so); ``win`` is the
-``checks.Window`` tuple (f_h, f_w, stride_h, stride_w, pad_top, pad_left), as in pool.py,
-unpacked into six ints for the compiled functions (a tuple of ints dispatches faster than a
-NamedTuple).
+Measured (2 cores, nbcnn bench, separate processes; x torch 2.13 CPU): forward 1.4-2.7x,
+backward 0.7-1.2x on pool32x16 / pool112x64; on LeNet's pools the backward 0.6x (C = 6
+leaves only the scalar scatter) and the forward within the 1.0-4.7x measured for LeNet's
+max forward and average kernels together.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload, register_jitable
 
-from ... import config
 from ...backend import note_route
-from ..indexing import windows_covering
-from .simd import LANES, add8, keep_where_eq8, load8, store8
+from .pool_rows import WIDE_C, _chunk, _compact, _inside, _launch, stride_map
+from .simd import LANES, keep_where_eq8, load8, store8
 
 
-# --------------------------------------------------------------------------- shared pieces
-
-
-@register_jitable
-def stride_map(W_out, C, stride):
-    """``idx[m]``: where flat output ``m = w_out*C + c`` sits in a full-resolution row,
-    ``w_out*stride*C + c`` (unsigned: indexing with it needs no negative-index test)."""
-    idx = np.empty(W_out * C, np.uint32)
-    for w_out in range(W_out):
-        for c in range(C):
-            idx[w_out * C + c] = w_out * stride * C + c
-    return idx
-
-
-@register_jitable
-def column_counts(W, W_out, C, f_w, stride_w, pad_left):
-    """``cols[m]``: how many real (not padding) columns the window of flat output m covers."""
-    cols = np.empty(W_out * C, np.int32)
-    for w_out in range(W_out):
-        left = w_out * stride_w - pad_left
-        n_cols = min(left + f_w, W) - max(left, 0)
-        for c in range(C):
-            cols[w_out * C + c] = n_cols
-    return cols
-
-
-@register_jitable
-def _compact(full, idx, C, stride, out):
-    """``out[w_out*C + c] = full[w_out*stride*C + c]``: the real outputs of a full-resolution row."""
-    if stride == 1:
-        for m in range(out.shape[0]):
-            out[m] = full[m]
-    elif C >= 8:  # whole runs of channels: per-pixel slices (a vector per 8 channels)
-        for w_out in range(out.shape[0] // C):
-            src = full[w_out * stride * C:w_out * stride * C + C]
-            dst = out[w_out * C:w_out * C + C]
-            for c in range(C):
-                dst[c] = src[c]
-    else:  # a few channels: one flat loop through the index map beats a slice per pixel
-        for m in range(out.shape[0]):
-            out[m] = full[idx[m]]
-
-
-@register_jitable
-def _scatter(vals, idx, C, stride, out, add):
-    """``out[w*stride*C + c] = vals[w*C + c]`` (or ``+=`` when add), for the windows w of vals."""
-    n = vals.shape[0]
-    if stride == 1:
-        if add:
-            for m in range(n):
-                out[m] += vals[m]
-        else:
-            for m in range(n):
-                out[m] = vals[m]
-    elif C >= 8:
-        for w in range(n // C):
-            src = vals[w * C:w * C + C]
-            dst = out[w * stride * C:w * stride * C + C]
-            if add:
-                for c in range(C):
-                    dst[c] += src[c]
-            else:
-                for c in range(C):
-                    dst[c] = src[c]
-    elif add:
-        for m in range(n):
-            out[idx[m]] += vals[m]
-    else:
-        for m in range(n):
-            out[idx[m]] = vals[m]
-
-
-@register_jitable
-def _inside(W, W_out, f_w, s_w, pad_left):
-    """The windows ``[o0, o1)`` whose every column lies inside the image (no padding)."""
-    o0 = min((pad_left + s_w - 1) // s_w, W_out)
-    o1 = max(min((W - f_w + pad_left) // s_w + 1, W_out), o0)
-    return o0, o1
-
-
-@register_jitable
-def _chunk(k, chunks, total):
-    """Task rows ``[first, stop)`` of chunk k of ``chunks`` (one chunk per thread)."""
-    return k * total // chunks, (k + 1) * total // chunks
-
-
-def _launch(parallel, touched, *args):
-    """Run a prange driver with one chunk per thread; calls touching fewer than
-    ``config.POOL_SERIAL_BELOW_ELEMENTS`` numbers get one chunk on one thread (waking the other
-    costs more than it saves), as the dispatcher does for kernels without ``own_threads``."""
-    threads = numba.get_num_threads()
-    if touched >= config.POOL_SERIAL_BELOW_ELEMENTS or threads == 1:
-        parallel(*args, threads)
-        return
-    numba.set_num_threads(1)
-    try:
-        parallel(*args, 1)
-    finally:
-        numba.set_num_threads(threads)
-
-
-# --------------------------------------------------------------------------- max
+# --------------------------------------------------------------------------- forward
 
 
 @register_jitable
@@ -391,7 +270,7 @@ def _max_window_wide(x, n, h, w, f_w, C, out_v, out_a, o):
 
 @njit(cache=True)
 def _max_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg):
-    """Output rows t0..t1-1, one window after the other, channels innermost (C >= WIDE_C)."""
+    """Output rows t0..t1-1, one window after the other, channels innermost (C >= WIDE_C_MAX)."""
     N, H, W, C = x.shape
     H_out, W_out = p.shape[1], p.shape[2]
     o_in0, o_in1 = _inside(W, W_out, f_w, s_w, pad_left)
@@ -432,19 +311,9 @@ def _max_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, wit
                     out_a[o, c] = ab[o, c] if odd else aa[o, c]
 
 
-# Channels from which a loop over them (one window cell) vectorises well; below, the flat
-# full-resolution rows win (LeNet's C = 6 would leave the vectors mostly empty).
-WIDE_C = 16
-
-
 # The max forward's channel loop does two selects per cell; LLVM vectorises it only from 32
 # channels (at 16 it ran scalar, with branches: 7x slower than the flat rows on pool32x16).
 WIDE_C_MAX = 32
-
-
-# Each layout has its own compiled driver (prange over one chunk per thread), and the Python
-# wrapper picks one: a call compiles only the layout it runs (cold, each takes seconds to
-# compile: LLVM vectorises many loops).
 
 
 @njit(parallel=True, cache=True)
@@ -479,6 +348,9 @@ def max_pool2d_forward(x, win, p):
 
 def max_pool2d_forward_argmax(x, win, p, arg):
     _max_forward(x, win, p, arg, True, x.size + 2 * p.size)
+
+
+# --------------------------------------------------------------------------- backward
 
 
 @register_jitable
@@ -677,281 +549,3 @@ def max_pool2d_backward(dp, x, win, dx):
     arg = np.empty(dp.shape, np.int32)
     max_pool2d_forward_argmax(x, win, np.empty(dp.shape, x.dtype), arg)
     max_pool2d_backward_argmax(dp, arg, win, dx)
-
-
-# --------------------------------------------------------------------------- average
-
-
-@register_jitable
-def _add_row_pass(row, C, W, f_w, pad_left, W_full, q_in0, q_in1, acc):
-    """``acc += `` the f_w cells of one window row, in order, at every full-resolution position."""
-    L = (q_in1 - q_in0) * C
-    if L > 0:
-        at, base = q_in0 * C, (q_in0 - pad_left) * C
-        s, r0 = acc[at:at + L], row[base:base + L]
-        if f_w == 2:
-            r1 = row[base + C:base + C + L]
-            for m in range(L):
-                s[m] = (s[m] + r0[m]) + r1[m]
-        elif f_w == 3:
-            r1, r2 = row[base + C:base + C + L], row[base + 2 * C:base + 2 * C + L]
-            for m in range(L):
-                s[m] = ((s[m] + r0[m]) + r1[m]) + r2[m]
-        else:
-            for j in range(f_w):
-                rj = row[base + j * C:base + j * C + L]
-                for m in range(L):
-                    s[m] += rj[m]
-    for q in range(W_full):
-        if q_in0 <= q < q_in1:
-            continue
-        for c in range(C):
-            total = acc[q * C + c]
-            for j in range(f_w):
-                w = q - pad_left + j
-                if 0 <= w < W:
-                    total += row[w * C + c]
-            acc[q * C + c] = total
-
-
-@njit(cache=True)
-def _avg_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
-    """Output rows t0..t1-1: the sum of each window's real cells in row-major order, / count."""
-    N, H, W, C = x.shape
-    H_out, W_out = p.shape[1], p.shape[2]
-    xf = x.reshape(N, H, W * C)
-    pf = p.reshape(N, H_out, W_out * C)
-    idx = stride_map(W_out, C, s_w)
-    cols = column_counts(W, W_out, C, f_w, s_w, pad_left)
-    W_full = (W_out - 1) * s_w + 1
-    q_in0 = min(pad_left, W_full)
-    q_in1 = max(min(W - f_w + 1 + pad_left, W_full), q_in0)
-    acc, sums = np.empty(W_full * C, x.dtype), np.empty(W_out * C, x.dtype)
-    zero = x.dtype.type(0)
-    for t in range(t0, t1):
-        n, h_out = t // H_out, t % H_out
-        top = h_out * s_h - pad_top
-        h0, h1 = max(top, 0), min(top + f_h, H)
-        for m in range(W_full * C):
-            acc[m] = zero
-        for h in range(h0, h1):
-            _add_row_pass(xf[n, h], C, W, f_w, pad_left, W_full, q_in0, q_in1, acc)
-        _compact(acc, idx, C, s_w, sums)
-        out, rows = pf[n, h_out], h1 - h0
-        for m in range(W_out * C):  # the count cast to the float type: float32 stays float32
-            out[m] = sums[m] / x.dtype.type(rows * cols[m])
-
-
-@njit(cache=True)
-def _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
-    """``_avg_rows_flat`` for many channels: each window summed straight into p, channels innermost."""
-    N, H, W, C = x.shape
-    H_out, W_out = p.shape[1], p.shape[2]
-    o_in0, o_in1 = _inside(W, W_out, f_w, s_w, pad_left)
-    zero = x.dtype.type(0)
-    whole = o_in0 == 0 and o_in1 == W_out and f_h == f_w and (f_w == 2 or f_w == 3)
-    for t in range(t0, t1):
-        n, h_out = t // H_out, t % H_out
-        top = h_out * s_h - pad_top
-        h0, h1 = max(top, 0), min(top + f_h, H)
-        out = p[n, h_out]
-        if whole and h1 - h0 == f_h:  # no padding in this window row: all cells in one pass
-            count = x.dtype.type(f_h * f_w)
-            for o in range(W_out):
-                w = o * s_w - pad_left
-                if f_w == 2:
-                    for c in range(C):
-                        out[o, c] = ((((zero + x[n, h0, w, c]) + x[n, h0, w + 1, c]) + x[n, h0 + 1, w, c])
-                                     + x[n, h0 + 1, w + 1, c]) / count
-                else:
-                    for c in range(C):
-                        total = ((zero + x[n, h0, w, c]) + x[n, h0, w + 1, c]) + x[n, h0, w + 2, c]
-                        total = ((total + x[n, h0 + 1, w, c]) + x[n, h0 + 1, w + 1, c]) + x[n, h0 + 1, w + 2, c]
-                        total = ((total + x[n, h0 + 2, w, c]) + x[n, h0 + 2, w + 1, c]) + x[n, h0 + 2, w + 2, c]
-                        out[o, c] = total / count
-            continue
-        for o in range(W_out):
-            for c in range(C):
-                out[o, c] = zero
-        for h in range(h0, h1):
-            row = x[n, h]
-            for o in range(o_in0, o_in1):
-                w = o * s_w - pad_left
-                if f_w == 2:
-                    for c in range(C):
-                        out[o, c] = (out[o, c] + row[w, c]) + row[w + 1, c]
-                elif f_w == 3:
-                    for c in range(C):
-                        out[o, c] = ((out[o, c] + row[w, c]) + row[w + 1, c]) + row[w + 2, c]
-                else:
-                    for j in range(f_w):
-                        for c in range(C):
-                            out[o, c] += row[w + j, c]
-            for o in range(W_out):
-                if o_in0 <= o < o_in1:
-                    continue
-                for j in range(f_w):
-                    w = o * s_w - pad_left + j
-                    if 0 <= w < W:
-                        for c in range(C):
-                            out[o, c] += row[w, c]
-        for o in range(W_out):
-            left = o * s_w - pad_left
-            count = x.dtype.type((h1 - h0) * (min(left + f_w, W) - max(left, 0)))
-            for c in range(C):
-                out[o, c] = out[o, c] / count
-
-
-@njit(parallel=True, cache=True)
-def _avg_flat_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
-    for k in prange(chunks):
-        t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
-        _avg_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
-
-
-@njit(parallel=True, cache=True)
-def _avg_wide_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
-    for k in prange(chunks):
-        t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
-        _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p)
-
-
-def avg_pool2d_forward(x, win, p):
-    if x.shape[3] >= WIDE_C:
-        note_route("channels innermost")
-        _launch(_avg_wide_parallel, x.size + p.size, x, *win, p)
-    else:
-        note_route("flat rows")
-        _launch(_avg_flat_parallel, x.size + p.size, x, *win, p)
-
-
-@njit(cache=True)
-def _avg_back_flat(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    """dx rows t0..t1-1 (t = n*H + h), each a gather over the window rows covering row h
-    (ascending). Per window row, each window's share ``0 + dp / count`` (a -0.0 lands as +0.0,
-    as in the readable sum) is computed for all windows in one flat loop; then, for each window
-    column j (descending, so that every dx cell gets its windows' shares left to right, the
-    readable order), added into the dx row at every stride-th pixel (``_scatter``). When the
-    windows tile the row (stride = f_w), the first window row writes instead of adding to zeros."""
-    N, H, W, C = dx.shape
-    H_out, W_out = dp.shape[1], dp.shape[2]
-    dxf = dx.reshape(N, H, W * C)
-    gf = dp.reshape(N, H_out, W_out * C)
-    idx = stride_map(W_out, C, s_w)
-    cols = column_counts(W, W_out, C, f_w, s_w, pad_left)
-    share = np.empty(W_out * C, dx.dtype)
-    zero = dx.dtype.type(0)
-    tiles = s_w == f_w
-    covered = min(W_out * s_w - pad_left, W)  # when they tile, windows cover columns [0, covered)
-    for t in range(t0, t1):
-        n, h = t // H, t % H
-        d = dxf[n, h]
-        h_first, h_stop = windows_covering(h, pad_top, f_h, s_h, H_out)
-        add = not (tiles and h_stop > h_first)
-        for m in range(0 if add else covered * C, W * C):
-            d[m] = zero
-        for h_out in range(h_first, h_stop):
-            top = h_out * s_h - pad_top
-            rows = min(top + f_h, H) - max(top, 0)
-            g = gf[n, h_out]
-            for m in range(W_out * C):
-                share[m] = zero + g[m] / dx.dtype.type(rows * cols[m])
-            for j in range(f_w - 1, -1, -1):
-                # the windows whose column j, w_out * s_w - pad_left + j, lies in [0, W)
-                o0 = (pad_left - j + s_w - 1) // s_w if pad_left > j else 0
-                o1 = min((W - 1 + pad_left - j) // s_w + 1, W_out)
-                if o1 > o0:
-                    _scatter(share[o0 * C:o1 * C], idx, C, s_w, d[(o0 * s_w - pad_left + j) * C:], add)
-            add = True
-
-
-def _put_cell(d, at, s, src, C, add):
-    """``d[at + c] (+)= s[src + c]`` for c < C: one dx cell's channels get a window's share."""
-
-
-@register_jitable
-def _put_cell_scalar(d, at, s, src, C, add):
-    dd, ss = d[at:], s[src:]
-    if add:
-        for c in range(C):
-            dd[c] += ss[c]
-    else:
-        for c in range(C):
-            dd[c] = ss[c]
-
-
-@overload(_put_cell, inline="always")
-def _put_cell_impl(d, at, s, src, C, add):
-    def vectors(d, at, s, src, C, add):
-        # float32: whole vectors, as in _route_cell (LLVM's loop above, C = 16: 2x slower)
-        whole = C - C % LANES
-        for c in range(0, whole, LANES):
-            v = load8(s, src + c)
-            store8(d, at + c, add8(load8(d, at + c), v) if add else v)
-        if whole < C:
-            _put_cell_scalar(d, at + whole, s, src + whole, C - whole, add)
-
-    if d.dtype == types.float32 and s.dtype == types.float32:
-        return vectors
-    return _put_cell_scalar
-
-
-@njit(cache=True)
-def _avg_back_wide(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
-    """``_avg_back_flat`` for many channels: each window's share goes straight into the dx row,
-    ``dx[n, h, o*s_w - pad_left + j, :]``, channels innermost."""
-    N, H, W, C = dx.shape
-    H_out, W_out = dp.shape[1], dp.shape[2]
-    share = np.empty((W_out, C), dx.dtype)
-    zero = dx.dtype.type(0)
-    tiles = s_w == f_w
-    covered = min(W_out * s_w - pad_left, W)
-    for t in range(t0, t1):
-        n, h = t // H, t % H
-        d = dx[n, h]
-        h_first, h_stop = windows_covering(h, pad_top, f_h, s_h, H_out)
-        add = not (tiles and h_stop > h_first)
-        for w in range(0 if add else covered, W):
-            for c in range(C):
-                d[w, c] = zero
-        for h_out in range(h_first, h_stop):
-            top = h_out * s_h - pad_top
-            rows = min(top + f_h, H) - max(top, 0)
-            g = dp[n, h_out]
-            for o in range(W_out):
-                left = o * s_w - pad_left
-                count = dx.dtype.type(rows * (min(left + f_w, W) - max(left, 0)))
-                for c in range(C):
-                    share[o, c] = zero + g[o, c] / count
-            flat, shares = d.reshape(-1), share.reshape(-1)
-            for j in range(f_w - 1, -1, -1):
-                o0 = (pad_left - j + s_w - 1) // s_w if pad_left > j else 0
-                o1 = min((W - 1 + pad_left - j) // s_w + 1, W_out)
-                for o in range(o0, o1):
-                    w = o * s_w - pad_left + j
-                    _put_cell(flat, w * C, shares, o * C, C, add)
-            add = True
-
-
-@njit(parallel=True, cache=True)
-def _avg_back_flat_parallel(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
-    for k in prange(chunks):
-        t0, t1 = _chunk(k, chunks, dx.shape[0] * dx.shape[1])
-        _avg_back_flat(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-
-
-@njit(parallel=True, cache=True)
-def _avg_back_wide_parallel(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
-    for k in prange(chunks):
-        t0, t1 = _chunk(k, chunks, dx.shape[0] * dx.shape[1])
-        _avg_back_wide(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx)
-
-
-def avg_pool2d_backward(dp, win, dx):
-    if dx.shape[3] >= WIDE_C:
-        note_route("channels innermost")
-        _launch(_avg_back_wide_parallel, dp.size + dx.size, dp, *win, dx)
-    else:
-        note_route("flat rows")
-        _launch(_avg_back_flat_parallel, dp.size + dx.size, dp, *win, dx)
-
