@@ -35,8 +35,35 @@ from . import config
 BACKENDS = ("python", "cpu", "cuda")
 ENV_VAR = "NBCNN_BACKEND"
 
-# None: nothing chosen in code, so the environment variable (or "auto") decides.
-_chosen: contextvars.ContextVar[str | None] = contextvars.ContextVar("nbcnn_backend", default=None)
+# Two levels of choice. set_backend is process-wide (a plain global: worker threads see it too);
+# use_backend is per context (a context variable: a `with` block in one thread or asyncio task
+# does not change what another runs on). None: not chosen, so the next level decides, and in
+# the end the environment variable (or "auto").
+_process_choice: str | None = None
+_block_choice: contextvars.ContextVar[str | None] = contextvars.ContextVar("nbcnn_backend", default=None)
+
+
+def _prefer_fork_safe_threads() -> None:
+    """Run Numba's parallel loops on TBB, which is fork-safe and thread-safe.
+
+    Numba picks a threading layer at the first parallel launch. Where TBB cannot be loaded it
+    takes GNU OpenMP, which kills every forked child that runs a parallel loop again
+    ("Terminating: fork() called from a process already using GNU OpenMP"): a
+    ``multiprocessing.Pool`` of data loaders would never return. TBB comes with nbcnn (the
+    ``tbb`` wheel); a layer chosen by the user with NUMBA_THREADING_LAYER is left alone.
+    """
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        return
+    try:
+        import numba.np.ufunc.tbbpool  # noqa: F401  (loads libtbb: fails where it is missing)
+    except ImportError:
+        return  # numba's default; README: fork needs the tbb package
+    import numba
+
+    numba.config.THREADING_LAYER = "tbb"
+
+
+_prefer_fork_safe_threads()
 
 
 class Availability(NamedTuple):
@@ -129,31 +156,32 @@ def _resolve(name: str, where: str) -> str:
 
 
 def set_backend(name: str | None) -> str:
-    """Choose the backend for every op from now on; returns the resolved name ("auto" -> cpu/cuda).
+    """Choose the backend for every op from now on, in every thread of the process; returns the
+    resolved name ("auto" -> cpu/cuda). Inside a ``use_backend`` block, the block's choice wins.
 
     ``set_backend(None)`` forgets the choice: $NBCNN_BACKEND (or auto) decides again.
     """
-    if name is None:
-        _chosen.set(None)
-        return get_backend()
-    resolved = _resolve(name, "set_backend")
-    _chosen.set(resolved)
-    return resolved
+    global _process_choice
+    _process_choice = None if name is None else _resolve(name, "set_backend")
+    return get_backend()
 
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """``with use_backend("python"):`` runs the block on that backend, then restores the previous one."""
-    token = _chosen.set(_resolve(name, "use_backend"))
+    """``with use_backend("python"):`` runs the block on that backend, then restores the previous
+    one. The choice holds in this thread (this context) only; threads started inside the block
+    do not inherit it, as ``set_backend``'s would."""
+    token = _block_choice.set(_resolve(name, "use_backend"))
     try:
         yield get_backend()
     finally:
-        _chosen.reset(token)
+        _block_choice.reset(token)
 
 
 def get_backend() -> str:
-    """The backend ops run on now: the one chosen in code, else $NBCNN_BACKEND, else auto."""
-    chosen = _chosen.get()
+    """The backend ops run on now: the enclosing ``use_backend`` block's, else ``set_backend``'s,
+    else $NBCNN_BACKEND, else auto."""
+    chosen = _block_choice.get() or _process_choice
     if chosen is not None:
         return chosen
     return _resolve(config.backend_name(), f"${ENV_VAR}")
