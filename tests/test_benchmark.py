@@ -1,6 +1,8 @@
-"""`nbcnn bench` and nbcnn/benchmark.py, on tiny shapes with one run (the real suite is minutes)."""
+"""`nbcnn bench` and the nbcnn.benchmark package, on tiny shapes with one run (the real suite is minutes)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,6 +86,20 @@ def test_cli_ladder_on_the_tiny_shape():
     assert r.exit_code == 0, r.output
     assert "readable kernel, python backend" in r.output and "naive compiled loop" in r.output
     assert "peak FP32 assumed" in r.output
+
+
+@pytest.mark.parametrize("module, args", [
+    ("nbcnn.benchmark.worker", ["--worker", "numpy", "--shapes", "tinyfc", "--ops", "dense", "--repeat", "1"]),
+    ("nbcnn.benchmark.models", ["--help"]),
+])
+def test_worker_entry_points_run_fresh(module, args):
+    # the parent starts these with `python -m`; -W error::RuntimeWarning: runpy must not find them imported already
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", module, *args], capture_output=True,
+                          text=True, cwd=benchmark.runner.package_root())
+    assert done.returncode == 0, done.stderr
+    if module.endswith("worker"):
+        line = next(ln for ln in done.stdout.splitlines() if ln.startswith(benchmark.runner.JSON_PREFIX))
+        assert json.loads(line[len(benchmark.runner.JSON_PREFIX):])[0]["impl"] == "numpy"
 
 
 def test_cli_rejects_unknown_shapes_and_ops():

@@ -1,13 +1,16 @@
 """Whole-model benchmarks behind ``nbcnn bench --models``: LeNet-5 training throughput and
 VGG-16 inference at 224x224, nbcnn against the same network in PyTorch (CPU).
 
-Each implementation runs in its own process (``python -m nbcnn.benchmark_models --worker
+Each implementation runs in its own process (``python -m nbcnn.benchmark.models --worker
 nbcnn|torch``), so the two thread runtimes never share one; each reports the best and median
 of several timed repeats after a warm-up, as JSON on its last output line.
 
 LeNet-5 here is the modern variant the command line trains: 32x32x1 input, conv 6@5x5, ReLU,
 max pool, conv 16@5x5, ReLU, max pool, conv 120@5x5, ReLU, dense 84, ReLU, dense 10, softmax
 cross-entropy, Adam. One "step" is forward, backward and the optimiser update of one batch.
+
+``nbcnn.benchmark`` imports this module on first use of ``run_models`` / ``format_models``
+only, so that ``python -m nbcnn.benchmark.models`` runs it fresh.
 """
 
 from __future__ import annotations
@@ -17,28 +20,22 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
-
-def _timed(fn, repeat: int) -> list[float]:
-    """Seconds of ``repeat`` calls of ``fn`` (after the caller's warm-up)."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
+from .peers import torch_available
+from .timing import time_runs
 
 
-def _stats(times, images):
+def throughput(times, images) -> dict:
+    """Best and median seconds of the timed repeats, and the images per second of each."""
     times = sorted(times)
     return {"best_s": times[0], "median_s": times[len(times) // 2], "images_per_s": images / times[0],
             "images_per_s_median": images / times[len(times) // 2]}
 
 
-def nbcnn_worker(batch: int, steps: int, repeat: int, vgg: bool, backend: str) -> dict:
+def time_nbcnn_models(batch: int, steps: int, repeat: int, vgg: bool, backend: str) -> dict:
+    """nbcnn: ``steps`` LeNet-5 training steps per repeat; with ``vgg``, one VGG-16 forward."""
     import nbcnn
     from nbcnn import models, optim
 
@@ -54,16 +51,17 @@ def nbcnn_worker(batch: int, steps: int, repeat: int, vgg: bool, backend: str) -
         for s in range(steps):
             model.train_on_batch(x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch])
 
-    out = {"lenet_train": _stats(_timed(epoch, repeat), batch * steps)}
+    out = {"lenet_train": throughput(time_runs(epoch, repeat, warmup=0), batch * steps)}
     if vgg:
         net = models.vgg16()
         image = rng.random((1, 224, 224, 3), dtype=np.float32)
         net(image)
-        out["vgg16_forward"] = _stats(_timed(lambda: net(image), max(2, repeat // 2)), 1)
+        out["vgg16_forward"] = throughput(time_runs(lambda: net(image), max(2, repeat // 2), warmup=0), 1)
     return out
 
 
-def torch_worker(batch: int, steps: int, repeat: int, vgg: bool) -> dict:
+def time_torch_models(batch: int, steps: int, repeat: int, vgg: bool) -> dict:
+    """The same networks and steps in PyTorch."""
     import torch
     from torch import nn
 
@@ -87,7 +85,8 @@ def torch_worker(batch: int, steps: int, repeat: int, vgg: bool) -> dict:
         for s in range(steps):
             step(s)
 
-    out = {"lenet_train": _stats(_timed(epoch, repeat), batch * steps), "threads": torch.get_num_threads()}
+    out = {"lenet_train": throughput(time_runs(epoch, repeat, warmup=0), batch * steps),
+           "threads": torch.get_num_threads()}
     if vgg:
         cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
         layers, c = [], 3
@@ -102,17 +101,17 @@ def torch_worker(batch: int, steps: int, repeat: int, vgg: bool) -> dict:
         image = torch.rand(1, 3, 224, 224)
         with torch.no_grad():
             net(image)
-            out["vgg16_forward"] = _stats(_timed(lambda: net(image), max(2, repeat // 2)), 1)
+            out["vgg16_forward"] = throughput(time_runs(lambda: net(image), max(2, repeat // 2), warmup=0), 1)
     return out
 
 
-def run(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = True, backend: str = "cpu",
-        peers: bool = True) -> dict:
+def run_models(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = True, backend: str = "cpu",
+               peers: bool = True) -> dict:
     """Run the nbcnn worker and (when torch imports) the torch worker, each in its own process."""
     results = {}
-    workers = ["nbcnn"] + (["torch"] if peers and _torch_available() else [])
+    workers = ["nbcnn"] + (["torch"] if peers and torch_available() else [])
     for worker in workers:
-        cmd = [sys.executable, "-m", "nbcnn.benchmark_models", "--worker", worker, "--batch", str(batch),
+        cmd = [sys.executable, "-m", "nbcnn.benchmark.models", "--worker", worker, "--batch", str(batch),
                "--steps", str(steps), "--repeat", str(repeat), "--backend", backend] + ([] if vgg else ["--no-vgg"])
         done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
         if done.returncode != 0:
@@ -121,13 +120,8 @@ def run(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = True, bac
     return {"batch": batch, "steps": steps, "repeat": repeat, "backend": backend, "results": results}
 
 
-def _torch_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
-
-
-def format_result(r) -> str:
+def format_models(r) -> str:
+    """The text ``nbcnn bench --models`` prints."""
     res = r["results"]
     lines = [f"LeNet-5 training, batch {r['batch']}, {r['steps']} steps x {r['repeat']} repeats "
              f"(best / median images per second), backend {r['backend']}"]
@@ -145,7 +139,7 @@ def format_result(r) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m nbcnn.benchmark_models")
+    p = argparse.ArgumentParser(prog="python -m nbcnn.benchmark.models")
     p.add_argument("--worker", choices=("nbcnn", "torch"))
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=20)
@@ -154,11 +148,11 @@ def main(argv=None):
     p.add_argument("--no-vgg", action="store_true")
     a = p.parse_args(argv)
     if a.worker == "nbcnn":
-        print(json.dumps(nbcnn_worker(a.batch, a.steps, a.repeat, not a.no_vgg, a.backend)))
+        print(json.dumps(time_nbcnn_models(a.batch, a.steps, a.repeat, not a.no_vgg, a.backend)))
     elif a.worker == "torch":
-        print(json.dumps(torch_worker(a.batch, a.steps, a.repeat, not a.no_vgg)))
+        print(json.dumps(time_torch_models(a.batch, a.steps, a.repeat, not a.no_vgg)))
     else:
-        print(format_result(run(a.batch, a.steps, a.repeat, not a.no_vgg, a.backend)))
+        print(format_models(run_models(a.batch, a.steps, a.repeat, not a.no_vgg, a.backend)))
 
 
 if __name__ == "__main__":
