@@ -21,7 +21,6 @@ import platform
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import click
@@ -29,8 +28,11 @@ import numpy as np
 
 import nbcnn
 from nbcnn import backend as _dispatch
+from nbcnn import config
+from nbcnn import edges as _edges  # the module; `edges` below is the command
 from nbcnn.images import load_image, sample_image_path, save_image
 from nbcnn.kernels import conv as _conv
+from nbcnn.train import format_epoch
 
 BACKEND_NAMES = ("auto", *nbcnn.BACKENDS)
 
@@ -101,89 +103,44 @@ def info():
 
 # --------------------------------------------------------------------------- edges
 
-# The lecture's vertical-edge filter and two smoother variants; the horizontal one is the transpose.
-EDGE_FILTERS = {
-    "lecture": np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], dtype=np.float32),
-    "sobel": np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float32),
-    "scharr": np.array([[3, 0, -3], [10, 0, -10], [3, 0, -3]], dtype=np.float32),
-}
-PANEL_GAP = 4  # grey pixels between the panels of the output image
+def _timing_note(backend_name: str) -> str:
+    """What the time of the filtering run includes, on this backend."""
+    if backend_name == "python":
+        return "plain Python loops"
+    if _in_simulator(backend_name):
+        return "the CUDA simulator runs every GPU thread as Python"
+    note = "compiled; Numba compiled the kernel, or loaded it from its cache, for the 6x6 example"
+    if backend_name == "cuda":
+        note += "; includes copying to and from the GPU"
+    return note
 
 
-def _grid_lines(a: np.ndarray) -> list[str]:
-    ints = np.rint(a).astype(int)
-    width = max(len(str(v)) for v in ints.flat)
-    return [" ".join(f"{v:>{width}d}" for v in row) for row in ints]
-
-
-def _show_equation(x: np.ndarray, f: np.ndarray, z: np.ndarray) -> None:
-    """Print ``image * filter = output`` as integer grids side by side."""
-    blocks = [(f"image {x.shape[0]}x{x.shape[1]}", _grid_lines(x)),
-              (f"filter {f.shape[0]}x{f.shape[1]}", _grid_lines(f)),
-              (f"output {z.shape[0]}x{z.shape[1]}", _grid_lines(z))]
-    height = max(len(lines) for _, lines in blocks)
-    columns = []
-    for title, lines in blocks:
-        width = max(len(title), *(len(s) for s in lines))
-        top = (height - len(lines)) // 2
-        rows = [""] * top + lines + [""] * (height - top - len(lines))
-        columns.append([title.ljust(width)] + [r.ljust(width) for r in rows])
-    middle = 1 + (height - 1) // 2
-    for r in range(height + 1):
-        ops = ("*", "=") if r == middle else (" ", " ")
-        click.echo("  " + f"  {columns[0][r]}  {ops[0]}  {columns[1][r]}  {ops[1]}  {columns[2][r]}".rstrip())
-    click.echo("")
-
-
-def _lecture_example(direction: str) -> None:
-    """The 6x6 example of the lecture, run through nbcnn.conv2d on the current backend."""
-    vertical = EDGE_FILTERS["lecture"]
-    b = np.zeros(1, dtype=np.float32)
+def _echo_lecture_example(direction: str) -> None:
+    """Print the lecture's 6x6 example(s), computed by nbcnn.edges.lecture_example."""
     if direction in ("vertical", "both"):
-        x = np.zeros((6, 6), dtype=np.float32)
-        x[:, :3] = 10  # bright left half, dark right half: one vertical edge in the middle
-        z = nbcnn.conv2d(x[None, :, :, None], vertical[:, :, None, None], b, pad="valid")
         click.echo("Vertical edge detection, the lecture's example: nbcnn.conv2d(x, W, b=0, pad='valid'),")
         click.echo("x of shape (1, 6, 6, 1), W of shape (3, 3, 1, 1); output size (6 - 3) // 1 + 1 = 4.")
-        _show_equation(x, vertical, z[0, :, :, 0])
+        click.echo(_edges.format_equation(_edges.lecture_example("vertical")))
+        click.echo("")
         click.echo("The bright band of 30s in the middle is the edge (wide, because the image is tiny).")
         click.echo("Dark on the left and bright on the right would give -30: the sign tells the direction.")
         click.echo("")
     if direction in ("horizontal", "both"):
-        horizontal = vertical.T.copy()
-        x = np.zeros((6, 6), dtype=np.float32)
-        x[:3, :] = 10  # bright top half: one horizontal edge
-        z = nbcnn.conv2d(x[None, :, :, None], horizontal[:, :, None, None], b, pad="valid")
         click.echo("Horizontal edge detection: the same filter turned by 90 degrees (W transposed),")
         click.echo("on an image bright at the top and dark at the bottom.")
-        _show_equation(x, horizontal, z[0, :, :, 0])
-
-
-def _timed_conv(x, W, b, backend_name: str):
-    """Run ``nbcnn.conv2d(x, W, b, pad="same")``; return z and a sentence on how long it took."""
-    start = time.perf_counter()
-    z = nbcnn.conv2d(x, W, b, pad="same")
-    ms = (time.perf_counter() - start) * 1e3
-    if backend_name == "python":
-        note = "plain Python loops"
-    elif _in_simulator(backend_name):
-        note = "the CUDA simulator runs every GPU thread as Python"
-    else:
-        note = "compiled; Numba compiled the kernel, or loaded it from its cache, for the 6x6 example"
-        if backend_name == "cuda":
-            note += "; includes copying to and from the GPU"
-    return z, f"{ms:.1f} ms ({note})"
+        click.echo(_edges.format_equation(_edges.lecture_example("horizontal")))
+        click.echo("")
 
 
 @main.command()
 @_backend_option()
 @click.option("--image", "image_path", type=click.Path(dir_okay=True, path_type=Path), default=None,
-              help="Image to run the filters over (default: the sudoku photo shipped in nbcnn/data).")
+              help="Image to run the filters over (default: the sudoku photo shipped in nbcnn/assets).")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), default=Path("edges.png"),
               show_default=True, help="Where to write the PNG of the filtered image.")
-@click.option("--direction", type=click.Choice(["vertical", "horizontal", "both"]), default="both",
+@click.option("--direction", type=click.Choice(_edges.DIRECTIONS), default="both",
               show_default=True, help="Which edges to detect (both: also their magnitude).")
-@click.option("--filter", "filter_name", type=click.Choice(sorted(EDGE_FILTERS)), default="sobel",
+@click.option("--filter", "filter_name", type=click.Choice(sorted(_edges.EDGE_FILTERS)), default="sobel",
               show_default=True, help="The 3x3 filter for the image (the 6x6 example always uses 'lecture').")
 @click.option("--width", type=click.IntRange(min=3), default=None,
               help="Resize the image to this width first (default: full size; 64 px in the CUDA "
@@ -210,40 +167,23 @@ def edges(backend_name, image_path, out_path, direction, filter_name, width):
         except (ValueError, FileNotFoundError) as exc:
             raise click.ClickException(str(exc)) from None
 
-        _lecture_example(direction)
+        _echo_lecture_example(direction)
 
         if shrink:
             click.echo("(The CUDA simulator runs every GPU thread as Python: the image was shrunk to "
                        "64 px wide; pass --width to choose.)")
 
-        vertical = EDGE_FILTERS[filter_name]
-        filters = {"vertical": [vertical], "horizontal": [vertical.T], "both": [vertical, vertical.T]}[direction]
-        W = np.stack(filters, axis=-1)[:, :, None, :].astype(np.float32)  # (3, 3, 1, C_out)
-        b = np.zeros(W.shape[3], dtype=np.float32)
-        x = img[None]  # (1, H, W, 1)
         click.echo(f"Filtering {path} with the {filter_name} filter on backend {used}:")
-        z, timing = _timed_conv(x, W, b, used)
-        click.echo(f"  nbcnn.conv2d: x {x.shape} * W {W.shape} -> z {z.shape}, pad 'same'")
-        click.echo(f"  took {timing}")
-
-        responses = np.abs(z[0])  # (H, W, C_out)
-        panels = [responses[:, :, c] for c in range(responses.shape[2])]
-        names = {"vertical": ["|vertical|"], "horizontal": ["|horizontal|"],
-                 "both": ["|vertical|", "|horizontal|", "magnitude"]}[direction]
-        if direction == "both":
-            panels.append(np.sqrt(panels[0] ** 2 + panels[1] ** 2))
-        scale = max(float(p.max()) for p in panels) or 1.0  # all black if the image is flat
-        gap = np.full((img.shape[0], PANEL_GAP), 0.5, dtype=np.float32)
-        row = [panels[0] / scale]
-        for p in panels[1:]:
-            row += [gap, p / scale]
-        picture = np.concatenate(row, axis=1)
+        result = _edges.detect_edges(img, filter_name, direction)
+        click.echo(f"  nbcnn.conv2d: x {result.x.shape} * W {result.W.shape} -> z {result.z.shape}, pad 'same'")
+        click.echo(f"  took {result.seconds * 1e3:.1f} ms ({_timing_note(used)})")
         try:
-            save_image(out_path, picture)
+            save_image(out_path, result.picture)
         except (OSError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+        names = list(result.panels)
         shown = names[0] if len(names) == 1 else f"{', '.join(names)} side by side"
-        click.echo(f"Wrote {out_path} ({picture.shape[1]} x {picture.shape[0]} px): "
+        click.echo(f"Wrote {out_path} ({result.picture.shape[1]} x {result.picture.shape[0]} px): "
                    f"{shown}, normalised to 0..255.")
 
 
@@ -343,7 +283,7 @@ def step(backend_name):
 
     x = np.zeros((1, 4, 4, 1), dtype=np.float32)
     x[:, :, :3, :] = 10
-    W = EDGE_FILTERS["lecture"][:, :, None, None].copy()
+    W = _edges.edge_filter("lecture", "vertical")[:, :, None, None].copy()
     b = np.zeros(1, dtype=np.float32)
     filename, line = first_body_line(_conv.conv2d_forward_cell)
 
@@ -351,38 +291,35 @@ def step(backend_name):
         click.echo(STEP_INTRO.format(backend=used, where=f"{filename}:{line}",
                                      extra=SIM_NOTE if used == "cuda" else ""))
         click.echo("x[0, :, :, 0] =")
-        click.echo("\n".join("  " + s for s in _grid_lines(x[0, :, :, 0])))
+        click.echo("\n".join("  " + s for s in _edges.format_grid(x[0, :, :, 0])))
         click.echo("W[:, :, 0, 0] =")
-        click.echo("\n".join("  " + s for s in _grid_lines(W[:, :, 0, 0])))
+        click.echo("\n".join("  " + s for s in _edges.format_grid(W[:, :, 0, 0])))
         click.echo("")
 
         debugger = _ThreadSafePdb()
         error = debugger.set_break(filename, line)
         if error:  # pragma: no cover - the line comes from the function's own source
             raise click.ClickException(f"cannot set a breakpoint at {filename}:{line}: {error}")
-        saved_threads_per_block = _dispatch.THREADS_PER_BLOCK
-        saved_fast = os.environ.get("NBCNN_FAST")
+        on_cuda = used == "cuda"
+        threads_per_block = config.CUDA_THREADS_PER_BLOCK  # the dispatcher reads it at each launch
         try:
-            if used == "cuda":
-                os.environ["NBCNN_FAST"] = "0"  # the readable kernel, which calls conv2d_forward_cell
-                _dispatch.THREADS_PER_BLOCK = 1  # simulated GPU threads then run one after another
-                threading.settrace(debugger.trace_dispatch)  # follow the simulator's threads
-            z = debugger.runcall(nbcnn.conv2d, x, W, b)  # returns None after q
+            # on cuda: the readable kernel (the fast tiled one never calls conv2d_forward_cell)
+            with config.override(NBCNN_FAST="0") if on_cuda else contextlib.nullcontext():
+                if on_cuda:
+                    config.CUDA_THREADS_PER_BLOCK = 1  # simulated GPU threads then run one after another
+                    threading.settrace(debugger.trace_dispatch)  # follow the simulator's threads
+                z = debugger.runcall(nbcnn.conv2d, x, W, b)  # returns None after q
         except bdb.BdbQuit:  # runcall catches it, but let a quit from another thread end quietly too
             z = None
         finally:
             threading.settrace(None)
-            _dispatch.THREADS_PER_BLOCK = saved_threads_per_block
-            if saved_fast is None:
-                os.environ.pop("NBCNN_FAST", None)
-            else:
-                os.environ["NBCNN_FAST"] = saved_fast
+            config.CUDA_THREADS_PER_BLOCK = threads_per_block
             debugger.clear_all_breaks()
     if z is None:
         click.echo("Left the debugger.")
         return
     click.echo("Done: z[0, :, :, 0] =")
-    click.echo("\n".join("  " + s for s in _grid_lines(z[0, :, :, 0])))
+    click.echo("\n".join("  " + s for s in _edges.format_grid(z[0, :, :, 0])))
 
 
 # --------------------------------------------------------------------------- bench
@@ -425,11 +362,9 @@ def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, 
         raise click.ClickException("the CUDA simulator runs a few thousand threads a second: use --tiny")
     try:
         if models:
-            from nbcnn import benchmark_models
-
-            result = benchmark_models.run(repeat=repeat, vgg=not tiny, backend=backend_name, peers=peers,
+            result = benchmark.run_models(repeat=repeat, vgg=not tiny, backend=backend_name, peers=peers,
                                           steps=2 if tiny else 20, batch=8 if tiny else 64)
-            click.echo(json.dumps(result, indent=1) if as_json else benchmark_models.format_result(result))
+            click.echo(json.dumps(result, indent=1) if as_json else benchmark.format_models(result))
             return
         if ladder:
             if backend_name != "cpu":
@@ -449,6 +384,31 @@ def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, 
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result, indent=1) if as_json else benchmark.format_table(result))
+
+
+class _EpochBars:
+    """``fit``'s progress callback (see nbcnn.train.Progress) drawn in the terminal: a click
+    progress bar per epoch with the running loss and accuracy, then the epoch's line."""
+
+    def __init__(self):
+        self._bar = None
+
+    def __call__(self, progress) -> None:
+        if progress.record is not None:  # the epoch is over
+            self.close()
+            click.echo(format_epoch(progress.epoch, progress.record))
+        elif progress.step == 0:  # an epoch starts
+            self.close()
+            self._bar = click.progressbar(length=progress.steps, label=f"epoch {progress.epoch}/{progress.epochs}",
+                                          show_eta=True, item_show_func=lambda status: status)
+            self._bar.__enter__()
+        elif self._bar is not None:
+            self._bar.update(1, f"loss {progress.loss:.4f} acc {progress.accuracy:.4f}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
 
 
 @main.command()
@@ -477,22 +437,26 @@ def train(backend_name, dataset, data_dir, epochs, batch_size, learning_rate, li
     the confusion matrix and a learning-curve PNG."""
     from nbcnn import experiments
 
+    bars = None if quiet else _EpochBars()
     with _backend(backend_name) as used:
         try:
             if experiment == "depth":
                 curves, path = experiments.depth_experiment(epochs=epochs or 4, out_dir=str(out_dir), seed=seed,
-                                                            verbose=not quiet)
+                                                            verbose=False, callback=bars)
                 click.echo(f"backend: {used}")
                 for name, errors in curves.items():
                     click.echo(f"{name:>22}: training error " + " ".join(f"{e:.3f}" for e in errors))
                 click.echo(f"wrote {path}")
                 return
-            result = experiments.train_lenet(dataset, epochs=epochs or (10 if dataset == "digits" else 8),
-                                             batch_size=batch_size, learning_rate=learning_rate, data_dir=data_dir,
-                                             out_dir=str(out_dir), seed=seed, limit=limit, verbose=not quiet,
+            result = experiments.train_lenet(dataset, epochs=epochs, batch_size=batch_size,
+                                             learning_rate=learning_rate, data_dir=data_dir, out_dir=str(out_dir),
+                                             seed=seed, limit=limit, verbose=False, callback=bars,
                                              save_path=save_path)
         except (FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+        finally:
+            if bars is not None:
+                bars.close()
     click.echo(f"backend: {used}   {result['seconds']:.1f} s, {result['images_per_second']:.0f} images/s")
     click.echo(f"test accuracy: {result['test_accuracy']:.2%}")
     click.echo(experiments.format_confusion(result["confusion"], result["class_names"]))

@@ -23,12 +23,16 @@ from .checks import output_size
 from .ops import (
     avg_pool2d,
     avg_pool2d_backward,
+    batched_nms,
+    box_iou,
     conv2d,
     conv2d_backward,
     dense,
     dense_backward,
+    iou,
     max_pool2d,
     max_pool2d_backward,
+    nms,
     relu,
     relu_backward,
     sigmoid,
@@ -40,12 +44,12 @@ from .ops import (
 )
 
 from . import config, layers, losses, optim  # noqa: E402  (after ops: layers use them)
-from .checkpoint import load_model, load_weights  # noqa: E402
+from .checkpoint import load_weights  # noqa: E402
 from .layers import (  # noqa: E402
     Activation, AveragePooling2D, AvgPool2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
     GlobalAveragePooling2D, Inception, MaxPool2D, MaxPooling2D, ReLU, Residual, Softmax,
 )
-from .model import Model, Sequential  # noqa: E402
+from .model import Model, Sequential, load_model  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -54,7 +58,7 @@ __all__ = [
     "use_backend", "to_host", "output_size",
     "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "dense", "dense_backward", "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh",
-    "tanh_backward", "softmax", "softmax_backward",
+    "tanh_backward", "softmax", "softmax_backward", "box_iou", "iou", "nms", "batched_nms",
     "config", "layers", "losses", "optim", "Model", "Sequential", "load_model", "load_weights",
     "Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Concatenate", "Conv2D", "Dense",
     "Dropout", "Flatten", "GlobalAveragePooling2D", "Inception", "MaxPool2D", "MaxPooling2D", "ReLU", "Residual",

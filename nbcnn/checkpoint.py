@@ -14,6 +14,11 @@ It is written to a temporary file in the same folder and renamed over the target
 crash mid-save never leaves a half-written checkpoint under the real name. Loading checks
 the format, every array's presence and shape, and refuses truncated or foreign files with
 a ValueError naming the file and the problem.
+
+Imports run one way: ``model.py`` imports this module (``Model.save`` and ``load_model``
+live there, next to the class they save and rebuild), and this module never imports
+``model.py``: it knows the file format and works on any object with a model's attributes
+(``network``, ``optimizer``, ``history``, ``epochs_done``, ``get_config()``, ``compile()``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import zipfile
 import numpy as np
 
 from . import layers as L
+from .optim import get_optimizer
 
 FORMAT, VERSION = "nbcnn-checkpoint", 1
 
@@ -75,7 +81,8 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint's metadata")
 
 
-def _read(path) -> tuple[dict, dict]:
+def read_checkpoint(path) -> tuple[dict, dict]:
+    """(meta, arrays) of a checkpoint file, after checking its format and version."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -99,7 +106,7 @@ def _read(path) -> tuple[dict, dict]:
 
 def load_weights(model, path) -> None:
     """Copy the weights (and BatchNorm state) of a checkpoint into ``model``, which must have the same layers."""
-    meta, arrays = _read(path)
+    _, arrays = read_checkpoint(path)
     _assign(model, arrays, path)
 
 
@@ -123,19 +130,10 @@ def _assign(model, arrays, path) -> None:
         store[key] = saved.astype(value.dtype)
 
 
-def load_model(path):
-    """Rebuild a saved model: architecture, weights, optimiser state and training position."""
-    from .model import Model
-    from .optim import get_optimizer
-
-    meta, arrays = _read(path)
-    config = meta["model"]
-    try:
-        network = L.from_config(config["network"])
-        model = Model(network, input_shape=tuple(config["input_shape"]) or None, seed=config["seed"],
-                      name=config["name"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot rebuild the saved architecture: {exc}") from None
+def restore(model, meta: dict, arrays: dict, path) -> None:
+    """Put what ``read_checkpoint(path)`` returned into ``model``, freshly built from
+    ``meta["model"]`` (``nbcnn.load_model`` does both): weights, frozen layers, dropout
+    states, training position and history, the optimiser and its state."""
     _assign(model, arrays, path)
     layers_by_path = dict(model.network.named_layers())
     for layer_path, trainable in meta.get("trainable", {}).items():
@@ -152,4 +150,3 @@ def load_model(path):
             if name.startswith("opt/"):
                 param_name, slot = name[4:].rsplit("/", 1)
                 model.optimizer.slots.setdefault(param_name, {})[slot] = value.copy()
-    return model

@@ -39,6 +39,9 @@ SWITCHES = (
            "(the middle rung of `nbcnn bench --ladder`)"),
     Switch("NBCNN_WINOGRAD", "1",
            "0: 3x3 stride-1 float32 convolutions on cpu skip Winograd F(2x2, 3x3) for the direct tile"),
+    Switch("NBCNN_CACHE", "",
+           "the folder for downloaded pretrained weights (`nbcnn weights NAME`); unset: "
+           "$XDG_CACHE_HOME/nbcnn, else ~/.cache/nbcnn"),
 )
 _BY_NAME = {s.name: s for s in SWITCHES}
 
@@ -53,6 +56,18 @@ def get(name: str) -> str:
 def enabled(name: str) -> bool:
     """For on/off switches: anything but "0" is on."""
     return get(name).strip() != "0"
+
+
+def cache_dir():
+    """Where ``nbcnn weights`` keeps downloaded files: $NBCNN_CACHE, else $XDG_CACHE_HOME/nbcnn,
+    else ~/.cache/nbcnn (not created here)."""
+    from pathlib import Path
+
+    chosen = get("NBCNN_CACHE").strip()
+    if chosen:
+        return Path(chosen).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "nbcnn"
 
 
 def backend_name() -> str:

@@ -1,4 +1,5 @@
-"""The Course 4, week 1 notebook functions ("Convolutional Model: Step by Step"), on nbcnn's kernels.
+"""The Course 4 notebook functions, on nbcnn's kernels: week 1 ("Convolutional Model: Step by
+Step") and week 3 ("Car detection with YOLO", TF2; at the end of this file).
 
 Learners check their notebook work against these: the same names, signatures, shapes
 (NHWC) and caches as the deeplearning.ai notebook, numpy arrays in and out::
@@ -39,6 +40,8 @@ from .backend import is_device_array, to_host
 __all__ = [
     "zero_pad", "conv_single_step", "conv_forward", "conv_backward",
     "pool_forward", "pool_backward", "create_mask_from_window", "distribute_value",
+    # week 3, "Car detection with YOLO" (TF2)
+    "iou", "yolo_boxes_to_corners", "yolo_filter_boxes", "yolo_non_max_suppression", "scale_boxes", "yolo_eval",
 ]
 
 POOL_MODES = ("max", "average")
@@ -251,3 +254,155 @@ def distribute_value(dz, shape):
     window = np.zeros((1, n_H, n_W, 1))  # only its shape matters to the kernel
     dx = ops.avg_pool2d_backward(dz.reshape(1, 1, 1, 1), window, f=(n_H, n_W), stride=(n_H, n_W))
     return dx[0, :, :, 0]
+
+
+# --------------------------------------------------------------------------- week 3: car detection with YOLO
+#
+# The TF2 notebook's functions and conventions. YOLO's output for a 608 x 608 image is a 19 x 19
+# grid with 5 anchor boxes per cell and 80 classes:
+#
+#     box_xy (19, 19, 5, 2)  centres      box_confidence  (19, 19, 5, 1)   P(object)
+#     box_wh (19, 19, 5, 2)  sizes        box_class_probs (19, 19, 5, 80)  P(class | object)
+#
+# (any leading shape works). ``yolo_eval`` chains: corners -> filter by score -> scale to the
+# image -> non-max suppression. Boxes are TensorFlow's corners, y first: (y1, x1, y2, x2), except
+# for ``iou``, which takes (x1, y1, x2, y2) as the notebook's exercise does; IoU is the same
+# either way (swapping the axes swaps the intersection's width and height). Computed in float64;
+# classes come back as int64 (``tf.math.argmax``'s type). IoU and NMS run ``nbcnn.iou`` and
+# ``nbcnn.nms`` (the kernels in ``nbcnn/kernels/boxes.py``) on the current backend.
+
+
+def _last_axis(a, name: str, size: int | None, what: str):
+    """``a`` as float64 with ``size`` numbers on its last axis (``size=None``: any, at least 1)."""
+    arr = _array(a, name, None)
+    if arr.ndim == 0 or (size is not None and arr.shape[-1] != size) or arr.shape[-1] == 0:
+        want = f"(..., {size})" if size is not None else "(..., C) with C >= 1"
+        raise ValueError(f"{name} must have shape {want}, {what}; got shape {arr.shape}")
+    return arr
+
+
+def iou(box1, box2):
+    """Intersection over union of two boxes given by corners (x1, y1, x2, y2): a float.
+
+        inter = max(0, min(x2, x2') - max(x1, x1')) * max(0, min(y2, y2') - max(y1, y1'))
+        iou = inter / (area1 + area2 - inter)
+
+    ``iou((2, 1, 4, 3), (1, 2, 3, 4))`` is 1/7 = 0.14285714...; boxes that only touch (an edge
+    or a corner) give 0, as does a box of zero area. Unlike the notebook's exercise, a box with
+    x2 < x1 or y2 < y1 is a ValueError. Runs ``nbcnn.iou``.
+    """
+    pair = []
+    for name, box in (("box1", box1), ("box2", box2)):
+        arr = _array(box, name, None)
+        if arr.shape != (4,):
+            raise ValueError(f"{name} must be 4 numbers (x1, y1, x2, y2), got shape {arr.shape}")
+        pair.append(arr)
+    return ops.iou(pair[0], pair[1])
+
+
+def yolo_boxes_to_corners(box_xy, box_wh):
+    """Centres and sizes -> corners, TensorFlow's order (y_min, x_min, y_max, x_max).
+
+    box_xy (..., 2) as (x, y), box_wh (..., 2) as (w, h) -> boxes (..., 4)::
+
+        box_mins = box_xy - box_wh / 2          box_maxes = box_xy + box_wh / 2
+        boxes = [box_mins y, box_mins x, box_maxes y, box_maxes x]   (stacked on the last axis)
+    """
+    xy = _last_axis(box_xy, "box_xy", 2, "(x, y) centres")
+    wh = _last_axis(box_wh, "box_wh", 2, "(w, h) sizes")
+    if xy.shape != wh.shape:
+        raise ValueError(f"box_xy has shape {xy.shape} but box_wh has shape {wh.shape}; they must match")
+    box_mins = xy - wh / 2.0
+    box_maxes = xy + wh / 2.0
+    return np.concatenate([box_mins[..., 1:2], box_mins[..., 0:1], box_maxes[..., 1:2], box_maxes[..., 0:1]],
+                          axis=-1)
+
+
+def yolo_filter_boxes(boxes, box_confidence, box_class_probs, threshold=.6):
+    """Keep the boxes whose best class score reaches ``threshold``.
+
+    boxes (..., 4), box_confidence (..., 1), box_class_probs (..., C), the same leading shape
+    (the notebook's (19, 19, 5)) -> (scores (K,), boxes (K, 4), classes (K,) int64)::
+
+        box_scores = box_confidence * box_class_probs       # (..., C): P(object) * P(class | object)
+        box_classes = argmax(box_scores, axis=-1)           # the best class of each box (ties: the first)
+        box_class_scores = max(box_scores, axis=-1)         # and its score
+        mask = box_class_scores >= threshold
+        scores, boxes, classes = box_class_scores[mask], boxes[mask], box_classes[mask]
+
+    The kept boxes come in row-major order of the leading axes, as ``tf.boolean_mask`` gives them.
+    """
+    boxes = _last_axis(boxes, "boxes", 4, "corners (y1, x1, y2, x2)")
+    confidence = _last_axis(box_confidence, "box_confidence", 1, "one P(object) per box")
+    probs = _last_axis(box_class_probs, "box_class_probs", None, "one probability per class")
+    lead = boxes.shape[:-1]
+    if confidence.shape[:-1] != lead or probs.shape[:-1] != lead:
+        raise ValueError(f"boxes {boxes.shape}, box_confidence {confidence.shape} and box_class_probs {probs.shape} "
+                         f"must share their leading shape (the notebook's (19, 19, 5))")
+    threshold = float(threshold)
+    box_scores = confidence * probs
+    box_classes = np.argmax(box_scores, axis=-1).astype(np.int64)
+    box_class_scores = np.max(box_scores, axis=-1)
+    mask = box_class_scores >= threshold
+    return box_class_scores[mask], boxes[mask], box_classes[mask]
+
+
+def yolo_non_max_suppression(scores, boxes, classes, max_boxes=10, iou_threshold=0.5):
+    """Non-max suppression over all classes together, as the notebook's ``tf.image.non_max_suppression``.
+
+    scores (K,), boxes (K, 4) corners (y1, x1, y2, x2), classes (K,)
+    -> (scores, boxes, classes) of the kept boxes, best score first, at most ``max_boxes``.
+
+    A box is dropped when it overlaps a better kept box by IoU > ``iou_threshold`` (strict, as
+    TensorFlow); equal scores keep the lower index first. As TensorFlow does, each box's two
+    corners may be any diagonal pair (they are sorted per axis before the IoU). A NaN score
+    is a ValueError. Runs ``nbcnn.nms``.
+    """
+    scores = _array(scores, "scores", ("K",))
+    boxes = _array(boxes, "boxes", ("K", "4"))
+    if boxes.shape[1] != 4 or boxes.shape[0] != scores.shape[0]:
+        raise ValueError(f"boxes must have shape ({scores.shape[0]}, 4), one (y1, x1, y2, x2) per score; "
+                         f"got {boxes.shape}")
+    classes = np.asarray(to_host(classes) if is_device_array(classes) else classes)
+    if classes.shape != scores.shape:
+        raise ValueError(f"classes must have shape {scores.shape}, one per score; got {classes.shape}")
+    corners = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])],
+                             axis=1)
+    keep = ops.nms(corners, scores, iou_threshold=iou_threshold, max_boxes=max_boxes)
+    return scores[keep], boxes[keep], classes[keep]
+
+
+def scale_boxes(boxes, image_shape):
+    """Boxes from fractions of the image to pixels: ``boxes * [height, width, height, width]``.
+
+    boxes (..., 4) as (y1, x1, y2, x2), image_shape (height, width) (a longer shape, such as
+    an image's (h, w, 3), uses its first two numbers, as the notebook does).
+    """
+    boxes = _last_axis(boxes, "boxes", 4, "corners (y1, x1, y2, x2)")
+    shape = _array(image_shape, "image_shape", None).reshape(-1)
+    if shape.size < 2:
+        raise ValueError(f"image_shape must be (height, width), got {image_shape!r}")
+    height, width = shape[0], shape[1]
+    return boxes * np.array([height, width, height, width]).reshape(1, 4)
+
+
+def yolo_eval(yolo_outputs, image_shape=(720, 1280), max_boxes=10, score_threshold=.6, iou_threshold=.5):
+    """YOLO's output -> the boxes to draw: corners, score filter, scale to the image, NMS.
+
+    yolo_outputs = (box_xy, box_wh, box_confidence, box_class_probs), the TF2 notebook's order
+    -> (scores (K,), boxes (K, 4) in pixels as (y1, x1, y2, x2), classes (K,) int64), K <= max_boxes::
+
+        boxes = yolo_boxes_to_corners(box_xy, box_wh)
+        scores, boxes, classes = yolo_filter_boxes(boxes, box_confidence, box_class_probs, score_threshold)
+        boxes = scale_boxes(boxes, image_shape)
+        scores, boxes, classes = yolo_non_max_suppression(scores, boxes, classes, max_boxes, iou_threshold)
+    """
+    if not isinstance(yolo_outputs, (tuple, list)) or len(yolo_outputs) != 4:
+        raise TypeError("yolo_outputs must be the tuple (box_xy, box_wh, box_confidence, box_class_probs), "
+                        f"got {type(yolo_outputs).__name__} of length "
+                        f"{len(yolo_outputs) if hasattr(yolo_outputs, '__len__') else '?'}")
+    box_xy, box_wh, box_confidence, box_class_probs = yolo_outputs
+    boxes = yolo_boxes_to_corners(box_xy, box_wh)
+    scores, boxes, classes = yolo_filter_boxes(boxes, box_confidence, box_class_probs, score_threshold)
+    boxes = scale_boxes(boxes, image_shape)
+    return yolo_non_max_suppression(scores, boxes, classes, max_boxes, iou_threshold)

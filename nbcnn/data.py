@@ -39,7 +39,7 @@ DIGITS_GRID = (50, 100)         # 50 rows x 100 columns of cells; 5 rows per cla
 
 
 def load_digits(split: str = "both", test_fraction: float = 0.1, seed=0, size: int = 20):
-    """OpenCV's 5 000 handwritten digits (``nbcnn/data/digits.png``), 500 of each class.
+    """OpenCV's 5 000 handwritten digits (``nbcnn/assets/digits.png``), 500 of each class.
 
     The sheet is a 1000x2000 grey image: a grid of 50 rows x 100 columns of 20x20 digits,
     grid row ``r`` holding digit ``r // 5``. Each digit becomes one ``(20, 20, 1)`` float32

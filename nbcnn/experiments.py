@@ -1,6 +1,8 @@
 """The runs behind ``nbcnn train``: LeNet-5 on real data, and the ResNet depth lesson.
 
 Each function returns plain numbers (and writes its PNG), so the command line only prints.
+Training reports its progress through ``callback`` (see ``nbcnn.train.Progress``), and with
+``verbose`` one printed line per epoch.
 """
 
 from __future__ import annotations
@@ -49,13 +51,17 @@ def load_dataset(name: str, data_dir=None, seed: int = 0):
     return (np.pad(x_train, pad), y_train), (np.pad(x_test, pad), y_test), names
 
 
-def train_lenet(dataset: str = "digits", epochs: int = 10, batch_size: int = 64, learning_rate: float = 2e-3,
-                data_dir=None, out_dir: str = ".", seed: int = 0, limit: int | None = None, verbose: bool = True,
-                save_path=None, augment=None):
+def train_lenet(dataset: str = "digits", epochs: int | None = None, batch_size: int = 64,
+                learning_rate: float = 2e-3, data_dir=None, out_dir: str = ".", seed: int = 0,
+                limit: int | None = None, verbose: bool = True, save_path=None, augment=None, callback=None):
     """Train LeNet-5 (ReLU, max pooling) with Adam and a cosine learning-rate schedule.
 
-    Returns a dict with the history, test accuracy, confusion matrix and the PNG's path.
+    ``epochs``: default 10 on the digits, 8 on (Fashion-)MNIST. ``verbose`` and ``callback``
+    go to ``model.fit``. Returns a dict with the model, history, test accuracy, confusion
+    matrix, the PNG's path, seconds and images/s.
     """
+    if epochs is None:
+        epochs = 10 if dataset == "digits" else 8
     (x_train, y_train), (x_test, y_test), names = load_dataset(dataset, data_dir, seed)
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
@@ -64,7 +70,7 @@ def train_lenet(dataset: str = "digits", epochs: int = 10, batch_size: int = 64,
     start = time.perf_counter()
     model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, validation_data=(x_test, y_test),
               lr_schedule=optim.cosine_decay(learning_rate, epochs, learning_rate * 0.05), verbose=verbose,
-              augment=augment)
+              augment=augment, callback=callback)
     seconds = time.perf_counter() - start
     predictions = model.predict(x_test).argmax(axis=1)
     accuracy = float(np.mean(predictions == y_test))
@@ -81,11 +87,12 @@ def train_lenet(dataset: str = "digits", epochs: int = 10, batch_size: int = 64,
 
 
 def depth_experiment(depths=(1, 4, 10), epochs: int = 5, train_size: int = 1000, out_dir: str = ".", seed: int = 0,
-                     verbose: bool = False):
+                     verbose: bool = False, callback=None):
     """The ResNet lesson: plain and residual nets of growing depth on the digits (16x16 crops).
 
     Training error should fall with depth for residual nets, while plain nets of the same
-    depth train worse as they get deeper. Returns {name: [training error per epoch]}.
+    depth train worse as they get deeper. ``verbose`` and ``callback`` go to each model's
+    ``fit``. Returns ({name: [training error per epoch]}, the PNG's path).
     """
     (x_train, y_train), _ = data.load_digits(seed=seed)
     x, y = x_train[:train_size, 2:18, 2:18, :], y_train[:train_size]
@@ -94,7 +101,7 @@ def depth_experiment(depths=(1, 4, 10), epochs: int = 5, train_size: int = 1000,
         for residual in (False, True):
             model = plain_or_residual(depth, residual, input_shape=(16, 16, 1), seed=seed)
             model.compile(optim.Adam(2e-3))
-            history = model.fit(x, y, epochs=epochs, batch_size=32, verbose=verbose)
+            history = model.fit(x, y, epochs=epochs, batch_size=32, verbose=verbose, callback=callback)
             name = f"{'residual' if residual else 'plain'} {2 * depth + 1} conv"
             curves[name] = [1.0 - a for a in history["accuracy"]]
     os.makedirs(out_dir, exist_ok=True)

@@ -28,12 +28,12 @@ atexit.register(_resource_files.close)
 
 
 def sample_image_path(name: str = "sudoku.png") -> Path:
-    """The path of an image shipped in ``nbcnn/data`` (see ``nbcnn/data/README.md``)."""
-    resource = resources.files("nbcnn").joinpath("data", name)
+    """The path of an image shipped in ``nbcnn/assets`` (see ``nbcnn/assets/README.md``)."""
+    resource = resources.files("nbcnn").joinpath("assets", name)
     if not resource.is_file():
-        shipped = sorted(p.name for p in resources.files("nbcnn").joinpath("data").iterdir()
+        shipped = sorted(p.name for p in resources.files("nbcnn").joinpath("assets").iterdir()
                          if p.name.endswith(".png"))
-        raise FileNotFoundError(f"no sample image {name!r} in nbcnn/data; shipped: {shipped}")
+        raise FileNotFoundError(f"no sample image {name!r} in nbcnn/assets; shipped: {shipped}")
     return Path(_resource_files.enter_context(resources.as_file(resource)))
 
 

@@ -469,8 +469,13 @@ class Dropout(Layer):
 # --------------------------------------------------------------------------- containers and blocks
 
 
-class Sequential(Layer):
-    """Layers applied one after the other; backward runs them in reverse."""
+class Chain(Layer):
+    """Layers applied one after the other; backward runs them in reverse.
+
+    The layer inside a ``Model`` (``model.network``) and inside the Residual and Inception
+    blocks. Not to be confused with ``nbcnn.Sequential([...])``, Keras' name for building a
+    whole ``Model`` (with compile / fit / save) from a list of layers.
+    """
 
     def __init__(self, layers=(), name: str | None = None):
         super().__init__(name)
@@ -480,7 +485,7 @@ class Sequential(Layer):
         self.layers.append(layer)
 
     def get_config(self) -> dict:  # the current layers (add/replace_head change them after __init__)
-        return {"class": "Sequential", "config": {"layers": [l.get_config() for l in self.layers], "name": self.name}}
+        return {"class": "Chain", "config": {"layers": [l.get_config() for l in self.layers], "name": self.name}}
 
     def sublayers(self):
         return self.layers
@@ -513,9 +518,9 @@ class Residual(Layer):
 
     def __init__(self, main, shortcut=None, activation: str | None = "relu", name: str | None = None):
         super().__init__(name)
-        self.main = main if isinstance(main, Sequential) else Sequential(main)
+        self.main = main if isinstance(main, Chain) else Chain(main)
         self.shortcut = None if shortcut is None else (
-            shortcut if isinstance(shortcut, Sequential) else Sequential(shortcut))
+            shortcut if isinstance(shortcut, Chain) else Chain(shortcut))
         self.activation = Activation(activation) if activation else None
 
     def sublayers(self):
@@ -549,7 +554,7 @@ class Concatenate(Layer):
 
     def __init__(self, branches, name: str | None = None):
         super().__init__(name)
-        self.branches = [b if isinstance(b, Sequential) else Sequential(b) for b in branches]
+        self.branches = [b if isinstance(b, Chain) else Chain(b) for b in branches]
 
     def sublayers(self):
         return self.branches
@@ -597,10 +602,151 @@ def Inception(filters_1x1: int, reduce_3x3: int, filters_3x3: int, reduce_5x5: i
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dense, Activation,
-    BatchNormalization, Dropout, Sequential, Residual, Concatenate)}
+    BatchNormalization, Dropout, Chain, Residual, Concatenate)}
+LAYER_CLASSES["Sequential"] = Chain  # Chain's name in checkpoints written before it was renamed
 
 
 def assign_paths(root: Layer) -> None:
     """Give every layer its path inside ``root`` ("" for the root), used to name parameters."""
     for path, layer in root.named_layers():
         layer._path = path
+
+
+# --------------------------------------------------------------------------- YOLOv3 building blocks (darknet)
+
+
+class LeakyReLU(Layer):
+    """``x if x > 0 else negative_slope * x``: darknet's "leaky" activation.
+
+    The default slope is darknet's 0.1 (Keras' ``LeakyReLU`` defaults to 0.3, torch's to 0.01).
+    """
+
+    def __init__(self, negative_slope: float = 0.1, name: str | None = None):
+        super().__init__(name)
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x, training=False):
+        self._x = x
+        return ops.leaky_relu(x, self.negative_slope)
+
+    def backward(self, dy):
+        return ops.leaky_relu_backward(dy, self._x, self.negative_slope)
+
+
+class UpSampling2D(Layer):
+    """Nearest-neighbour upsampling: (H, W, C) -> (H * size, W * size, C), no parameters.
+
+    Each cell is copied into a size x size block (darknet's ``[upsample] stride=2``); backward
+    sums each block's gradient back into its cell.
+    """
+
+    def __init__(self, size: int = 2, name: str | None = None):
+        super().__init__(name)
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"UpSampling2D size must be an int >= 1, got {size!r}")
+        self.size = int(size)
+
+    def compute_output_shape(self, input_shape):
+        H, W, C = input_shape
+        return (H * self.size, W * self.size, C)
+
+    def forward(self, x, training=False):
+        self._x = x
+        return ops.upsample2d(x, self.size)
+
+    def backward(self, dy):
+        return ops.upsample2d_backward(dy, self._x, self.size)
+
+
+class Route(Layer):
+    """Darknet's ``[route]``: the outputs of earlier layers, concatenated on channels.
+
+    A layer with several inputs: ``forward([a, b, ...])`` gives ``concat([a, b, ...], axis=-1)``
+    (every input with the same N, H, W); ``backward(dy)`` returns the list of their gradients,
+    ``dy`` cut back into the inputs' channel ranges. With one input it passes that input
+    through unchanged (darknet's single-layer route, which restarts the network from an
+    earlier layer). Which earlier layers feed it is the network graph's business
+    (``nbcnn.detection.darknet_net.DarknetNetwork``): ``layers`` only records it.
+    """
+
+    def __init__(self, layers=(-1,), name: str | None = None):
+        super().__init__(name)
+        self.layers = [int(i) for i in layers]
+
+    def build(self, input_shapes, rng):
+        shapes = [tuple(s) for s in input_shapes]
+        if not shapes:
+            raise ValueError("Route needs at least one input")
+        if len({s[:-1] for s in shapes}) != 1:
+            raise ValueError(f"Route: inputs {shapes} differ in height/width; only outputs of the same "
+                             f"spatial size can be concatenated on channels")
+        self.input_shape = shapes
+        self._channels = [s[-1] for s in shapes]
+        self.output_shape = (*shapes[0][:-1], sum(self._channels))
+        return self.output_shape
+
+    def forward(self, xs, training=False):
+        xs = [_host(x) for x in xs]
+        if len({x.shape[:-1] for x in xs}) != 1:
+            raise ValueError(f"Route: inputs of shapes {[x.shape for x in xs]} cannot be concatenated on channels")
+        self._channels = [x.shape[-1] for x in xs]
+        return xs[0] if len(xs) == 1 else np.concatenate(xs, axis=-1)
+
+    def backward(self, dy):
+        dy = _host(dy)
+        grads, start = [], 0
+        for c in self._channels:
+            grads.append(np.ascontiguousarray(dy[..., start:start + c]))
+            start += c
+        return grads
+
+
+class DarknetBatchNorm(Layer):
+    """Batch norm at inference, exactly as darknet computes it (its epsilon sits outside the root)::
+
+        y = (x - rolling_mean) / (sqrt(rolling_variance) + .000001) * scales + biases
+
+    Keras' ``BatchNormalization`` puts epsilon inside, ``sqrt(var + eps)``; darknet's weights
+    were trained with this form, so nbcnn keeps it. For float32 inputs the arithmetic is
+    darknet's: ``x - mean`` in float32, the division in float64 (C's ``sqrt`` returns a
+    double), rounded to float32, then ``* scales`` and ``+ biases`` in float32.
+
+    The statistics are frozen: the stored ones are used in training too (fine-tuning a
+    pretrained detector, or running gradients to the input image, as style transfer does).
+    Parameters ``gamma`` (darknet's scales) and ``beta`` (its biases; darknet's conv layers
+    followed by batch norm have no bias of their own); state ``moving_mean``, ``moving_var``.
+    Backward: ``dx = dy * gamma / (sqrt(var) + eps)``, ``dgamma = sum(dy * x_hat)``, ``dbeta = sum(dy)``.
+    """
+
+    def __init__(self, epsilon: float = 1e-6, name: str | None = None):
+        super().__init__(name)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape, rng):
+        out = super().build(input_shape, rng)
+        c = input_shape[-1]
+        self.params["gamma"], self.params["beta"] = np.ones(c, DTYPE), np.zeros(c, DTYPE)
+        self.state["moving_mean"], self.state["moving_var"] = np.zeros(c, DTYPE), np.ones(c, DTYPE)
+        return out
+
+    def _denominator(self):
+        # darknet: sqrt(variance[f]) + .000001f, a double (the float constant widened)
+        return np.sqrt(self.state["moving_var"].astype(np.float64)) + np.float64(np.float32(self.epsilon))
+
+    def forward(self, x, training=False):
+        x = _host(x)
+        dtype = x.dtype
+        centred = x - self.state["moving_mean"].astype(dtype)
+        self._x_hat = (centred.astype(np.float64) / self._denominator()).astype(dtype)
+        self._axes = tuple(range(x.ndim - 1))
+        return self._x_hat * self.params["gamma"].astype(dtype) + self.params["beta"].astype(dtype)
+
+    def backward(self, dy):
+        dy = _host(dy)
+        self.grads["beta"] = dy.sum(axis=self._axes).astype(DTYPE)
+        self.grads["gamma"] = (dy * self._x_hat).sum(axis=self._axes).astype(DTYPE)
+        scale = (self.params["gamma"].astype(np.float64) / self._denominator()).astype(dy.dtype)
+        return dy * scale
+
+
+LAYER_CLASSES.update({cls.__name__: cls for cls in (LeakyReLU, UpSampling2D, Route, DarknetBatchNorm)})

@@ -10,22 +10,26 @@
 
 The last layer may be a softmax (outputs are probabilities) or not (outputs are logits);
 the cross-entropy loss handles either and always back-propagates the stable ``p - y``.
+
+Imports run one way: this module uses ``checkpoint`` (the file format), ``train`` (the loops)
+and ``summary``, and none of them imports this one: they take the model as an argument.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import checkpoint
 from . import layers as L
 from .backend import to_host
 from .optim import Optimizer, get_optimizer
 
 
 class Model:
-    """Layers applied in order (a ``layers.Sequential``), plus compile/fit/evaluate/predict/save."""
+    """Layers applied in order (a ``layers.Chain``), plus compile/fit/evaluate/predict/save."""
 
     def __init__(self, layers, input_shape=None, seed: int = 0, name: str = "model"):
-        self.network = layers if isinstance(layers, L.Sequential) else L.Sequential(list(layers))
+        self.network = layers if isinstance(layers, L.Chain) else L.Chain(list(layers))
         self.seed = int(seed)
         self.name = name
         self.input_shape = None
@@ -144,13 +148,28 @@ class Model:
         if self.optimizer is not None:  # the old head's optimiser state no longer applies
             self.optimizer = get_optimizer(self.optimizer.get_config())
 
-    # --- saving
+    # --- saving (the format: nbcnn/checkpoint.py)
     def save(self, path) -> None:
-        from .checkpoint import save_model
-
-        save_model(self, path)
+        """Write architecture, weights, optimiser state and training position to ``path``;
+        ``nbcnn.load_model(path)`` gives the model back, ready to resume training."""
+        checkpoint.save_model(self, path)
 
 
 def Sequential(layers, input_shape=None, seed: int = 0, name: str = "sequential") -> Model:
-    """Keras-style constructor: ``nbcnn.Sequential([...layers], input_shape=(H, W, C))``."""
+    """Keras-style constructor: ``nbcnn.Sequential([...layers], input_shape=(H, W, C))`` is a
+    ``Model`` (its layers sit in a ``layers.Chain``, ``model.network``)."""
     return Model(layers, input_shape=input_shape, seed=seed, name=name)
+
+
+def load_model(path) -> Model:
+    """Rebuild a saved model: architecture, weights, optimiser state and training position."""
+    meta, arrays = checkpoint.read_checkpoint(path)
+    config = meta["model"]
+    try:
+        network = L.from_config(config["network"])
+        model = Model(network, input_shape=tuple(config["input_shape"]) or None, seed=config["seed"],
+                      name=config["name"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot rebuild the saved architecture: {exc}") from None
+    checkpoint.restore(model, meta, arrays, path)
+    return model

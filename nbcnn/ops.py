@@ -12,6 +12,8 @@ Every backward takes the upstream gradient and the forward's *inputs* (not its c
     p = avg_pool2d(x, f, stride, pad)           dx = avg_pool2d_backward(dp, x, f, stride, pad)
     y = dense(x, W, b)                          dx, dW, db = dense_backward(dy, x, W)
     y = relu(x) / sigmoid(x) / tanh(x)          dx = relu_backward(dy, x) ...
+    y = leaky_relu(x, slope=0.1)                dx = leaky_relu_backward(dy, x, slope=0.1)
+    y = upsample2d(x, size=2)  (nearest)        dx = upsample2d_backward(dy, x, size=2)
     y = softmax(x)  (over the last axis)        dx = softmax_backward(dy, x)
 """
 
@@ -299,3 +301,286 @@ def softmax_backward(dy, x):
     device = backend.get_backend()
     dx = _run(activations.SOFTMAX_BACKWARD, (_rows(dy), _rows(x)), (), _rows(x).shape, x.dtype, device)
     return backend.like_inputs(dx.reshape(x.shape), dy, x)
+
+
+# --------------------------------------------------------------------------- boxes: IoU and NMS
+
+from .kernels import boxes as box_kernels  # noqa: E402  (kept with the box ops it serves)
+
+
+def _box_array(a, name: str) -> np.ndarray:
+    """``a`` as a host (k, 4) array of corners (x1, y1, x2, y2), float32 or float64, checked.
+
+    Integer coordinates become float64. Empty is fine (``[]`` reads as (0, 4)). Raises a
+    TypeError for non-numbers, and a ValueError for a wrong shape, a NaN or infinite
+    coordinate, or a box with x2 < x1 or y2 < y1 (naming the first such box).
+    """
+    if isinstance(a, (str, bytes)) or a is None:
+        raise TypeError(f"{name} must be an array of boxes (k, 4), got {type(a).__name__} {a!r:.40}")
+    if backend.is_device_array(a):
+        a = backend.to_host(a)  # the checks below read every coordinate
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:
+        raise TypeError(f"{name} cannot be read as an array of boxes: {exc}") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers (float32, float64 or integers), got dtype {arr.dtype}")
+    if arr.size == 0 and arr.ndim == 1:
+        arr = arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (k, 4), one box (x1, y1, x2, y2) per row; got shape {arr.shape}")
+    if arr.dtype not in checks.FLOAT_DTYPES:
+        arr = arr.astype(np.float64)
+    arr = np.ascontiguousarray(arr)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{k}] = {arr[k].tolist()} has a NaN or infinite coordinate "
+                         f"({int(bad.sum())} such boxes)")
+    flipped = (arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])
+    if flipped.any():
+        k = int(np.flatnonzero(flipped)[0])
+        raise ValueError(f"{name}[{k}] = {arr[k].tolist()} has x2 < x1 or y2 < y1 ({int(flipped.sum())} such "
+                         f"boxes); boxes are corners (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2 "
+                         f"(nbcnn.detection.box_convert converts from centre format)")
+    return arr
+
+
+def _box_pair(boxes1, boxes2):
+    """Both box arrays checked, in one dtype (float64 if either is)."""
+    boxes1, boxes2 = _box_array(boxes1, "boxes1"), _box_array(boxes2, "boxes2")
+    dtype = np.result_type(boxes1.dtype, boxes2.dtype)
+    return boxes1.astype(dtype, copy=False), boxes2.astype(dtype, copy=False)
+
+
+def box_iou(boxes1, boxes2):
+    """Intersection over union of every box of ``boxes1`` with every box of ``boxes2``.
+
+    boxes1 (N, 4), boxes2 (M, 4), corners (x1, y1, x2, y2) -> iou (N, M), in their dtype
+    (float32 or float64; float64 if either is; integers count as float64)::
+
+        for i in range(N):
+            for j in range(M):
+                inter = max(0, min(x2[i], x2[j]) - max(x1[i], x1[j])) * max(0, min(y2[i], y2[j]) - max(y1[i], y1[j]))
+                iou[i, j] = inter / (area[i] + area[j] - inter)      area = (x2 - x1) * (y2 - y1)
+
+    Boxes that only touch (an edge or a corner) have IoU 0; a box of zero area has IoU 0 with
+    everything, itself included. Boxes with x2 < x1 or y2 < y1, or with a NaN or infinite
+    coordinate, raise a ValueError. Empty inputs give an empty (N, M) result. GPU arrays in
+    (on the cuda backend) give a GPU array out. The kernel: ``nbcnn/kernels/boxes.py``.
+    """
+    gpu_in = [a for a in (boxes1, boxes2) if backend.is_device_array(a)]
+    boxes1, boxes2 = _box_pair(boxes1, boxes2)
+    device = backend.get_backend()
+    out_shape = (boxes1.shape[0], boxes2.shape[0])
+    if 0 in out_shape:
+        return np.zeros(out_shape, boxes1.dtype)
+    out = _run(box_kernels.BOX_IOU, (boxes1, boxes2), (), out_shape, boxes1.dtype, device)
+    return out if gpu_in and device == "cuda" else backend.to_host(out)
+
+
+def iou(box1, box2) -> float:
+    """IoU of two boxes, each 4 numbers (x1, y1, x2, y2): ``inter / (area1 + area2 - inter)``.
+
+    A float. The rules of ``box_iou`` (which it runs on a 1 x 1 problem).
+    """
+    pair = []
+    for name, box in (("box1", box1), ("box2", box2)):
+        arr = _box_array(box, name) if np.ndim(box) != 1 else _box_array(np.asarray(box)[None], name)
+        if arr.shape[0] != 1:
+            raise ValueError(f"{name} must be one box, 4 numbers (x1, y1, x2, y2); got {arr.shape[0]} boxes")
+        pair.append(arr)
+    return float(box_iou(pair[0], pair[1])[0, 0])
+
+
+def _iou_threshold(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"iou_threshold must be a number in [0, 1], got {type(value).__name__} {value!r:.40}")
+    if not 0 <= float(value) <= 1:  # NaN fails this too
+        raise ValueError(f"iou_threshold must be in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _max_boxes(value, n: int) -> int:
+    if value is None:
+        return n
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"max_boxes must be None or an int >= 0, got {type(value).__name__} {value!r:.40}")
+    if value < 0:
+        raise ValueError(f"max_boxes must be None or an int >= 0, got {value}")
+    return min(int(value), n)
+
+
+def _per_box(a, name: str, n: int, kinds: str, what: str) -> np.ndarray:
+    """A host (n,) array of ``kinds`` (numpy dtype kinds), one value per box."""
+    if isinstance(a, (str, bytes)) or a is None:
+        raise TypeError(f"{name} must be an array of {what}, one per box, got {type(a).__name__} {a!r:.40}")
+    if backend.is_device_array(a):
+        a = backend.to_host(a)
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:
+        raise TypeError(f"{name} cannot be read as an array: {exc}") from None
+    if arr.dtype.kind not in kinds:
+        raise TypeError(f"{name} must hold {what}, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), one value per box of boxes ({n}, 4); got shape {arr.shape}")
+    return arr
+
+
+def batched_nms(boxes, scores, classes, iou_threshold=0.5, max_boxes=None):
+    """Per-class non-max suppression: boxes suppress only boxes of their own class.
+
+    boxes (N, 4) corners (x1, y1, x2, y2), scores (N,), classes (N,) integers
+    -> the indices of the kept boxes, int64, best score first (at most ``max_boxes`` of them,
+    counted over all classes together).
+
+    Greedy, as darknet's and torchvision's ``batched_nms``::
+
+        order = argsort(-scores, stable)          # equal scores: the lower index first
+        for i in order:                           # best first
+            if i was not suppressed:
+                keep i
+                for j after i in order:
+                    if classes[j] == classes[i] and IoU(i, j) > iou_threshold:   suppress j
+
+    with ``IoU = inter / (area_i + area_j - inter)`` (see ``box_iou``). Suppression is strict:
+    an IoU equal to the threshold keeps both; the threshold is compared in the boxes' dtype
+    (rounded to float32 for float32 boxes), so every backend decides the same way. The result
+    equals running ``nms`` on each class separately and merging the lists by score (ties by
+    index) — computed in one pass, no coordinates shifted per class.
+
+    Rules, checked before any kernel runs: a NaN score is a ValueError (it has no place in
+    the order; infinite scores sort as usual); boxes with x2 < x1 or y2 < y1, or a NaN or
+    infinite coordinate, are a ValueError (``nbcnn.detection.box_convert`` makes corners);
+    zero-area boxes are fine (IoU 0: never suppress, never suppressed); shapes that
+    disagree are a ValueError, non-numbers a TypeError; ``iou_threshold`` must lie in
+    [0, 1], ``max_boxes`` be None or an int >= 0. No boxes give an empty result.
+
+    The kernels (``nbcnn/kernels/boxes.py``): the greedy loop on python and cpu; on cuda an
+    IoU bitmask (64 x 64 boxes per block, one uint64 of "boxes I suppress" per thread) scanned
+    on the host, or the greedy loop in one thread block with ``NBCNN_FAST=0``.
+    """
+    if classes is None:
+        raise TypeError("classes must be an array of integer class ids, one per box, got None "
+                        "(for class-agnostic NMS call nbcnn.nms)")
+    return _nms(boxes, scores, classes, iou_threshold, max_boxes)
+
+
+def _nms(boxes, scores, classes, iou_threshold, max_boxes):
+    """Check the inputs (``classes=None``: one class), sort, launch ``NMS``, return the kept indices."""
+    boxes = _box_array(boxes, "boxes")
+    n = boxes.shape[0]
+    scores = _per_box(scores, "scores", n, "iuf", "real numbers (float or int)")
+    if classes is None:
+        classes = np.zeros(n, np.int64)
+    else:
+        classes = _per_box(classes, "classes", n, "iu", "integer class ids (cast float ids with .astype(int))")
+    threshold = _iou_threshold(iou_threshold)
+    limit = _max_boxes(max_boxes, n)
+    if np.isnan(scores).any():
+        k = int(np.flatnonzero(np.isnan(scores))[0])
+        raise ValueError(f"scores[{k}] is NaN ({int(np.isnan(scores).sum())} NaN scores); NMS needs every "
+                         f"score to be ordered")
+    if n == 0 or limit == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(-scores.astype(np.float64), kind="stable")  # ties: lower index first
+    classes = np.ascontiguousarray(classes, np.int64)
+    device = backend.get_backend()
+    on_device = [backend.to_backend(a, device) for a in (boxes, classes, order)]
+    keep = backend.empty((n,), np.uint8, device)
+    backend.launch(box_kernels.NMS, *on_device, boxes.dtype.type(threshold), np.int64(limit), keep,
+                   backend=device)
+    return order[backend.to_host(keep).astype(bool)].astype(np.int64)
+
+
+def nms(boxes, scores, iou_threshold=0.5, max_boxes=None):
+    """Non-max suppression, class-agnostic (the course's): every box may suppress every other.
+
+    boxes (N, 4) corners (x1, y1, x2, y2), scores (N,) -> indices of the kept boxes, int64,
+    best score first, at most ``max_boxes``::
+
+        order = argsort(-scores, stable)          # equal scores: the lower index first
+        for i in order:
+            if i was not suppressed:
+                keep i; stop once max_boxes are kept
+                for j after i in order:
+                    if IoU(i, j) > iou_threshold:  suppress j
+
+    ``IoU = inter / (area_i + area_j - inter)``; suppression is strict (IoU > threshold), as
+    in darknet, torchvision and ``tf.image.non_max_suppression``. The input rules (NaN scores,
+    x2 < x1, shapes, threshold, max_boxes, empty) are ``batched_nms``'s, with every box in
+    one class.
+    """
+    return _nms(boxes, scores, None, iou_threshold, max_boxes)
+
+
+# --------------------------------------------------------------------------- leaky ReLU, upsampling (YOLOv3)
+
+from .kernels import upsample as upsample_kernels  # noqa: E402  (kept with the ops it serves)
+
+
+def _slope(slope) -> np.float64:
+    """The negative slope as a float64 (the kernels compute ``slope * x`` in float64, as darknet)."""
+    if isinstance(slope, bool) or not isinstance(slope, (int, float, np.integer, np.floating)):
+        raise TypeError(f"slope must be a number, got {type(slope).__name__} {slope!r:.40}")
+    if not np.isfinite(slope):
+        raise ValueError(f"slope must be finite, got {slope!r}")
+    return np.float64(slope)
+
+
+def leaky_relu(x, slope=0.1):
+    """``x if x > 0 else slope * x`` element by element (darknet's "leaky": slope 0.1).
+
+    ``slope * x`` is computed in float64 and rounded once to x's dtype, exactly as darknet's
+    ``.1*x`` (a C double) is, so float32 results match darknet bit for bit.
+    """
+    x = checks.as_array(x, "x")
+    device = backend.get_backend()
+    y = _run(activations.LEAKY_RELU, (x.reshape(-1),), (_slope(slope),), (x.size,), x.dtype, device)
+    return backend.like_inputs(y.reshape(x.shape), x)
+
+
+def leaky_relu_backward(dy, x, slope=0.1):
+    """``dy if x > 0 else slope * dy`` (the gradient at exactly 0 is taken as ``slope``)."""
+    x = checks.as_array(x, "x")
+    dy = checks.as_array(dy, "dy", None, x.dtype)
+    checks.same_shape(dy, x, "dy", "x")
+    device = backend.get_backend()
+    dx = _run(activations.LEAKY_RELU_BACKWARD, (dy.reshape(-1), x.reshape(-1)), (_slope(slope),), (x.size,),
+              x.dtype, device)
+    return backend.like_inputs(dx.reshape(x.shape), dy, x)
+
+
+def _upsample_size(size) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size (the upsampling factor) must be an int >= 1, got {type(size).__name__} {size!r:.40}")
+    if size < 1:
+        raise ValueError(f"size (the upsampling factor) must be an int >= 1, got {size}")
+    return int(size)
+
+
+def upsample2d(x, size=2):
+    """Nearest-neighbour upsampling: x (N, H, W, C) -> (N, H * size, W * size, C).
+
+    ``y[n, h, w, c] = x[n, h // size, w // size, c]``: each cell becomes a size x size block
+    (darknet's ``[upsample] stride=2``, Keras' ``UpSampling2D(size)``).
+    """
+    s = _upsample_size(size)
+    x = _nhwc(x, "x")
+    N, H, W, C = x.shape
+    device = backend.get_backend()
+    y = _run(upsample_kernels.FORWARD, (x,), (s,), (N, H * s, W * s, C), x.dtype, device)
+    return backend.like_inputs(y, x)
+
+
+def upsample2d_backward(dy, x, size=2):
+    """Gradient of ``upsample2d``: each cell of x gets the sum of its size x size block of dy."""
+    s = _upsample_size(size)
+    x = _nhwc(x, "x")
+    N, H, W, C = x.shape
+    dy = _nhwc(dy, "dy", x.dtype)
+    checks.grad_shape(dy, "dy", (N, H * s, W * s, C))
+    device = backend.get_backend()
+    dx = _run(upsample_kernels.BACKWARD, (dy,), (s,), x.shape, x.dtype, device)
+    return backend.like_inputs(dx, dy, x)

@@ -17,7 +17,7 @@ def _rows(layer, depth, rows):
             kind = f"Activation({child.kind})"
         params = child.count_params()
         rows.append(("  " * depth + (child.name or kind), str((None, *child.output_shape)), params, child.macs()))
-        if isinstance(child, (L.Residual, L.Concatenate, L.Sequential)):
+        if isinstance(child, (L.Residual, L.Concatenate, L.Chain)):
             _rows(child, depth + 1, rows)
 
 

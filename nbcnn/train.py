@@ -9,11 +9,17 @@
 
 The shuffle order of epoch e comes from ``default_rng([seed, e])``, so a run that is saved
 and resumed sees the same batches as one that never stopped.
+
+Progress goes to a ``callback(Progress)`` (a progress bar, a notebook widget, a log), and
+with ``verbose`` one plain line per epoch; this module never draws anything itself (the
+``nbcnn train`` command turns the callback into a click progress bar).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -84,12 +90,41 @@ def evaluate(model, x, y, batch_size: int = 256):
     return total_loss / n, total_correct / n
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What ``fit`` tells its ``callback``, which it calls
+
+    - as each epoch starts: ``step == 0``, ``loss`` and ``accuracy`` None;
+    - after each batch: ``step`` = 1 .. ``steps``, the epoch's running loss and accuracy;
+    - when the epoch is over (validation included): ``record`` is the epoch's entry in
+      ``model.history`` ({"loss", "accuracy", "lr", "time", "val_loss", "val_accuracy"}),
+      None in every other call.
+    """
+
+    epoch: int                  # 1-based, counting the epochs of earlier fit calls too
+    epochs: int                 # the epoch this fit call stops after ("epoch 3/10")
+    step: int                   # batches done in this epoch
+    steps: int                  # batches per epoch
+    loss: float | None          # mean over this epoch's batches so far, weighted by batch size
+    accuracy: float | None
+    record: dict | None = None
+
+
+def format_epoch(epoch: int, record: dict) -> str:
+    """The line ``fit(verbose=True)`` prints after an epoch: ``epoch 3: loss 0.1234  accuracy ...``."""
+    return f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in record.items())
+
+
 def fit(model, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None, shuffle: bool = True,
-        augment=None, lr_schedule=None, verbose: bool = True, seed: int | None = None):
+        augment=None, lr_schedule=None, verbose: bool = True, seed: int | None = None,
+        callback: Callable[[Progress], object] | None = None):
     """Train for ``epochs`` more epochs; returns the history dict (loss, accuracy, val_*, lr, time).
 
     ``augment(x_batch, rng) -> x_batch`` transforms each training batch (see nbcnn.augment);
-    ``lr_schedule(epoch) -> learning rate`` sets the rate at the start of each epoch.
+    ``lr_schedule(epoch) -> learning rate`` sets the rate at the start of each epoch;
+    ``verbose``: print one line per epoch (``format_epoch``);
+    ``callback(progress)``: called as each epoch starts, after every batch and when the
+    epoch ends, with a ``Progress`` (for a progress bar: see ``nbcnn train`` in cli.py).
     """
     if model.optimizer is None:
         model.compile()
@@ -102,25 +137,29 @@ def fit(model, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None
     seed = model.seed if seed is None else seed
     history = model.history
     first = model.epochs_done
-    for epoch in range(first, first + epochs):
+    last = first + epochs
+    steps = -(-len(x) // batch_size)  # batches per epoch, the last one possibly smaller
+    for epoch in range(first, last):
         if lr_schedule is not None:
             model.optimizer.learning_rate = float(lr_schedule(epoch))
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-        starts = range(0, len(x), batch_size)
         start_time = time.perf_counter()
         losses, accs, sizes = [], [], []
-        with _progress(verbose, starts, f"epoch {epoch + 1}/{first + epochs}") as bar:
-            for start in bar:
-                idx = order[start:start + batch_size]
-                xb = x[idx]
-                if augment is not None:
-                    xb = np.asarray(augment(xb, rng), dtype=np.float32)
-                loss, acc = train_step(model, xb, y[idx])
-                losses.append(loss)
-                accs.append(acc)
-                sizes.append(len(idx))
-                bar.status = f"loss {np.average(losses, weights=sizes):.4f} acc {np.average(accs, weights=sizes):.4f}"
+        if callback is not None:
+            callback(Progress(epoch + 1, last, 0, steps, None, None))
+        for step, start in enumerate(range(0, len(x), batch_size), 1):
+            idx = order[start:start + batch_size]
+            xb = x[idx]
+            if augment is not None:
+                xb = np.asarray(augment(xb, rng), dtype=np.float32)
+            loss, acc = train_step(model, xb, y[idx])
+            losses.append(loss)
+            accs.append(acc)
+            sizes.append(len(idx))
+            if callback is not None:
+                callback(Progress(epoch + 1, last, step, steps, float(np.average(losses, weights=sizes)),
+                                  float(np.average(accs, weights=sizes))))
         record = {"loss": float(np.average(losses, weights=sizes)), "accuracy": float(np.average(accs, weights=sizes)),
                   "lr": model.optimizer.learning_rate, "time": time.perf_counter() - start_time}
         if validation_data is not None:
@@ -128,33 +167,8 @@ def fit(model, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None
         for key, value in record.items():
             history.setdefault(key, []).append(value)
         model.epochs_done = epoch + 1
+        if callback is not None:
+            callback(Progress(epoch + 1, last, steps, steps, record["loss"], record["accuracy"], dict(record)))
         if verbose:
-            print(f"epoch {epoch + 1}: " + "  ".join(f"{k} {v:.4f}" for k, v in record.items()))
+            print(format_epoch(epoch + 1, record))
     return history
-
-
-class _progress:
-    """A click progress bar showing loss and accuracy (silent when verbose is False)."""
-
-    def __init__(self, verbose, items, label):
-        self.verbose, self.items, self.label, self.status = verbose, items, label, ""
-        self._bar = None
-
-    def __enter__(self):
-        if self.verbose:
-            import click
-
-            self._bar = click.progressbar(self.items, label=self.label, item_show_func=lambda _: self.status,
-                                          show_eta=True)
-            self._iter = self._bar.__enter__()
-        else:
-            self._iter = iter(self.items)
-        return self
-
-    def __iter__(self):
-        return iter(self._iter)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-        return False

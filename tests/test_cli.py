@@ -16,11 +16,12 @@ from PIL import Image
 import cli
 import nbcnn
 from nbcnn import backend as dispatch
+from nbcnn.edges import PANEL_GAP
 from nbcnn.images import load_image, sample_image_path
 from nbcnn.kernels import conv
 
 REPO = Path(__file__).resolve().parents[1]
-GAP = cli.PANEL_GAP
+GAP = PANEL_GAP
 
 
 def run(*args, input=None):

@@ -261,3 +261,47 @@ def test_the_same_training_step_on_every_backend(backend_name, digits):
     for a, b in zip(other[1:], reference[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert reference[0][-1] < reference[0][0]
+
+
+def test_fit_reports_progress_to_a_callback_and_prints_one_line_per_epoch(capsys):
+    """fit draws nothing itself: a callback gets each epoch's start, every batch and its end."""
+    x = np.random.default_rng(0).standard_normal((10, 5, 5, 1)).astype(np.float32)
+    y = np.arange(10) % 2
+    model = nbcnn.Sequential([L.Conv2D(2, 3), L.ReLU(), L.Flatten(), L.Dense(2)], input_shape=(5, 5, 1))
+    model.compile(optim.SGD(0.1))
+    model.fit(x, y, epochs=1, batch_size=4, verbose=False)  # an earlier run: epochs count on from it
+    calls = []
+    history = model.fit(x, y, epochs=2, batch_size=4, validation_data=(x, y), callback=calls.append)
+
+    # 10 examples in batches of 4: 3 batches per epoch; per epoch a start, 3 batches and an end
+    assert [(p.epoch, p.epochs, p.step, p.steps, p.record is not None) for p in calls] == [
+        (e, 3, s, 3, end) for e in (2, 3) for s, end in ((0, False), (1, False), (2, False), (3, False), (3, True))]
+    start, first, _, last, end = calls[:5]
+    assert start.loss is None and start.accuracy is None
+    assert first.loss > 0 and 0 <= first.accuracy <= 1
+    assert end.record == {key: values[-2] for key, values in history.items()}  # epoch 2 of 3
+    assert last.loss == pytest.approx(end.record["loss"]) and end.record["val_loss"] > 0
+
+    lines = capsys.readouterr().out.splitlines()  # verbose=True (the default): a plain line per epoch
+    assert [line.split(":")[0] for line in lines] == ["epoch 2", "epoch 3"]
+    assert "val_accuracy" in lines[0] and "\r" not in "".join(lines)
+
+
+def test_checkpoints_from_before_chain_was_named_sequential_still_load(tmp_path):
+    """layers.Chain was called layers.Sequential; older checkpoints name it so in meta.json."""
+    import json
+
+    model = small_cnn(seed=5)
+    model.save(tmp_path / "new.nbcnn")
+    with np.load(tmp_path / "new.nbcnn") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(arrays["meta.json"].tobytes())
+    assert meta["model"]["network"]["class"] == "Chain"
+    meta["model"]["network"]["class"] = "Sequential"
+    arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(tmp_path / "old.nbcnn", "wb") as f:  # a file object: savez would add ".npz" to a name
+        np.savez(f, **arrays)
+    old = nbcnn.load_model(tmp_path / "old.nbcnn")
+    assert isinstance(old.network, L.Chain)
+    x = np.random.default_rng(1).random((3, 20, 20, 1)).astype(np.float32)
+    np.testing.assert_array_equal(old(x), model(x))

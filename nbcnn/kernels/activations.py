@@ -5,13 +5,17 @@ nest is one loop: ``for i in range(size): y[i] = f(x[i])``. Backward takes the f
 input ``x`` (not its output) and the upstream gradient ``dy``:
 
     relu     y = max(x, 0)                     dx = dy * (x > 0)
+    leaky    y = x if x > 0 else slope * x     dx = dy if x > 0 else slope * dy   (darknet: slope .1)
     sigmoid  y = 1 / (1 + exp(-x))             dx = dy * y * (1 - y)
     tanh     y = tanh(x)                       dx = dy * (1 - y^2)
     softmax  y[r, c] = exp(x[r, c]) / sum_c' exp(x[r, c'])   (per row of a 2-D view)
              dx[r, c] = y[r, c] * (dy[r, c] - sum_c' dy[r, c'] * y[r, c'])
 
 Constants are made with ``x.dtype.type(1)`` so float32 stays float32 (a bare ``1.0``
-would promote the arithmetic to float64).
+would promote the arithmetic to float64). One exception: leaky ReLU's ``slope`` arrives as a
+float64 and ``slope * x`` is computed in float64, then rounded once when stored, because that
+is what darknet's ``(x > 0) ? x : .1*x`` does (``.1`` is a C double): a float32 network then
+matches darknet's numbers exactly, on every backend.
 
 What runs here: these loops on every backend (compiled on cpu and cuda); they have no fast
 variant, since one pass over memory is all they do.
@@ -40,6 +44,17 @@ def relu_cell(x, i):
 def relu_backward_cell(dy, x, i):
     # the gradient at exactly 0 is taken as 0 (the subgradient Keras and torch use)
     return dy[i] if x[i] > 0 else dy.dtype.type(0)
+
+
+@register_jitable
+def leaky_relu_cell(x, i, slope):
+    v = x[i]
+    return v if v > 0 else slope * v
+
+
+@register_jitable
+def leaky_relu_backward_cell(dy, x, i, slope):
+    return dy[i] if x[i] > 0 else slope * dy[i]
 
 
 @register_jitable
@@ -114,6 +129,16 @@ def relu_backward(dy, x, dx):
         dx[i] = relu_backward_cell(dy, x, i)
 
 
+def leaky_relu(x, slope, y):
+    for i in prange(y.size):
+        y[i] = leaky_relu_cell(x, i, slope)
+
+
+def leaky_relu_backward(dy, x, slope, dx):
+    for i in prange(dx.size):
+        dx[i] = leaky_relu_backward_cell(dy, x, i, slope)
+
+
 def sigmoid(x, y):
     for i in prange(y.size):
         y[i] = sigmoid_cell(x, i)
@@ -164,6 +189,18 @@ def _cuda_kernels():
             dx[i] = relu_backward_cell(dy, x, i)
 
     @cuda.jit
+    def leaky_relu_k(x, slope, y):
+        i = cuda.grid(1)
+        if i < y.size:
+            y[i] = leaky_relu_cell(x, i, slope)
+
+    @cuda.jit
+    def leaky_relu_backward_k(dy, x, slope, dx):
+        i = cuda.grid(1)
+        if i < dx.size:
+            dx[i] = leaky_relu_backward_cell(dy, x, i, slope)
+
+    @cuda.jit
     def sigmoid_k(x, y):
         i = cuda.grid(1)
         if i < y.size:
@@ -199,7 +236,8 @@ def _cuda_kernels():
         if r < dx.shape[0]:
             softmax_backward_row(dy, x, r, dx)
 
-    return {"relu": relu_k, "relu_backward": relu_backward_k, "sigmoid": sigmoid_k,
+    return {"relu": relu_k, "relu_backward": relu_backward_k,
+            "leaky_relu": leaky_relu_k, "leaky_relu_backward": leaky_relu_backward_k, "sigmoid": sigmoid_k,
             "sigmoid_backward": sigmoid_backward_k, "tanh": tanh_k, "tanh_backward": tanh_backward_k,
             "softmax": softmax_k, "softmax_backward": softmax_backward_k}
 
@@ -214,6 +252,7 @@ def _kernel(source, work=None):
 
 
 RELU, RELU_BACKWARD = _kernel(relu), _kernel(relu_backward)
+LEAKY_RELU, LEAKY_RELU_BACKWARD = _kernel(leaky_relu), _kernel(leaky_relu_backward)
 SIGMOID, SIGMOID_BACKWARD = _kernel(sigmoid), _kernel(sigmoid_backward)
 TANH, TANH_BACKWARD = _kernel(tanh), _kernel(tanh_backward)
 SOFTMAX, SOFTMAX_BACKWARD = _kernel(softmax, work=_rows), _kernel(softmax_backward, work=_rows)
