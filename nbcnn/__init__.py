@@ -30,6 +30,8 @@ from .ops import (
     dense,
     dense_backward,
     iou,
+    leaky_relu,
+    leaky_relu_backward,
     max_pool2d,
     max_pool2d_backward,
     nms,
@@ -41,6 +43,8 @@ from .ops import (
     softmax_backward,
     tanh,
     tanh_backward,
+    upsample2d,
+    upsample2d_backward,
 )
 
 from . import config, layers, losses, optim  # noqa: E402  (after ops: layers use them)
@@ -49,6 +53,7 @@ from .layers import (  # noqa: E402
     Activation, AveragePooling2D, AvgPool2D, BatchNormalization, Concatenate, Conv2D, Dense, Dropout, Flatten,
     GlobalAveragePooling2D, Inception, MaxPool2D, MaxPooling2D, ReLU, Residual, Softmax,
 )
+from .layers import DarknetBatchNorm, LeakyReLU, Route, UpSampling2D  # noqa: E402
 from .model import Model, Sequential, load_model  # noqa: E402
 
 __version__ = "0.1.0"
@@ -63,4 +68,6 @@ __all__ = [
     "Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Concatenate", "Conv2D", "Dense",
     "Dropout", "Flatten", "GlobalAveragePooling2D", "Inception", "MaxPool2D", "MaxPooling2D", "ReLU", "Residual",
     "Softmax",
+    "leaky_relu", "leaky_relu_backward", "upsample2d", "upsample2d_backward",
+    "DarknetBatchNorm", "LeakyReLU", "Route", "UpSampling2D",
 ]

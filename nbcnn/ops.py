@@ -15,6 +15,12 @@ Every backward takes the upstream gradient and the forward's *inputs* (not its c
     y = leaky_relu(x, slope=0.1)                dx = leaky_relu_backward(dy, x, slope=0.1)
     y = upsample2d(x, size=2)  (nearest)        dx = upsample2d_backward(dy, x, size=2)
     y = softmax(x)  (over the last axis)        dx = softmax_backward(dy, x)
+
+Boxes (corners x1, y1, x2, y2; no gradients):
+
+    iou = box_iou(boxes1, boxes2)  (N, M)       iou(box1, box2) -> float
+    keep = nms(boxes, scores, iou_threshold, max_boxes)           indices, best score first
+    keep = batched_nms(boxes, scores, classes, iou_threshold, max_boxes)   per class
 """
 
 from __future__ import annotations
@@ -94,13 +100,31 @@ def _cached_window(x_shape, f, stride, pad, what):
     return checks.pool_window(x_shape, f, stride, pad, what)
 
 
+def _plain(value) -> bool:
+    """A hyper-parameter made only of exact ints, strings, None and tuples of them. Only those are
+    remembered: ``2 == 2.0 == True`` and they hash alike, so a cache keyed on a float or a bool
+    would hand back the verdict given to an int (accepting ``f=2.0`` after ``f=2``)."""
+    kind = type(value)
+    return kind is int or kind is str or value is None or (kind is tuple and all(_plain(v) for v in value))
+
+
 def _window(x_shape, f, stride, pad, what):
-    """``checks.pool_window``, remembered for hashable arguments (a model pools the same shapes
+    """``checks.pool_window``, remembered for plain arguments (a model pools the same shapes
     at every step; the checks cost as much as a small pooling kernel)."""
-    try:
+    if _plain(f) and _plain(stride) and _plain(pad):
         return _cached_window(tuple(x_shape), f, stride, pad, what)
-    except TypeError:  # a list somewhere: unhashable
-        return checks.pool_window(x_shape, f, stride, pad, what)
+    return checks.pool_window(x_shape, f, stride, pad, what)
+
+
+ARGMAX_MAX_CELLS = np.iinfo(np.int32).max
+
+
+def _check_argmax_fits(win, what):
+    """The argmax is int32 (as torch's indices on GPU, and half the memory of int64): a window of
+    more cells than int32 can number is refused rather than numbered wrongly."""
+    if win.f_h * win.f_w > ARGMAX_MAX_CELLS:
+        raise ValueError(f"{what}: an argmax numbers the cells of the {win.f_h}x{win.f_w} window in int32, "
+                         f"which holds at most {ARGMAX_MAX_CELLS} cells; use a smaller window")
 
 
 def _pool(kernel, x, f, stride, pad, what):
@@ -136,6 +160,7 @@ def max_pool2d(x, f=2, stride=None, pad=0, return_argmax=False):
         return _pool(pool.MAX_FORWARD, x, f, stride, pad, "max_pool2d")
     x = _nhwc(x, "x")
     win, (H_out, W_out) = _window(x.shape, f, stride, pad, "max_pool2d")
+    _check_argmax_fits(win, "max_pool2d(..., return_argmax=True)")
     device = backend.get_backend()
     out_shape = (x.shape[0], H_out, W_out, x.shape[3])
     p, argmax = backend.empty(out_shape, x.dtype, device), backend.empty(out_shape, np.int32, device)
@@ -148,6 +173,7 @@ def _argmax_input(argmax, dp, win, device):
     reads it. Host arrays are checked cell by cell (values in [0, f_h * f_w)); a GPU array only
     for its dtype and shape (checking its values would copy it back; the cuda kernels only
     compare them, so a wrong value can only misroute gradient, never touch memory out of bounds)."""
+    _check_argmax_fits(win, "max_pool2d_backward(..., argmax=...)")
     cells = win.f_h * win.f_w
     if argmax is None or isinstance(argmax, (str, bytes)):
         raise TypeError(f"argmax must be the int32 array max_pool2d(..., return_argmax=True) returned, "
@@ -520,24 +546,24 @@ def nms(boxes, scores, iou_threshold=0.5, max_boxes=None):
 from .kernels import upsample as upsample_kernels  # noqa: E402  (kept with the ops it serves)
 
 
-def _slope(slope) -> np.float64:
-    """The negative slope as a float64 (the kernels compute ``slope * x`` in float64, as darknet)."""
+def _slope(slope, dtype):
+    """The negative slope, a finite number, in the arrays' dtype (float32 math stays float32)."""
     if isinstance(slope, bool) or not isinstance(slope, (int, float, np.integer, np.floating)):
         raise TypeError(f"slope must be a number, got {type(slope).__name__} {slope!r:.40}")
     if not np.isfinite(slope):
         raise ValueError(f"slope must be finite, got {slope!r}")
-    return np.float64(slope)
+    return np.dtype(dtype).type(slope)
 
 
 def leaky_relu(x, slope=0.1):
     """``x if x > 0 else slope * x`` element by element (darknet's "leaky": slope 0.1).
 
-    ``slope * x`` is computed in float64 and rounded once to x's dtype, exactly as darknet's
-    ``.1*x`` (a C double) is, so float32 results match darknet bit for bit.
+    ``slope * x`` is computed in x's dtype (darknet multiplies by the double ``.1`` and rounds
+    once: float32 results may differ from darknet's in the last bit).
     """
     x = checks.as_array(x, "x")
     device = backend.get_backend()
-    y = _run(activations.LEAKY_RELU, (x.reshape(-1),), (_slope(slope),), (x.size,), x.dtype, device)
+    y = _run(activations.LEAKY_RELU, (x.reshape(-1),), (_slope(slope, x.dtype),), (x.size,), x.dtype, device)
     return backend.like_inputs(y.reshape(x.shape), x)
 
 
@@ -547,8 +573,8 @@ def leaky_relu_backward(dy, x, slope=0.1):
     dy = checks.as_array(dy, "dy", None, x.dtype)
     checks.same_shape(dy, x, "dy", "x")
     device = backend.get_backend()
-    dx = _run(activations.LEAKY_RELU_BACKWARD, (dy.reshape(-1), x.reshape(-1)), (_slope(slope),), (x.size,),
-              x.dtype, device)
+    dx = _run(activations.LEAKY_RELU_BACKWARD, (dy.reshape(-1), x.reshape(-1)), (_slope(slope, x.dtype),),
+              (x.size,), x.dtype, device)
     return backend.like_inputs(dx.reshape(x.shape), dy, x)
 
 

@@ -438,3 +438,215 @@ def test_bad_input_raises_a_clear_error(call, error, words):
         with pytest.raises(error) as info:
             call()
     assert words in str(info.value)
+
+
+# --------------------------------------------------------------------------- week 3: car detection with YOLO
+#
+# The notebook's iou exercise and naive loops written out here; the notebook's own test values
+# come from tf.random seeds that numpy cannot reproduce, so the checks are hand-computed cases
+# and these loops.
+
+
+def nb_iou(box1, box2):
+    (box1_x1, box1_y1, box1_x2, box1_y2) = box1
+    (box2_x1, box2_y1, box2_x2, box2_y2) = box2
+    xi1, yi1 = max(box1_x1, box2_x1), max(box1_y1, box2_y1)
+    xi2, yi2 = min(box1_x2, box2_x2), min(box1_y2, box2_y2)
+    inter_area = max(xi2 - xi1, 0) * max(yi2 - yi1, 0)
+    box1_area = (box1_x2 - box1_x1) * (box1_y2 - box1_y1)
+    box2_area = (box2_x2 - box2_x1) * (box2_y2 - box2_y1)
+    union_area = box1_area + box2_area - inter_area
+    return inter_area / union_area if inter_area > 0 else 0.0
+
+
+def nb_filter_boxes(boxes, box_confidence, box_class_probs, threshold):
+    """Cell by cell, in row-major order (what tf.boolean_mask gives)."""
+    scores, kept, classes = [], [], []
+    for index in np.ndindex(*boxes.shape[:-1]):
+        box_scores = box_confidence[index][0] * box_class_probs[index]
+        best = int(np.argmax(box_scores))
+        if box_scores[best] >= threshold:
+            scores.append(box_scores[best])
+            kept.append(boxes[index])
+            classes.append(best)
+    return np.array(scores), np.array(kept).reshape(-1, 4), np.array(classes, np.int64)
+
+
+def nb_non_max_suppression(scores, boxes, max_boxes, iou_threshold):
+    """tf.image.non_max_suppression as a greedy loop: boxes (y1, x1, y2, x2), best first, ties
+    by index, suppress when IoU > threshold."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    as_xyxy = [(b[1], b[0], b[3], b[2]) for b in boxes]
+    selected = []
+    for i in order:
+        if len(selected) == max_boxes:
+            break
+        if all(nb_iou(as_xyxy[s], as_xyxy[i]) <= iou_threshold for s in selected):
+            selected.append(i)
+    return selected
+
+
+def nb_yolo_eval(box_xy, box_wh, box_confidence, box_class_probs, image_shape, max_boxes, score_threshold,
+                 iou_threshold):
+    mins, maxes = box_xy - box_wh / 2, box_xy + box_wh / 2
+    corners = np.stack([mins[..., 1], mins[..., 0], maxes[..., 1], maxes[..., 0]], axis=-1)
+    scores, boxes, classes = nb_filter_boxes(corners, box_confidence, box_class_probs, score_threshold)
+    h, w = image_shape
+    boxes = boxes * np.array([h, w, h, w])
+    keep = nb_non_max_suppression(scores, boxes, max_boxes, iou_threshold)
+    return scores[keep], boxes[keep], classes[keep]
+
+
+@pytest.mark.parametrize("box1, box2, expected", [
+    ((2, 1, 4, 3), (1, 2, 3, 4), 0.14285714285714285),  # the notebook's "intersecting boxes"
+    ((1, 2, 3, 4), (5, 6, 7, 8), 0.0),                  # "non-intersecting boxes"
+    ((1, 1, 2, 2), (2, 1, 3, 2), 0.0),                  # "boxes intersect at vertices only"... an edge
+    ((1, 1, 2, 2), (2, 2, 3, 3), 0.0),                  # ... and a corner
+    ((1, 1, 3, 3), (1, 1, 3, 3), 1.0),
+    ((0, 0, 4, 4), (1, 1, 3, 3), 0.25),
+])
+def test_iou_notebook_examples(backend, box1, box2, expected):
+    got = course.iou(box1, box2)
+    assert isinstance(got, float)
+    assert got == pytest.approx(expected, rel=1e-15, abs=0)
+    assert got == pytest.approx(nb_iou(box1, box2), rel=1e-15, abs=0)
+    assert course.iou(np.array(box1, np.float32), list(box2)) == pytest.approx(expected, rel=1e-15)
+
+
+def test_yolo_boxes_to_corners_by_hand():
+    box_xy = np.array([[10.0, 20.0], [0.5, 0.5]])
+    box_wh = np.array([[4.0, 8.0], [1.0, 0.2]])
+    # x 10 +- 2, y 20 +- 4  ->  (y_min, x_min, y_max, x_max) = (16, 8, 24, 12)
+    np.testing.assert_allclose(course.yolo_boxes_to_corners(box_xy, box_wh), [[16, 8, 24, 12], [0.4, 0, 0.6, 1]],
+                               **TOL)
+    grid = course.yolo_boxes_to_corners(np.ones((19, 19, 5, 2)), np.ones((19, 19, 5, 2)))
+    assert grid.shape == (19, 19, 5, 4)
+    np.testing.assert_allclose(grid[3, 4, 2], [0.5, 0.5, 1.5, 1.5], **TOL)
+
+
+def test_yolo_filter_boxes_by_hand():
+    boxes = np.arange(2 * 2 * 4, dtype=np.float64).reshape(2, 2, 1, 4)
+    box_confidence = np.array([0.9, 0.5, 1.0, 0.2]).reshape(2, 2, 1, 1)
+    box_class_probs = np.array([[0.1, 0.8, 0.1],   # best: class 1, 0.72 -> kept
+                                [0.6, 0.2, 0.2],   # class 0, 0.30 -> dropped
+                                [0.3, 0.3, 0.4],   # class 2, 0.40 -> dropped at .6
+                                [0.0, 0.0, 1.0]]).reshape(2, 2, 1, 3)  # 0.2 -> dropped
+    scores, kept, classes = course.yolo_filter_boxes(boxes, box_confidence, box_class_probs, threshold=0.6)
+    np.testing.assert_allclose(scores, [0.72], **TOL)
+    np.testing.assert_array_equal(kept, [[0, 1, 2, 3]])
+    assert classes.tolist() == [1] and classes.dtype == np.int64
+    scores, kept, classes = course.yolo_filter_boxes(boxes, box_confidence, box_class_probs, threshold=0.3)
+    np.testing.assert_allclose(scores, [0.72, 0.3, 0.4], **TOL)  # >= threshold: 0.3 itself is kept
+    assert classes.tolist() == [1, 0, 2]
+    np.testing.assert_array_equal(kept, boxes.reshape(4, 4)[:3])
+
+
+def test_yolo_filter_boxes_matches_notebook_loop_on_the_notebook_shapes():
+    rng = np.random.default_rng(1)
+    boxes = rng.normal(1, 4, (19, 19, 5, 4))
+    box_confidence = rng.normal(1, 4, (19, 19, 5, 1))
+    box_class_probs = rng.normal(1, 4, (19, 19, 5, 80))
+    got = course.yolo_filter_boxes(boxes, box_confidence, box_class_probs, threshold=0.5)
+    expected = nb_filter_boxes(boxes, box_confidence, box_class_probs, 0.5)
+    assert got[0].shape[0] > 100
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g, e, **TOL)
+
+
+def test_yolo_non_max_suppression_by_hand(backend):
+    # (y1, x1, y2, x2)
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 5, 10]], np.float64)
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    classes = np.array([2, 2, 7, 2])
+    s, b, c = course.yolo_non_max_suppression(scores, boxes, classes, max_boxes=10, iou_threshold=0.5)
+    # 1 overlaps 0 by 81/119 = .68: gone; 3 overlaps 0 by exactly .5: not > .5, kept
+    np.testing.assert_array_equal(s, [0.9, 0.7, 0.6])
+    np.testing.assert_array_equal(b, boxes[[0, 2, 3]])
+    assert c.tolist() == [2, 7, 2]
+    s, b, c = course.yolo_non_max_suppression(scores, boxes, classes, max_boxes=2)
+    assert s.tolist() == [0.9, 0.7] and c.tolist() == [2, 7]
+    # class-agnostic, as the notebook's tf.image.non_max_suppression: other classes suppress too
+    s, _, _ = course.yolo_non_max_suppression(scores, boxes, np.array([0, 1, 2, 3]), iou_threshold=0.5)
+    assert s.tolist() == [0.9, 0.7, 0.6]
+
+
+def test_yolo_non_max_suppression_accepts_any_diagonal_pair_of_corners():
+    boxes = np.array([[0, 0, 10, 10], [11, 11, 1, 1], [30, 20, 20, 30]], np.float64)  # flipped pairs
+    s, b, _ = course.yolo_non_max_suppression(np.array([0.9, 0.8, 0.7]), boxes, np.zeros(3, np.int64))
+    assert s.tolist() == [0.9, 0.7]
+    np.testing.assert_array_equal(b, boxes[[0, 2]])  # returned as given, as tf.gather does
+
+
+def test_scale_boxes_by_hand():
+    boxes = np.array([[0.1, 0.2, 0.5, 0.6]])
+    np.testing.assert_allclose(course.scale_boxes(boxes, (720, 1280)), [[72, 256, 360, 768]], **TOL)
+    np.testing.assert_allclose(course.scale_boxes(boxes, (720.0, 1280.0, 3)), [[72, 256, 360, 768]], **TOL)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_yolo_eval_matches_the_notebook_pipeline(backend, seed):
+    rng = np.random.default_rng(seed)
+    shape = (4, 4, 5) if is_slow(backend) else (19, 19, 5)
+    box_xy = rng.uniform(0, 1, shape + (2,))
+    box_wh = rng.uniform(0.05, 0.4, shape + (2,))
+    box_confidence = rng.uniform(0, 1, shape + (1,))
+    box_class_probs = rng.dirichlet(np.ones(3) * 0.3, shape)  # peaked: many boxes pass .6
+    got = course.yolo_eval((box_xy, box_wh, box_confidence, box_class_probs), (720, 1280), max_boxes=10,
+                           score_threshold=0.6, iou_threshold=0.5)
+    expected = nb_yolo_eval(box_xy, box_wh, box_confidence, box_class_probs, (720, 1280), 10, 0.6, 0.5)
+    assert 1 <= got[0].shape[0] <= 10
+    assert got[1].shape == (got[0].shape[0], 4) and got[2].dtype == np.int64
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, **TOL)
+
+
+def test_yolo_eval_with_no_box_above_the_threshold():
+    shape = (2, 2, 5)
+    outputs = (np.full(shape + (2,), 0.5), np.full(shape + (2,), 0.1), np.full(shape + (1,), 0.1),
+               np.full(shape + (3,), 1 / 3))
+    scores, boxes, classes = course.yolo_eval(outputs)
+    assert scores.shape == (0,) and boxes.shape == (0, 4) and classes.shape == (0,)
+
+
+def test_week3_runs_on_the_box_kernels(monkeypatch):
+    launched = []
+    real_launch = nbcnn_backend.launch
+
+    def recording_launch(kernel, *args, backend=None):
+        launched.append(kernel.name)
+        return real_launch(kernel, *args, backend=backend)
+
+    monkeypatch.setattr(nbcnn_backend, "launch", recording_launch)
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11]], np.float64)
+    with nbcnn.use_backend("cpu"):
+        course.iou((0, 0, 1, 1), (0, 0, 2, 2))
+        assert launched == ["box_iou"]
+        launched.clear()
+        course.yolo_non_max_suppression(np.array([0.5, 0.6]), boxes, np.array([0, 0]))
+        assert launched == ["nms"]
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: course.iou((0, 0, 1), (0, 0, 1, 1)), ValueError, "box1 must be 4 numbers"),
+    (lambda: course.iou((0, 0, 1, 1), (2, 2, 1, 1)), ValueError, "x2 < x1"),
+    (lambda: course.iou("abcd", (0, 0, 1, 1)), TypeError, "real numbers"),
+    (lambda: course.yolo_boxes_to_corners(np.ones((3, 2)), np.ones((4, 2))), ValueError, "must match"),
+    (lambda: course.yolo_boxes_to_corners(np.ones((3, 3)), np.ones((3, 3))), ValueError, "box_xy must have shape"),
+    (lambda: course.yolo_filter_boxes(np.ones((2, 4)), np.ones((3, 1)), np.ones((2, 5))), ValueError, "leading shape"),
+    (lambda: course.yolo_filter_boxes(np.ones((2, 4)), np.ones((2, 2)), np.ones((2, 5))), ValueError,
+     "box_confidence must have shape"),
+    (lambda: course.yolo_non_max_suppression(np.ones(2), np.ones((3, 4)), np.ones(2)), ValueError, "boxes must"),
+    (lambda: course.yolo_non_max_suppression(np.ones(2), np.ones((2, 4)), np.ones(3)), ValueError, "classes"),
+    (lambda: course.yolo_non_max_suppression(np.array([np.nan, 1]), np.ones((2, 4)), np.ones(2)), ValueError,
+     "NaN"),
+    (lambda: course.yolo_non_max_suppression(np.ones(2), np.ones((2, 4)), np.ones(2), max_boxes=-1), ValueError,
+     "max_boxes"),
+    (lambda: course.scale_boxes(np.ones((2, 4)), (720,)), ValueError, "(height, width)"),
+    (lambda: course.yolo_eval((np.ones((2, 2)),)), TypeError, "yolo_outputs"),
+])
+def test_week3_bad_input_raises_a_clear_error(call, error, words):
+    with nbcnn.use_backend("python"):
+        with pytest.raises(error) as info:
+            call()
+    assert words in str(info.value)

@@ -123,3 +123,50 @@ def test_set_backend_holds_in_every_thread_use_backend_in_its_own():
     finally:
         nbcnn.set_backend(None)
     assert seen == {"set": "python", "block": "cpu", "other thread during block": "python"}
+
+
+# --------------------------------------------------------------------------- pooling geometry
+
+
+@pytest.mark.parametrize("op", ["max", "avg"])
+def test_pooling_work_and_memory_grow_with_the_output_not_the_padding(op):
+    """f = stride = (1, F), pad = (0, F - 1) on a 1x2 image: two outputs. The fast kernels worked
+    at every padded position (4.5 s at F = 1e5; 1.6 GB at F = 1e8). Now F = 1e8 must give the
+    oracle's answer with the process's peak memory grown by less than 100 MB (the same call
+    with F = 1000 runs first, so compiling is not counted)."""
+    child = run_child(f"""
+        import resource, numpy as np, nbcnn
+        x = np.array([[[[1.0], [3.0]]]], np.float32)
+        pool, back = nbcnn.{op}_pool2d, nbcnn.{op}_pool2d_backward
+
+        def run(F):
+            p = pool(x, f=(1, F), stride=(1, F), pad=(0, F - 1))
+            return p, back(np.ones_like(p), x, f=(1, F), stride=(1, F), pad=(0, F - 1))
+
+        run(1000)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        p, dx = run(10 ** 8)
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        print(p.ravel().tolist(), dx.ravel().tolist(), grown_mb < 100)
+    """, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
+    # output 0's window covers only pixel 0, output 1's only pixel 1 (its first cell is x[1])
+    assert child.stdout.strip() == "[1.0, 3.0] [1.0, 1.0] True"
+
+
+def test_an_argmax_that_int32_cannot_number_is_refused():
+    x = np.ones((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="int32"):
+        nbcnn.max_pool2d(x, 50000, None, 49999, return_argmax=True)
+    # without the argmax the same window works, through the readable gather on every backend
+    assert nbcnn.max_pool2d_backward(np.ones((1, 1, 1, 1), np.float32), x, 50000, None, 49999).item() == 1.0
+
+
+@pytest.mark.parametrize("hyper", [dict(f=2.0), dict(f=True), dict(f=2, stride=2.0), dict(f=2, pad=False),
+                                   dict(f=(2, 2.0))])
+def test_pooling_validation_does_not_depend_on_earlier_calls(hyper):
+    x = np.ones((1, 4, 4, 1), np.float32)
+    nbcnn.max_pool2d(x, 2)  # the accepted twin, first: its verdict must not be reused
+    nbcnn.max_pool2d(x, 2, 2, 0)
+    with pytest.raises(TypeError):
+        nbcnn.max_pool2d(x, **hyper)

@@ -39,14 +39,10 @@ def window_argmax(x, n, h_out, w_out, c, win):
     best_h = -1
     best_w = -1
     best = x[n, 0, 0, c]
-    for i in range(win.f_h):
-        h = h_out * win.stride_h - win.pad_top + i
-        if h < 0 or h >= x.shape[1]:
-            continue  # padding never wins
-        for j in range(win.f_w):
-            w = w_out * win.stride_w - win.pad_left + j
-            if w < 0 or w >= x.shape[2]:
-                continue
+    top, h_stop = window_rows(h_out, x.shape, win)  # padding never wins: only real cells are read
+    left, w_stop = window_cols(w_out, x.shape, win)
+    for h in range(top, h_stop):
+        for w in range(left, w_stop):
             v = x[n, h, w, c]
             # strictly greater keeps the first maximum on ties; the first NaN wins and stays
             if best_h < 0 or v > best or (v != v and best == best):
@@ -55,13 +51,28 @@ def window_argmax(x, n, h_out, w_out, c, win):
 
 
 @register_jitable
+def window_rows(h_out, x_shape, win):
+    """``range(first, stop)`` of the image rows under the window of output row h_out: the rows
+    ``h_out * stride_h - pad_top + i`` for ``i < f_h`` that are not padding. Looping over these
+    (not over all f_h rows, skipping padding) keeps the work proportional to the real cells,
+    however large the padding."""
+    top = h_out * win.stride_h - win.pad_top
+    return max(top, 0), min(top + win.f_h, x_shape[1])
+
+
+@register_jitable
+def window_cols(w_out, x_shape, win):
+    """The same for the columns under the window of output column w_out."""
+    left = w_out * win.stride_w - win.pad_left
+    return max(left, 0), min(left + win.f_w, x_shape[2])
+
+
+@register_jitable
 def window_count(h_out, w_out, x_shape, win):
     """How many real (not padding) cells the window of (h_out, w_out) covers."""
-    top = h_out * win.stride_h - win.pad_top
-    left = w_out * win.stride_w - win.pad_left
-    rows = min(top + win.f_h, x_shape[1]) - max(top, 0)
-    cols = min(left + win.f_w, x_shape[2]) - max(left, 0)
-    return rows * cols
+    top, h_stop = window_rows(h_out, x_shape, win)
+    left, w_stop = window_cols(w_out, x_shape, win)
+    return (h_stop - top) * (w_stop - left)
 
 
 # --------------------------------------------------------------------------- max
@@ -173,14 +184,10 @@ def max_pool2d_backward_argmax(dp, argmax, win, dx):
 def avg_pool2d_forward_cell(x, n, h_out, w_out, c, win):
     """``p[n, h_out, w_out, c] = mean of the real cells of x[n, window, c]``"""
     total = x.dtype.type(0)
-    for i in range(win.f_h):
-        h = h_out * win.stride_h - win.pad_top + i
-        if h < 0 or h >= x.shape[1]:
-            continue
-        for j in range(win.f_w):
-            w = w_out * win.stride_w - win.pad_left + j
-            if w < 0 or w >= x.shape[2]:
-                continue
+    top, h_stop = window_rows(h_out, x.shape, win)
+    left, w_stop = window_cols(w_out, x.shape, win)
+    for h in range(top, h_stop):
+        for w in range(left, w_stop):
             total += x[n, h, w, c]
     # cast the count: an int in the division would promote float32 math to float64
     return total / x.dtype.type(window_count(h_out, w_out, x.shape, win))

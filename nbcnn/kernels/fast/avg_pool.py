@@ -27,7 +27,9 @@ from numba.extending import overload, register_jitable
 
 from ...backend import note_route
 from ..indexing import windows_covering
-from .pool_rows import WIDE_C, _chunk, _compact, _inside, _launch, _scatter, column_counts, stride_map
+from .. import pool as readable
+from .pool_rows import (WIDE_C, _chunk, _compact, _inside, _launch, _scatter, column_counts,
+                        spans_far_past_the_image, stride_map)
 from .simd import LANES, add8, load8, store8
 
 
@@ -169,6 +171,10 @@ def _avg_wide_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
 
 
 def avg_pool2d_forward(x, win, p):
+    if spans_far_past_the_image(x.shape, win, p.shape):
+        note_route("readable loop (huge window)")
+        readable.AVG_FORWARD.naive_cpu(x, win, p)
+        return
     if x.shape[3] >= WIDE_C:
         note_route("channels innermost")
         _launch(_avg_wide_parallel, x.size + p.size, x, *win, p)
@@ -303,6 +309,10 @@ def _avg_back_wide_parallel(dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunk
 
 
 def avg_pool2d_backward(dp, win, dx):
+    if spans_far_past_the_image(dx.shape, win, dp.shape):
+        note_route("readable loop (huge window)")
+        readable.AVG_BACKWARD.naive_cpu(dp, win, dx)
+        return
     if dx.shape[3] >= WIDE_C:
         note_route("channels innermost")
         _launch(_avg_back_wide_parallel, dp.size + dx.size, dp, *win, dx)

@@ -37,7 +37,8 @@ from numba import njit, prange, types
 from numba.extending import overload, register_jitable
 
 from ...backend import note_route
-from .pool_rows import WIDE_C, _chunk, _compact, _inside, _launch, stride_map
+from .. import pool as readable
+from .pool_rows import WIDE_C, _chunk, _compact, _inside, _launch, spans_far_past_the_image, stride_map
 from .simd import LANES, keep_where_eq8, load8, store8
 
 
@@ -343,10 +344,18 @@ def _max_forward(x, win, p, arg, with_arg, touched):
 
 
 def max_pool2d_forward(x, win, p):
+    if spans_far_past_the_image(x.shape, win, p.shape):
+        note_route("readable loop (huge window)")
+        readable.MAX_FORWARD.naive_cpu(x, win, p)
+        return
     _max_forward(x, win, p, _NO_ARG, False, x.size + p.size)
 
 
 def max_pool2d_forward_argmax(x, win, p, arg):
+    if spans_far_past_the_image(x.shape, win, p.shape):
+        note_route("readable loop (huge window)")
+        readable.MAX_ARGMAX.naive_cpu(x, win, p, arg)
+        return
     _max_forward(x, win, p, arg, True, x.size + 2 * p.size)
 
 
@@ -535,6 +544,10 @@ def _tiles_parallel(dp, arg, f_h, f_w, s_h, s_w, pad_top, pad_left, dx, chunks):
 
 
 def max_pool2d_backward_argmax(dp, arg, win, dx):
+    if spans_far_past_the_image(dx.shape, win, dp.shape):
+        note_route("readable loop (huge window)")
+        readable.MAX_BACKWARD_ARGMAX.naive_cpu(dp, arg, win, dx)
+        return
     touched = dp.size + arg.size + dx.size
     if dx.shape[3] >= WIDE_C and win.stride_h >= win.f_h and win.stride_w >= win.f_w:
         note_route("select per cell")
@@ -546,6 +559,10 @@ def max_pool2d_backward_argmax(dp, arg, win, dx):
 
 def max_pool2d_backward(dp, x, win, dx):
     """Without the forward's argmax: find it (the forward kernel), then route by it."""
+    if spans_far_past_the_image(dx.shape, win, dp.shape):
+        note_route("readable loop (huge window)")  # which also needs no int32 cell numbers
+        readable.MAX_BACKWARD.naive_cpu(dp, x, win, dx)
+        return
     arg = np.empty(dp.shape, np.int32)
     max_pool2d_forward_argmax(x, win, np.empty(dp.shape, x.dtype), arg)
     max_pool2d_backward_argmax(dp, arg, win, dx)

@@ -152,6 +152,22 @@ def _chunk(k, chunks, total):
     return k * total // chunks, (k + 1) * total // chunks
 
 
+def spans_far_past_the_image(x_shape, win, out_shape) -> bool:
+    """True when the windows reach far beyond the image: padding or a window much larger than the
+    input (``f = stride = (1, 10**5)`` with ``pad = (0, 10**5 - 1)`` on a 2-pixel row).
+
+    The kernels here work at every stride-1 position of the padded span (their scratch rows) and
+    keep tables per window cell, so their time and memory grow with the padding; the readable
+    loop nests visit only the real cells of each window, so theirs grow with the output and the
+    input. Layers of real networks are nowhere near this limit (a span at most about twice the
+    image).
+    """
+    _, H, W, _ = x_shape
+    rows = (out_shape[1] - 1) * win.stride_h + win.f_h  # input rows the windows span, padding included
+    cols = (out_shape[2] - 1) * win.stride_w + win.f_w
+    return rows > 2 * H + 64 or cols > 2 * W + 64
+
+
 def _launch(parallel, touched, *args):
     """Run a prange driver with one chunk per thread; calls touching fewer than
     ``config.POOL_SERIAL_BELOW_ELEMENTS`` numbers get one chunk on one thread (waking the other
