@@ -19,6 +19,7 @@ import nbcnn
 from nbcnn import backend as nbcnn_backend
 from nbcnn import config, detection
 from nbcnn.kernels import boxes as box_kernels
+from nbcnn.kernels.fast import cuda_nms
 from conftest import REAL_GPU
 
 
@@ -351,8 +352,8 @@ def test_bitmask_rows_say_which_later_boxes_each_box_suppresses():
     order = np.argsort(-rng.random(n), kind="stable")
     blocks = 2
     mask = cuda.to_device(np.zeros((n, blocks), np.uint64))
-    kernel = box_kernels._bitmask_kernel(np.float64)
-    kernel[(blocks, blocks), box_kernels.BLOCK](cuda.to_device(boxes), cuda.to_device(classes),
+    kernel = cuda_nms._bitmask_kernel(np.float64)
+    kernel[(blocks, blocks), cuda_nms.BLOCK](cuda.to_device(boxes), cuda.to_device(classes),
                                                 cuda.to_device(order), np.float64(0.3), mask)
     mask = mask.copy_to_host()
     for i in range(n):
@@ -369,9 +370,9 @@ def test_bitmask_scan_is_the_greedy_loop():
     # 3 boxes in score order: 0 suppresses 1, 1 would suppress 2 but is itself suppressed
     mask = np.array([[0b010], [0b100], [0b000]], np.uint64)
     keep = np.empty(3, np.uint8)
-    box_kernels.scan_bitmask(mask, 3, keep)
+    cuda_nms.scan_bitmask(mask, 3, keep)
     assert keep.tolist() == [1, 0, 1]
-    box_kernels.scan_bitmask(mask, 1, keep)
+    cuda_nms.scan_bitmask(mask, 1, keep)
     assert keep.tolist() == [1, 0, 0]
 
 
@@ -386,12 +387,13 @@ def test_debug_names_the_cuda_route(fast, route_name):
 
 COMPILE_SCRIPT = """
 from nbcnn.kernels import boxes as K
+from nbcnn.kernels.fast import cuda_nms
 failures = 0
 for dtype in (np.float32, np.float64):
     b, i64, u8 = np.zeros((5, 4), dtype), np.zeros(5, np.int64), np.zeros(5, np.uint8)
     cases = [("box_iou", K.BOX_IOU.cuda.py_func, (b, b, np.zeros((5, 5), dtype))),
              ("nms", K.NMS.cuda.py_func, (b, i64, i64, dtype(0.5), np.int64(5), u8)),
-             ("nms_bitmask", K._bitmask_kernel(dtype).py_func,
+             ("nms_bitmask", cuda_nms._bitmask_kernel(dtype).py_func,
               (b, i64, i64, dtype(0.5), np.zeros((5, 1), np.uint64)))]
     for name, fn, args in cases:
         try:

@@ -32,7 +32,7 @@ What runs here:
                                                             fast (default): the IoU bitmask, 64x64
                                                               boxes per block, then a scan on the host
 
-The cuda fast form is registered at the bottom of this file (``Kernel.register_fast``):
+The cuda fast form lives in ``kernels/fast/cuda_nms.py`` (registered in ``kernels/fast/__init__.py``):
 each thread takes one box and records, as the bits of a uint64, which of 64 later boxes it
 would suppress; every pair (i before j in score order) is tested at once, in parallel, and the
 host then walks the rows of that mask in score order, as the greedy loop would (torchvision's
@@ -55,9 +55,6 @@ from .. import config
 from ..backend import Kernel, cuda_kernels, note_route
 
 cuda = None  # numba.cuda, bound by @cuda_kernels when the cuda backend is first used
-
-BLOCK = 64  # boxes per side of a bitmask tile: one bit of a uint64 per box
-
 
 # --------------------------------------------------------------------------- cells
 
@@ -186,94 +183,3 @@ def _one_block(keep):
 
 BOX_IOU = Kernel("box_iou", box_iou, cuda=lambda: _cuda_kernels()["box_iou"])
 NMS = Kernel("nms", nms, cuda=lambda: _cuda_kernels()["nms"], work=_one_block)
-
-
-# --------------------------------------------------------------------------- cuda fast: the IoU bitmask
-
-
-@cuda_kernels
-def _bitmask_kernel(dtype):
-    """The bitmask kernel for one box dtype (a shared array's dtype is a compile-time constant)."""
-    real = numba.from_dtype(np.dtype(dtype))
-
-    @cuda.jit
-    def nms_bitmask(boxes, classes, order, iou_threshold, mask):
-        """Block (row_block, col_block) tests boxes row_block*64 ... against col_block*64 ...
-        (positions in score order). Thread t owns row box i = row_block*64 + t and writes
-        ``mask[i, col_block]``: bit c set when box i suppresses box col_block*64 + c."""
-        row_block = cuda.blockIdx.y
-        col_block = cuda.blockIdx.x
-        if row_block > col_block:
-            return  # a box only suppresses boxes after it in score order (the host never reads these)
-        n = mask.shape[0]
-        t = cuda.threadIdx.x
-        row_size = min(n - row_block * BLOCK, BLOCK)
-        col_size = min(n - col_block * BLOCK, BLOCK)
-        col_boxes = cuda.shared.array((BLOCK, 4), real)  # the 64 column boxes, read by every thread
-        col_class = cuda.shared.array(BLOCK, numba.int64)
-        if t < col_size:
-            b = order[col_block * BLOCK + t]
-            for c in range(4):
-                col_boxes[t, c] = boxes[b, c]
-            col_class[t] = classes[b]
-        cuda.syncthreads()
-        if t < row_size:
-            i = row_block * BLOCK + t
-            a = order[i]
-            bits = numba.uint64(0)
-            start = t + 1 if row_block == col_block else 0  # on the diagonal, only later boxes
-            for c in range(start, col_size):
-                if classes[a] == col_class[c] and box_iou_cell(boxes, a, col_boxes, c) > iou_threshold:
-                    bits |= numba.uint64(1) << numba.uint64(c)
-            mask[i, col_block] = bits
-
-    return nms_bitmask
-
-
-@numba.njit(cache=True)
-def scan_bitmask(mask, max_boxes, keep):
-    """The greedy loop over the bitmask's rows, in score order: ``removed`` holds, as bits, every
-    box suppressed so far; a box not in it is kept and adds its own row (the boxes it suppresses).
-    Only columns from the box's own block on are read: the kernel wrote no others."""
-    n, blocks = mask.shape
-    removed = np.zeros(blocks, np.uint64)
-    kept = 0
-    for i in range(n):
-        keep[i] = 0
-    for i in range(n):
-        if kept == max_boxes:
-            break
-        block = i // BLOCK
-        if removed[block] & (np.uint64(1) << np.uint64(i % BLOCK)):
-            continue
-        keep[i] = 1
-        kept += 1
-        for c in range(block, blocks):
-            removed[c] |= mask[i, c]
-
-
-def _launch_nms_bitmask(boxes, classes, order, iou_threshold, max_boxes, keep):
-    """``launch(boxes, classes, order, iou_threshold, max_boxes, keep)``: ``NMS``'s fast cuda form."""
-    from numba import cuda as numba_cuda
-
-    n = keep.shape[0]
-    if n == 0:
-        return
-    blocks = (n + BLOCK - 1) // BLOCK
-    mask = numba_cuda.device_array((n, blocks), dtype=np.uint64)  # n x ceil(n/64) x 8 bytes
-    kernel = _bitmask_kernel(np.dtype(boxes.dtype).type)
-    kernel[(blocks, blocks), BLOCK](boxes, classes, order, iou_threshold, mask)
-    host_keep = np.empty(n, np.uint8)
-    scan_bitmask(mask.copy_to_host(), max_boxes, host_keep)
-    keep.copy_to_device(host_keep)
-    note_route("IoU bitmask + host scan")
-
-
-def nms_bitmask_launcher():
-    """The factory ``Kernel.register_fast(cuda=...)`` takes: returns the bitmask launcher."""
-    return _launch_nms_bitmask
-
-
-# Registered here rather than in kernels/fast/__init__.py's table: the bitmask kernel shares this
-# file's IoU cell, and it is the only fast form of a box kernel.
-NMS.register_fast(cuda=nms_bitmask_launcher)

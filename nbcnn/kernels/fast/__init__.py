@@ -1,10 +1,11 @@
 """The fast kernels, and the one table of what runs instead of each readable kernel.
 
-The readable kernels (``nbcnn/kernels/conv.py``, ``pool.py``, ``dense.py``, ``bias.py``) are
+The readable kernels (``nbcnn/kernels/conv.py``, ``pool.py``, ``dense.py``, ``bias.py``,
+``boxes.py``) are
 the lecture's loop nests: the python backend runs them, and so do cpu and cuda with
 ``NBCNN_FAST=0``. By default the cpu and cuda backends run the restructured kernels of this
 package instead, each tested against its readable twin (``tests/test_*_fast.py``,
-``test_conv_direct.py``, ``test_conv_winograd.py``, ``test_cuda_tiled.py``):
+``test_conv_direct.py``, ``test_conv_winograd.py``, ``test_cuda_tiled.py``, ``test_boxes.py``):
 
     readable kernel                      cpu (this package)                       cuda
     conv.FORWARD                         conv.forward: direct tile | winograd |    cuda_conv: implicit GEMM,
@@ -19,6 +20,8 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
     pool.AVG_FORWARD / AVG_BACKWARD      avg_pool.avg_pool2d_forward / _backward   readable
     dense.FORWARD                        dense.forward: direct tile | BLAS         readable
     dense.BACKWARD_INPUT / _WEIGHT       dense.backward_input / _weight: BLAS      readable
+    boxes.NMS                            readable (greedy loop)                    cuda_nms: IoU bitmask, 64x64
+                                                                                     boxes per block, host scan
 
 The modules: ``simd.py`` (explicit 8-lane vectors as Numba intrinsics), ``direct.py`` (the
 register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3) on the same tile),
@@ -26,14 +29,14 @@ register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3) on the same til
 thread count chosen per product), ``conv.py`` (the router between them), ``pool_rows.py``
 (the pooling kernels' shared row layouts, helpers and thread launcher), ``max_pool.py`` and
 ``avg_pool.py`` (max and average pooling, forward and backward), ``dense.py``,
-``cuda_conv.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
+``cuda_conv.py``, ``cuda_nms.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
 
 Importing this package registers them all (``ops.py`` imports it); it imports no numba.cuda
 until a cuda launcher is first asked for.
 """
 
-from .. import bias as _bias, conv as _conv, dense as _dense, pool as _pool
-from . import avg_pool, bias, conv, cuda_conv, dense, max_pool
+from .. import bias as _bias, boxes as _boxes, conv as _conv, dense as _dense, pool as _pool
+from . import avg_pool, bias, conv, cuda_conv, cuda_nms, dense, max_pool
 
 # own_threads=True: the kernel picks its threads itself (the register tiles use every thread
 # however small the call; pooling has its own threshold; BLAS its own rule), so the
@@ -55,3 +58,5 @@ _pool.AVG_BACKWARD.register_fast(cpu=avg_pool.avg_pool2d_backward, own_threads=T
 _dense.FORWARD.register_fast(cpu=dense.forward, own_threads=True)
 _dense.BACKWARD_INPUT.register_fast(cpu=dense.backward_input, own_threads=True)
 _dense.BACKWARD_WEIGHT.register_fast(cpu=dense.backward_weight, own_threads=True)
+
+_boxes.NMS.register_fast(cuda=cuda_nms.nms_bitmask_launcher)
