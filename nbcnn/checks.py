@@ -81,7 +81,8 @@ def as_array(a, name: str, ndim: int | None = None, dtype=None):
             raise TypeError(f"{name} is a GPU array of {np.dtype(a.dtype)} but the op computes in {np.dtype(dtype)}; "
                             f"give every input the same dtype")
         return a
-    return np.ascontiguousarray(a, dtype=dtype)
+    # np.asarray(order="C"), not np.ascontiguousarray: that one turns a 0-d array into shape (1,)
+    return np.asarray(a, dtype=dtype, order="C")
 
 
 def common_dtype(*arrays) -> np.dtype:
@@ -105,8 +106,13 @@ def _is_int(v) -> bool:
     return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
+HYPER_MAX = 2**31 - 1
+"""The largest window size, stride or pad: the kernels index in 64-bit integers, and products
+such as ``h_out * stride`` must not overflow them (``2**62`` and ``2**64`` did)."""
+
+
 def int_pair(value, name: str, minimum: int) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints, each >= minimum."""
+    """An int or an (h, w) pair of ints, each in [minimum, HYPER_MAX]."""
     if _is_int(value):
         pair = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
@@ -115,6 +121,8 @@ def int_pair(value, name: str, minimum: int) -> tuple[int, int]:
         raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if max(pair) > HYPER_MAX:
+        raise ValueError(f"{name} must be at most 2**31 - 1, got {value!r}")
     return pair
 
 

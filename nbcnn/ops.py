@@ -45,7 +45,12 @@ def _run(kernel, inputs, params, out_shape, dtype, device):
 # --------------------------------------------------------------------------- convolution
 
 
-def conv2d(x, W, b, stride=1, pad=0):
+def _no_bias_is_zero(b, n, dtype):
+    """``b=None`` means no bias (as in torch): zeros, so the kernels need no second form."""
+    return np.zeros(n, dtype) if b is None else b
+
+
+def conv2d(x, W, b=None, stride=1, pad=0):
     """2-D convolution of an NHWC batch with ``C_out`` filters, plus bias.
 
     x (N, H, W, C_in), W (f_h, f_w, C_in, C_out), b (C_out,) -> z (N, H_out, W_out, C_out)
@@ -56,6 +61,7 @@ def conv2d(x, W, b, stride=1, pad=0):
     "valid" or "same" (Keras/TensorFlow rule: output size ceil(H / stride)).
     """
     x, W, b = checks.conv_inputs(x, W, b)
+    b = _no_bias_is_zero(b, W.shape[3], x.dtype)
     win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "conv2d")
     device = backend.get_backend()
     z = _run(conv.FORWARD, (x, W, b), (win,), (x.shape[0], H_out, W_out, W.shape[3]), x.dtype, device)
@@ -238,9 +244,10 @@ def avg_pool2d_backward(dp, x, f=2, stride=None, pad=0):
 # --------------------------------------------------------------------------- dense
 
 
-def dense(x, W, b):
+def dense(x, W, b=None):
     """Fully connected layer ``y = x @ W + b``: x (N, D), W (D, M), b (M,) -> y (N, M)."""
     x, W, b = checks.dense_inputs(x, W, b)
+    b = _no_bias_is_zero(b, W.shape[1], x.dtype)
     device = backend.get_backend()
     y = _run(dense_kernels.FORWARD, (x, W, b), (), (x.shape[0], W.shape[1]), x.dtype, device)
     return backend.like_inputs(y, x, W, b)
@@ -308,7 +315,8 @@ def tanh_backward(dy, x):
 
 
 def _rows(x):
-    return x.reshape(-1, x.shape[-1])
+    """``x`` as rows of its last axis; a 0-d array is one row of one number (its softmax is 1)."""
+    return x.reshape(-1, x.shape[-1] if x.ndim else 1)
 
 
 def softmax(x):

@@ -250,11 +250,15 @@ def draw_detections(image, detections, out_path=None):
     draw = ImageDraw.Draw(im)
     font = ImageFont.load_default()
     width = max(2, round(min(im.size) / 200))
+    groups: dict[tuple, list] = {}  # one box found as several classes: one rectangle, one label
     for d in detections:
-        colour = _colour(d.class_id)
-        x1, y1, x2, y2 = d.box
+        groups.setdefault(tuple(round(v, 3) for v in d.box), []).append(d)
+    for box, found in groups.items():
+        best = max(found, key=lambda d: d.score)
+        colour = _colour(best.class_id)
+        x1, y1, x2, y2 = box
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
-        text = f"{d.label} {d.score:.2f}"
+        text = ", ".join(f"{d.label} {d.score:.2f}" for d in sorted(found, key=lambda d: -d.score))
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         label_w, label_h = right - left + 4, bottom - top + 4
         ty = y1 - label_h if y1 - label_h >= 0 else y1  # above the box, else just inside it

@@ -4,7 +4,7 @@ The op layer hands these kernels flat 1-D views (any input shape works), so the 
 nest is one loop: ``for i in range(size): y[i] = f(x[i])``. Backward takes the forward's
 input ``x`` (not its output) and the upstream gradient ``dy``:
 
-    relu     y = max(x, 0)                     dx = dy * (x > 0)
+    relu     y = max(x, 0) (NaN stays NaN)     dx = dy * (x > 0)
     leaky    y = x if x > 0 else slope * x     dx = dy if x > 0 else slope * dy   (darknet: slope .1)
     sigmoid  y = 1 / (1 + exp(-x))             dx = dy * y * (1 - y)
     tanh     y = tanh(x)                       dx = dy * (1 - y^2)
@@ -35,8 +35,10 @@ cuda = None  # numba.cuda, bound by @cuda_kernels when the cuda backend is first
 
 @register_jitable
 def relu_cell(x, i):
+    # "< 0", not "> 0": a NaN is neither, and must come out as NaN (as in numpy and torch),
+    # not be hidden as 0
     v = x[i]
-    return v if v > 0 else x.dtype.type(0)
+    return x.dtype.type(0) if v < 0 else v
 
 
 @register_jitable

@@ -14,7 +14,7 @@ from .darknet import (
     read_names,
     read_weights,
 )
-from .fetch import WeightsNotFound, cache_dir, fetch, find
+from .cache import WeightsNotFound, cache_dir, fetch, find
 
 __all__ = ["DarknetError", "load_darknet", "load_pretrained", "parse_cfg", "read_header", "read_names",
            "read_weights", "WeightsNotFound", "cache_dir", "fetch", "find"]

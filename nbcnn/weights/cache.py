@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import config
+
 
 @dataclass(frozen=True)
 class Asset:
@@ -73,10 +75,7 @@ class WeightsNotFound(FileNotFoundError):
 
 
 def cache_dir() -> Path:
-    """``$NBCNN_CACHE``, else ``$XDG_CACHE_HOME/nbcnn``, else ``~/.cache/nbcnn`` (not created here;
-    the rule lives with every other switch in ``nbcnn/config.py``)."""
-    from .. import config
-
+    """``$NBCNN_CACHE``, else ``$XDG_CACHE_HOME/nbcnn``, else ``~/.cache/nbcnn`` (not created here)."""
     return config.cache_dir()
 
 

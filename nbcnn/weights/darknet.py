@@ -81,7 +81,7 @@ class Section:
         try:
             return convert(raw)
         except ValueError:
-            raise DarknetError(f"{self.where()}: option {key}={raw!r} is not {kind}") from None
+            raise DarknetError(f"{self.where()}: option {key}={raw} is not {kind}") from None
 
     def int(self, key, default=None) -> int:
         return self._get(key, default, int, "an integer")
@@ -447,7 +447,7 @@ def load_pretrained(name: str = "yolov3-tiny", cfg=None, weights=None, names=Non
     Raises ``WeightsNotFound`` (a FileNotFoundError naming the command) when a file is needed
     from the cache and is not there. Never downloads.
     """
-    from .fetch import find
+    from .cache import find
 
     if cfg is None or weights is None or names is None:
         try:

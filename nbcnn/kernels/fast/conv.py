@@ -25,23 +25,65 @@ import numpy as np
 from ... import config
 from ...backend import note_route
 from ...checks import Window
+from .. import conv as readable
 from . import blas, direct, im2col, winograd
 from .workspace import scratch as _scratch
 
-def _direct_ok(x, W, z):
-    """The direct kernel takes contiguous float32 (float64 stays on im2col + BLAS).
+def _direct_ok(x, W, z, win=None):
+    """The direct kernel takes contiguous float32 (float64 stays on im2col + BLAS), for layers
+    whose copies stay in proportion to the data (``_copies_in_proportion``).
     ``NBCNN_DIRECT=0`` turns it off: float32 then runs im2col + BLAS too (the middle rung of
     ``nbcnn bench --ladder``)."""
     return (config.direct_enabled()
-            and all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, W, z)))
+            and all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, W, z))
+            and (win is None or _copies_in_proportion(x.shape, win, z.shape)))
 
 
-def _flip_limit(dz, W, dx):
+def _copies_in_proportion(x_shape, win, z_shape):
+    """The direct kernels copy the input with its zero border, ``(N, Hp, Wp, C)`` with
+    ``Hp = (H_out - 1) * stride_h + f_h``, and a strided dX splits it into ``stride_h * stride_w``
+    phases: both grow with padding and stride, not with the data (a 1x1 input with
+    ``stride = pad = 100000`` asked for 149 GiB). Such layers take im2col, whose matrix grows
+    with the output and the filter only. Real layers are far inside this bound."""
+    N, H, W, C = x_shape
+    Hp = (z_shape[1] - 1) * win.stride_h + win.f_h
+    Wp = (z_shape[2] - 1) * win.stride_w + win.f_w
+    phases = N * -(-max(H, Hp) // win.stride_h) * -(-max(W, Wp) // win.stride_w) * win.stride_h * win.stride_w * C
+    budget = 4 * (N * H * W * C + N * z_shape[1] * z_shape[2] * z_shape[3]) + (1 << 20)
+    return N * Hp * Wp * C <= budget and phases <= budget
+
+
+def _padded(win, x_shape, z_shape):
+    """Whether any window reaches past the input (the padding the fast kernels fill with zeros)."""
+    bottom = (z_shape[1] - 1) * win.stride_h + win.f_h - win.pad_top - x_shape[1]
+    right = (z_shape[2] - 1) * win.stride_w + win.f_w - win.pad_left - x_shape[2]
+    return win.pad_top > 0 or win.pad_left > 0 or bottom > 0 or right > 0
+
+
+def _not_finite(a):
+    """True when ``a`` holds an inf or a NaN (or sums past the float range: then the readable
+    kernel runs too, which is only slower). One vectorised pass, no temporary array."""
+    return not np.isfinite(a.sum())
+
+
+def _readable_for_non_finite(kernel, multiplier, win, x_shape, z_shape, *args):
+    """Padding contributes nothing: the readable kernels skip it, while the fast ones multiply
+    the zeros they copied, and ``0 * inf`` is NaN. When the numbers that meet the padding (the
+    filters, or dz for dW) are not all finite, run the readable loop nest (compiled) so that
+    every backend gives the same answer. Returns whether it ran."""
+    if not (_padded(win, x_shape, z_shape) and _not_finite(multiplier)):
+        return False
+    note_route("readable loop (non-finite next to padding)")
+    kernel.naive_cpu(*args)
+    return True
+
+
+def _flip_limit(direct_ok):
     """How much more work (mostly multiplying padding zeros) the flipped-filter dX may do than
     the BLAS + col2im path before that path wins. The direct kernel runs it about 4x faster
     than im2col + BLAS would (LeNet C3's dX: 1.1 vs 2.4 ms at a ratio of 5.2; C5's, ratio
     188, stays on col2im)."""
-    return 8 if _direct_ok(dz, W, dx) else 2
+    return 8 if direct_ok else 2
 
 
 def _is_pointwise(x_shape, win, z_shape):
@@ -66,9 +108,11 @@ def _tiled_forward(x, W, b, win, z, what=""):
 
 def forward(x, W, b, win, z):
     """``z = conv(x, W) + b``. Same arguments and output as ``conv.conv2d_forward``."""
+    if _readable_for_non_finite(readable.FORWARD, W, win, x.shape, z.shape, x, W, b, win, z):
+        return
     K = z.shape[3]
     Wm = W.reshape(-1, K)
-    if _direct_ok(x, W, z):
+    if _direct_ok(x, W, z, win):
         # float32: the register-blocked direct kernel (direct.py), bias included. Its
         # tiles run across rows, so even LeNet's C5 (one pixel per row) fills them: 130 us
         # against 270 for im2col + BLAS. 3x3 stride-1 layers with moderate channel counts
@@ -88,8 +132,10 @@ def forward(x, W, b, win, z):
 def backward_filter(x, dz, win, dW):
     """dW = the sum over output pixels of window(x) outer dz. Same arguments and output as
     ``conv.conv2d_backward_filter``."""
+    if _readable_for_non_finite(readable.BACKWARD_FILTER, dz, win, x.shape, dz.shape, x, dz, win, dW):
+        return
     K = dz.shape[3]
-    if _direct_ok(x, dz, dW):
+    if _direct_ok(x, dz, dW, win):
         note_route("dW 6x16 tile")
         direct.backward_filter(x, dz, win, dW, _scratch)
     elif _is_pointwise(x.shape, win, dz.shape):
@@ -116,24 +162,27 @@ def backward_input(dz, W, win, dx):
       padding): ``dcols = dz @ Wm.T`` (each window's gradient), then the gather col2im.
       (LeNet's C5: the flipped conv would do 190x the work of dcols; see ``_flip_limit``.)
     """
+    if _readable_for_non_finite(readable.BACKWARD_INPUT, W, win, dx.shape, dz.shape, dz, W, win, dx):
+        return
     N, H, W_in, C = dx.shape
     _, H_out, W_out, K = dz.shape
     f_h, f_w = W.shape[0], W.shape[1]
+    direct_ok = _direct_ok(dz, W, dx) and _copies_in_proportion(dx.shape, win, dz.shape)
     flipped_copy = N * H * W_in * f_h * f_w * K  # im2col of the padded dz
     dcols_size = N * H_out * W_out * f_h * f_w * C
-    if _is_pointwise(dx.shape, win, dz.shape) and not _direct_ok(dz, W, dx):
+    if _is_pointwise(dx.shape, win, dz.shape) and not direct_ok:
         note_route("1x1: BLAS")
         blas.matmul(dz.reshape(-1, K), W.reshape(C, K).T, out=dx.reshape(-1, C))
-    elif win.stride_h == 1 and win.stride_w == 1 and flipped_copy <= _flip_limit(dz, W, dx) * dcols_size:
+    elif win.stride_h == 1 and win.stride_w == 1 and flipped_copy <= _flip_limit(direct_ok) * dcols_size:
         # Wflip[i, j, k, c] = W[f_h-1-i, f_w-1-j, c, k]
         Wflip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
         flipped = Window(f_h, f_w, 1, 1, f_h - 1 - win.pad_top, f_w - 1 - win.pad_left)
-        if _direct_ok(dz, W, dx):
+        if direct_ok:
             _tiled_forward(dz, Wflip, np.zeros(C, dz.dtype), flipped, dx, what="flipped ")
         else:
             note_route("flipped im2col+BLAS")
             im2col.conv_gemm(dz, Wflip.reshape(-1, C), f_h, f_w, 1, 1, flipped.pad_top, flipped.pad_left, dx)
-    elif _direct_ok(dz, W, dx) and (win.stride_h > 1 or win.stride_w > 1):
+    elif direct_ok and (win.stride_h > 1 or win.stride_w > 1):
         if C <= direct.LANES:  # few channels: all phases in one convolution
             note_route("space-to-depth tile")
             direct.backward_input_space_to_depth(dz, W, win, dx, _scratch)

@@ -39,6 +39,8 @@ dtype is a compile-time constant) and any shape: rows and columns past the matri
 predicated off. ``numba.cuda`` is imported on first use, as in ``conv.py``.
 """
 
+import math
+
 import numpy as np
 from numba.extending import register_jitable
 
@@ -392,9 +394,34 @@ def _contiguous(*arrays):
     return all(a.is_c_contiguous() for a in arrays)
 
 
+def _sum_on_device(a):
+    """The sum of a device array's numbers, reduced on the GPU (a host float)."""
+    global _SUM
+    if _SUM is None:
+        from numba import cuda as numba_cuda
+
+        _SUM = numba_cuda.reduce(lambda p, q: p + q)
+    return _SUM(a.reshape(a.size))
+
+
+_SUM = None
+
+
+def _meets_padding_non_finite(multiplier, win, x_shape, z_shape):
+    """Padding contributes nothing: the readable kernels skip it, while the tiles here load zeros
+    for it and multiply, and ``0 * inf`` is NaN. When the numbers that meet the padding (the
+    filters, or dz for dW) hold an inf or a NaN, the readable kernel runs instead, so every
+    backend gives the same answer (see ``kernels/fast/conv.py``)."""
+    bottom = (z_shape[1] - 1) * win.stride_h + win.f_h - win.pad_top - x_shape[1]
+    right = (z_shape[2] - 1) * win.stride_w + win.f_w - win.pad_left - x_shape[2]
+    if win.pad_top <= 0 and win.pad_left <= 0 and bottom <= 0 and right <= 0:
+        return False
+    return not math.isfinite(_sum_on_device(multiplier))
+
+
 def _launch_forward(x, W, b, win, z):
     M, K, _ = _shapes_forward(W, z)
-    if (M <= BM and K <= BN) or not _contiguous(W, z):
+    if (M <= BM and K <= BN) or not _contiguous(W, z) or _meets_padding_non_finite(W, win, x.shape, z.shape):
         launch_naive_cuda(conv.FORWARD, x, W, b, win, z)
     else:
         note_route("tiled implicit GEMM")
@@ -403,7 +430,8 @@ def _launch_forward(x, W, b, win, z):
 
 def _launch_backward_input(dz, W, win, dx):
     N, H, W_in, C = dx.shape
-    if (N * H * W_in <= BM and C <= BN) or not _contiguous(W, dx):
+    if (N * H * W_in <= BM and C <= BN) or not _contiguous(W, dx) or _meets_padding_non_finite(W, win, dx.shape,
+                                                                                                dz.shape):
         launch_naive_cuda(conv.BACKWARD_INPUT, dz, W, win, dx)
     else:
         note_route("tiled implicit GEMM")
@@ -412,7 +440,7 @@ def _launch_backward_input(dz, W, win, dx):
 
 def _launch_backward_filter(x, dz, win, dW):
     grid, _ = _dw_grid(dW.shape, dz.shape)
-    if grid == (1, 1, 1) or not _contiguous(dz, dW):
+    if grid == (1, 1, 1) or not _contiguous(dz, dW) or _meets_padding_non_finite(dz, win, x.shape, dz.shape):
         launch_naive_cuda(conv.BACKWARD_FILTER, x, dz, win, dW)
     else:
         note_route("tiled split-k GEMM")
