@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nbcnn
+import oracles
 from nbcnn import optim
 
 
@@ -170,3 +171,79 @@ def test_pooling_validation_does_not_depend_on_earlier_calls(hyper):
     nbcnn.max_pool2d(x, 2, 2, 0)
     with pytest.raises(TypeError):
         nbcnn.max_pool2d(x, **hyper)
+
+
+# --------------------------------------------------------------------------- silent garbage in the ops
+
+
+@pytest.mark.parametrize("backend", ["python", "cpu"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_bias_means_no_bias(backend, dtype):
+    """b=None gave NaN in float32, a casting error in float64 and a TypeError on python."""
+    rng = np.random.default_rng(0)
+    x, W = rng.standard_normal((1, 4, 4, 2)).astype(dtype), rng.standard_normal((3, 3, 2, 3)).astype(dtype)
+    Wd = rng.standard_normal((32, 3)).astype(dtype)
+    with nbcnn.use_backend(backend):
+        z = nbcnn.conv2d(x, W, None, pad=1)
+        y = nbcnn.dense(x.reshape(1, -1), Wd, None)
+    np.testing.assert_allclose(z, oracles.conv_forward(x, W, np.zeros(3), (1, 1), (1, 1, 1, 1)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, x.reshape(1, -1).astype(np.float64) @ Wd, rtol=1e-5, atol=1e-5)
+    assert z.dtype == y.dtype == dtype
+
+
+@pytest.mark.parametrize("backend", ["python", "cpu", "cuda"])
+def test_relu_keeps_nan(backend):
+    """relu(nan) was 0: one NaN pixel then hid itself in training (numpy and torch give NaN)."""
+    with nbcnn.use_backend(backend):
+        y = nbcnn.relu(np.array([np.nan, -1.0, 2.0], np.float32))
+    assert np.isnan(y[0]) and y[1:].tolist() == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("op", ["relu", "sigmoid", "tanh", "softmax", "leaky_relu"])
+def test_a_scalar_keeps_its_shape(op):
+    y = getattr(nbcnn, op)(np.float32(0.5))
+    assert np.shape(y) == ()
+    assert np.shape(getattr(nbcnn, op + "_backward")(np.float32(1.0), np.float32(0.5))) == ()
+
+
+@pytest.mark.parametrize("hyper", [dict(pad=2**62), dict(stride=2**64), dict(stride=(1, 2**63))])
+def test_huge_hyper_parameters_are_refused_clearly(hyper):
+    x, W = np.ones((1, 3, 3, 1), np.float32), np.ones((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="at most 2\\*\\*31 - 1"):
+        nbcnn.conv2d(x, W, None, **hyper)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_huge_stride_and_pad_give_the_answer_not_a_huge_allocation(dtype):
+    """1x1 input, stride = pad = 100000: the float32 fast path asked for 149 GiB of padded input."""
+    x, W = np.full((1, 1, 1, 1), 3.0, dtype), np.full((1, 1, 1, 1), 2.0, dtype)
+    z = nbcnn.conv2d(x, W, None, stride=100000, pad=100000)
+    expected = np.zeros((1, 3, 3, 1))
+    expected[0, 1, 1, 0] = 6.0
+    np.testing.assert_array_equal(z, expected)
+    dx, dW, db = nbcnn.conv2d_backward(np.ones_like(z), x, W, stride=100000, pad=100000)
+    assert (dx.item(), dW.item(), db.item()) == (2.0, 3.0, 9.0)
+
+
+@pytest.mark.parametrize("backend", ["python", "cpu", "cuda"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_padding_contributes_nothing_even_next_to_inf(backend, dtype):
+    """The fast kernels multiplied their copied zeros: 0 * inf = NaN where the readable loop,
+    which skips padding, gives inf. Every backend now gives the readable answer (the oracle:
+    a numpy sum over the real cells only)."""
+    x = np.arange(1.0, 26.0, dtype=dtype).reshape(1, 5, 5, 1)
+    W = np.ones((3, 3, 1, 24), dtype)
+    W[0, 0, 0, :] = np.inf  # the top-left tap meets the padding at the top and left border
+    dz = np.ones((1, 5, 5, 24), dtype)
+    dz[0, 0, 0, 0] = np.inf
+    with nbcnn.use_backend(backend):
+        z = nbcnn.conv2d(x, W, None, pad=1)
+        dx, dW, _ = nbcnn.conv2d_backward(dz, x, W, pad=1)
+    xp = np.pad(x[0, :, :, 0].astype(np.float64), 1)
+    real = np.pad(np.ones((5, 5)), 1)
+    for h in range(5):
+        for w in range(5):
+            cells = real[h:h + 3, w:w + 3] > 0
+            want = np.sum((xp[h:h + 3, w:w + 3] * np.where(cells, W[:, :, 0, 0], 0))[cells])
+            assert z[0, h, w, 0] == want, (h, w, z[0, h, w, 0], want)
+    assert not np.isnan(z).any() and not np.isnan(dx).any() and not np.isnan(dW).any()
