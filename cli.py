@@ -3,6 +3,10 @@
     nbcnn info                     which backends work here, and which one "auto" picks
     nbcnn edges [--backend cpu]    the lecture's vertical-edge example, then edges of a photo
     nbcnn step                     step through the convolution kernel in pdb
+    nbcnn train                    LeNet-5 on the digits (or Fashion-MNIST), the depth experiment
+    nbcnn bench                    kernels and whole models against numpy and PyTorch
+    nbcnn weights yolov3-tiny      fetch pretrained weights into the cache (sha256-checked)
+    nbcnn detect PHOTO...          YOLOv3-tiny on photos: boxes printed and drawn
 
 Every command runs the library's own functions (``nbcnn.conv2d`` and friends) on the
 backend you choose with ``--backend`` (or $NBCNN_BACKEND); nothing here has its own maths.
@@ -132,6 +136,9 @@ def _echo_lecture_example(direction: str) -> None:
         click.echo("")
 
 
+MAX_EDGES_WIDTH = 4096  # --width: a 4096-px-wide picture of three panels already takes ~0.5 GB
+
+
 @main.command()
 @_backend_option()
 @click.option("--image", "image_path", type=click.Path(dir_okay=True, path_type=Path), default=None,
@@ -142,9 +149,9 @@ def _echo_lecture_example(direction: str) -> None:
               show_default=True, help="Which edges to detect (both: also their magnitude).")
 @click.option("--filter", "filter_name", type=click.Choice(sorted(_edges.EDGE_FILTERS)), default="sobel",
               show_default=True, help="The 3x3 filter for the image (the 6x6 example always uses 'lecture').")
-@click.option("--width", type=click.IntRange(min=3), default=None,
-              help="Resize the image to this width first (default: full size; 64 px in the CUDA "
-                   "simulator, which runs every GPU thread as Python and is slow).")
+@click.option("--width", type=click.IntRange(min=3, max=MAX_EDGES_WIDTH), default=None,
+              help=f"Resize the image to this width first, at most {MAX_EDGES_WIDTH} px (default: full size; "
+                   "64 px in the CUDA simulator, which runs every GPU thread as Python and is slow).")
 def edges(backend_name, image_path, out_path, direction, filter_name, width):
     """Edge detection with convolution, as in the lecture.
 
@@ -437,6 +444,13 @@ def train(backend_name, dataset, data_dir, epochs, batch_size, learning_rate, li
     the confusion matrix and a learning-curve PNG."""
     from nbcnn import experiments
 
+    if save_path is not None:  # a save that cannot succeed fails now, not after the training
+        from nbcnn.checkpoint import check_save_path
+
+        try:
+            check_save_path(save_path)
+        except OSError as exc:
+            raise click.ClickException(f"--save: {exc}") from None
     bars = None if quiet else _EpochBars()
     with _backend(backend_name) as used:
         try:

@@ -42,6 +42,9 @@ SWITCHES = (
     Switch("NBCNN_CACHE", "",
            "the folder for downloaded pretrained weights (`nbcnn weights NAME`); unset: "
            "$XDG_CACHE_HOME/nbcnn, else ~/.cache/nbcnn"),
+    Switch("NBCNN_DARKNET_LIB", "",
+           "darknet's libdarknet.so, the peer of `nbcnn bench --models` for YOLOv3-tiny; unset: "
+           "where Debian's darknet package puts it"),
 )
 _BY_NAME = {s.name: s for s in SWITCHES}
 

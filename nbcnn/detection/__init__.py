@@ -1,8 +1,12 @@
 """Object detection (YOLO): boxes and their formats, IoU, non-max suppression, darknet networks.
 
-    from nbcnn import detection
+    from nbcnn import detection, weights
     corners = detection.box_convert(pred, "cxcywh", "xyxy")
     keep = detection.batched_nms(corners, scores, classes, iou_threshold=0.45)
+
+    network = weights.load_pretrained("yolov3-tiny")       # after `nbcnn weights yolov3-tiny`
+    for d in detection.detect("dog.jpg", network):          # darknet's preprocessing and decoding
+        print(d.label, d.score, d.box)
 
 IoU and NMS run on the dispatcher's kernels (``nbcnn/kernels/boxes.py``, through
 ``nbcnn.box_iou`` / ``nbcnn.nms`` / ``nbcnn.batched_nms``); the format conversions are plain
@@ -21,5 +25,10 @@ from .boxes import (
     xyxy_to_cxcywh,
 )
 
-__all__ = ["FORMATS", "batched_nms", "box_area", "box_convert", "box_iou", "cxcywh_to_xyxy", "iou", "nms",
+from .darknet_net import DarknetNetwork
+from .letterbox import letterbox_image, preprocess
+from .yolo import Detection, YoloLayer, decode, detect, detect_files, draw_detections
+
+__all__ = ["DarknetNetwork", "Detection", "YoloLayer", "decode", "detect", "detect_files", "draw_detections",
+           "letterbox_image", "preprocess", "FORMATS", "batched_nms", "box_area", "box_convert", "box_iou", "cxcywh_to_xyxy", "iou", "nms",
            "xyxy_to_cxcywh"]
