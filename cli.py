@@ -3,6 +3,7 @@
     nbcnn info                     which backends work here, and which one "auto" picks
     nbcnn edges [--backend cpu]    the lecture's vertical-edge example, then edges of a photo
     nbcnn step                     step through the convolution kernel in pdb
+    nbcnn show filters MODEL       pictures of a saved model's filters (features MODEL IMAGE: its maps)
     nbcnn train                    LeNet-5 on the digits (or Fashion-MNIST), the depth experiment
     nbcnn bench                    kernels and whole models against numpy and PyTorch
     nbcnn weights yolov3-tiny      fetch pretrained weights into the cache (sha256-checked)
@@ -136,7 +137,7 @@ def _echo_lecture_example(direction: str) -> None:
         click.echo("")
 
 
-MAX_EDGES_WIDTH = 4096  # --width: a 4096-px-wide picture of three panels already takes ~0.5 GB
+MAX_EDGES_WIDTH = 4096  # --width: at 4096 px the sudoku photo's run already peaks near 2 GB of memory
 
 
 @main.command()
@@ -192,6 +193,9 @@ def edges(backend_name, image_path, out_path, direction, filter_name, width):
         shown = names[0] if len(names) == 1 else f"{', '.join(names)} side by side"
         click.echo(f"Wrote {out_path} ({result.picture.shape[1]} x {result.picture.shape[0]} px): "
                    f"{shown}, normalised to 0..255.")
+        lecture_path = out_path.with_name(f"{out_path.stem}_lecture.png")
+        _save_figure(_edges.lecture_figure(direction), lecture_path)
+        click.echo(f"Wrote {lecture_path}: the lecture's example as a picture, image * filter = output.")
 
 
 # --------------------------------------------------------------------------- step
@@ -337,26 +341,30 @@ def step(backend_name):
               show_default=True, help="Backend whose kernels are timed.")
 @click.option("--shapes", default=None, help="Comma-separated shape names (default: the whole suite).")
 @click.option("--ops", default=None, help="Comma-separated ops: conv_fwd, conv_bwd, maxpool_fwd, maxpool_bwd, "
-              "avgpool_fwd, avgpool_bwd, dense (default: all).")
+              "avgpool_fwd, avgpool_bwd, dense, nms (default: all).")
 @click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs after a warm-up.")
 @click.option("--tiny", is_flag=True, help="Tiny shapes (seconds on the python backend and in the CUDA simulator).")
 @click.option("--ladder", is_flag=True, help="The optimisation ladder of one conv shape (see --shape).")
 @click.option("--shape", "ladder_shape", default="vgg_b3", show_default=True, help="The conv shape of --ladder.")
-@click.option("--peers/--no-peers", default=True, show_default=True, help="Also time numpy im2col+BLAS and torch.")
+@click.option("--peers/--no-peers", default=True, show_default=True,
+              help="Also time numpy (im2col+BLAS, greedy NMS loop), torch and, with --models, darknet.")
 @click.option("--compile-time/--no-compile-time", default=True, show_default=True,
               help="Also measure JIT compile time (cold and warm cache, in fresh processes).")
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run nbcnn and the peers in turn this many times, keeping each one's fastest run "
                    "(a shared machine's slow spells then rarely hit one side only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--models", is_flag=True, help="Whole models instead: LeNet-5 training images/s and VGG-16 "
-                                             "forward at 224x224, against the same networks in PyTorch.")
+@click.option("--models", is_flag=True, help="Whole models instead: LeNet-5 training images/s, VGG-16 forward at "
+                                             "224x224 and YOLOv3-tiny forward at 416x416 (96x96 with --tiny), "
+                                             "against the same networks in PyTorch, and darknet's own YOLOv3-tiny "
+                                             "through libdarknet.so when it is installed.")
 def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, compile_time, rounds, as_json,
           models):
-    """Time the kernels (GFLOP/s, GB/s) next to numpy and PyTorch, each in its own process.
+    """Time the kernels (GFLOP/s, GB/s, Mbox/s) next to numpy and PyTorch, each in its own process.
 
     Shapes: seed39 lenet_c2 resnet_s2 vgg_b3 stem_s2 incep5x5 incep1x1 (conv),
-    pool32x16 pool112x64 (pooling), fc4096 lenet_fc (dense); with --tiny: tiny tinypool tinyfc.
+    pool32x16 pool112x64 (pooling), fc4096 lenet_fc (dense), boxes10k (nms: 10,000 boxes,
+    IoU 0.5); with --tiny: tiny tinypool tinyfc tinyboxes (500 boxes).
     """
     import json
 
@@ -369,8 +377,11 @@ def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, 
         raise click.ClickException("the CUDA simulator runs a few thousand threads a second: use --tiny")
     try:
         if models:
+            from nbcnn.benchmark import yolo
+
             result = benchmark.run_models(repeat=repeat, vgg=not tiny, backend=backend_name, peers=peers,
-                                          steps=2 if tiny else 20, batch=8 if tiny else 64)
+                                          steps=2 if tiny else 20, batch=8 if tiny else 64,
+                                          yolo_size=yolo.TINY_SIZE if tiny else yolo.FULL_SIZE)
             click.echo(json.dumps(result, indent=1) if as_json else benchmark.format_models(result))
             return
         if ladder:
@@ -441,7 +452,7 @@ class _EpochBars:
 def train(backend_name, dataset, data_dir, epochs, batch_size, learning_rate, limit, out_dir, save_path, experiment,
           seed, quiet):
     """Train LeNet-5 on real handwritten digits (or Fashion-MNIST) and report test accuracy,
-    the confusion matrix and a learning-curve PNG."""
+    the confusion matrix, and PNGs of the learning curves and the confusion matrix."""
     from nbcnn import experiments
 
     if save_path is not None:  # a save that cannot succeed fails now, not after the training
@@ -475,8 +486,90 @@ def train(backend_name, dataset, data_dir, epochs, batch_size, learning_rate, li
     click.echo(f"test accuracy: {result['test_accuracy']:.2%}")
     click.echo(experiments.format_confusion(result["confusion"], result["class_names"]))
     click.echo(f"learning curve: {result['curve']}")
+    click.echo(f"confusion matrix: {result['confusion_png']}")
     if save_path:
         click.echo(f"saved model: {save_path}")
+        click.echo(f"its filters: nbcnn show filters {save_path}")
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _save_figure(fig, path: Path) -> None:
+    """Write a matplotlib Figure (from nbcnn.plot) as a PNG; a folder that is missing or not
+    writable is a one-line error."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # nbcnn.plot never uses pyplot; this keeps anything else off the display too
+    from nbcnn import plot
+
+    try:
+        plot.save(fig, path)
+    except OSError as exc:  # the message names the file
+        raise click.ClickException(str(exc)) from None
+
+
+def _load_saved_model(model_path: Path):
+    try:
+        return nbcnn.load_model(model_path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+_LAYER_HELP = ("The layer: its name (C1), its index in model.layers (0) or its path in the network "
+               "(3.main.0). Default: the first Conv2D.")
+
+
+@main.group()
+def show():
+    """Pictures of a saved model (nbcnn train --save lenet.nbcnn): the filters of a conv layer,
+    or the feature maps one image makes in a layer."""
+
+
+@show.command("filters")
+@click.argument("model_path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--layer", default=None, help=_LAYER_HELP)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("filters.png"),
+              show_default=True, help="Where to write the PNG.")
+def show_filters(model_path, layer, out_path):
+    """Draw the filters of a conv layer as small images: what the layer has learned to look for.
+
+    One grey panel per filter for a grey input (white positive weights, black negative), in
+    colour for an RGB input; deeper layers: a row per input channel."""
+    from nbcnn import plot
+
+    model = _load_saved_model(model_path)
+    try:
+        fig = plot.model_filters(model, layer)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    _save_figure(fig, out_path)
+    click.echo(f"Wrote {out_path} ({fig.bbox.width:.0f} x {fig.bbox.height:.0f} px): {fig.get_suptitle()}")
+
+
+@show.command("features")
+@click.argument("model_path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("image_path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--layer", default=None, help=_LAYER_HELP)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("features.png"),
+              show_default=True, help="Where to write the PNG.")
+@_backend_option()
+def show_features(model_path, image_path, layer, out_path, backend_name):
+    """Draw the feature maps IMAGE makes in a layer: one panel per channel, the input first.
+
+    The image is read as grey or colour to suit the model and resized to its input size.
+    A Conv2D followed by its activation (ReLU) shows the maps after the activation."""
+    from nbcnn import plot
+
+    model = _load_saved_model(model_path)
+    with _backend(backend_name) as used:
+        try:
+            fig = plot.model_feature_maps(model, image_path, layer)
+        except (ValueError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None
+    _save_figure(fig, out_path)
+    click.echo(f"Wrote {out_path} ({fig.bbox.width:.0f} x {fig.bbox.height:.0f} px): {fig.get_suptitle()} "
+               f"(backend {used})")
 
 
 
@@ -553,6 +646,153 @@ def detect(images, out_dir, conf, iou, as_json, cfg_path, weights_path, names_pa
         click.echo(_re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text))
     else:
         click.echo(f"drew {len(results)} image(s) into {out_dir}")
+
+
+
+# --------------------------------------------------------------------------- style transfer, visualising units
+
+
+def _floats(text: str | None, what: str):
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise click.BadParameter(f"{what} must be numbers separated by commas, got {text!r}") from None
+
+
+@main.command()
+@click.argument("content")
+@click.argument("styles", nargs=-1, required=True)
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("stylised.png"),
+              show_default=True, help="The picture (PNG).")
+@click.option("--steps", type=click.IntRange(min=0), default=200, show_default=True, help="Optimisation steps.")
+@click.option("--size", type=click.IntRange(min=16), default=256, show_default=True,
+              help="The content's longer side, in pixels (each style image is cropped to the same shape).")
+@click.option("--save-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also save the picture every N steps, as OUT_<step>.png (0: only at the end).")
+@click.option("--content-layer", type=click.IntRange(min=0), default=8, show_default=True,
+              help="The feature network's layer (darknet's numbering) whose activations J_content compares.")
+@click.option("--style-layers", default="0:0.2,2:0.2,4:0.2,6:0.2,8:0.2", show_default=True,
+              help="LAYER:WEIGHT,... whose Gram matrices J_style compares (LAYER,... for equal weights).")
+@click.option("--blend", "style_blend", default=None,
+              help="Weights of the STYLE images, e.g. 0.7,0.3 (default: equal).")
+@click.option("--content-weight", "alpha", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="alpha in J = alpha J_content + beta J_style + gamma J_tv.")
+@click.option("--style-weight", "beta", type=click.FloatRange(min=0), default=40.0, show_default=True, help="beta.")
+@click.option("--tv-weight", "gamma", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="gamma: total variation, a smoothness term (try 10-100 against noise).")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+              help="Learning rate (Adam's, or the step of --optimizer gd).")
+@click.option("--optimizer", type=click.Choice(["adam", "gd"]), default="adam", show_default=True,
+              help="Adam (the course's) or plain gradient descent (the lecture's).")
+@click.option("--init", type=click.Choice(["noise", "content"]), default="noise", show_default=True,
+              help="Start from the content plus uniform noise in [-0.25, 0.25] (the course's), or the content.")
+@click.option("--keep-colors", is_flag=True,
+              help="Transfer the style to the luminance only: the picture keeps the content's colours.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial noise.")
+@click.option("--cfg", "cfg_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A darknet .cfg for the feature network (default: the cached yolov3-tiny.cfg).")
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Its .weights (default: the cached yolov3-tiny.weights).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_backend_option()
+def style(content, styles, out_path, steps, size, save_every, content_layer, style_layers, style_blend, alpha, beta,
+          gamma, learning_rate, optimizer, init, keep_colors, seed, cfg_path, weights_path, quiet, backend_name):
+    """Neural style transfer (Gatys et al.): paint CONTENT in the style of STYLE... by optimising
+    the pixels of an image, the gradient flowing back through YOLOv3-tiny's first layers.
+
+    CONTENT and STYLE are image files, or the names of the samples shipped with nbcnn
+    (chelsea.jpg, astronaut.jpg, starry_night.jpg, scream.jpg). The same arguments and --seed
+    give the same picture. Example: nbcnn style chelsea.jpg starry_night.jpg --steps 200"""
+    from nbcnn.style import load_feature_network, style_transfer
+    from nbcnn.style.transfer import find_image, parse_layers
+
+    try:
+        images = [find_image(content)] + [find_image(s) for s in styles]
+        layers = parse_layers(style_layers)
+        network = load_feature_network(cfg=cfg_path, weights=weights_path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    blend = _floats(style_blend, "--blend")
+    bar = None
+    if not quiet and steps:
+        bar = click.progressbar(length=steps, label="style", item_show_func=lambda text: text, show_pos=True)
+        bar.__enter__()
+
+    def progress(step, costs):
+        if bar is not None:
+            bar.update(1, f"J {costs['total']:.4g}  content {costs['content']:.3g}  style {costs['style']:.3g}"
+                          + (f"  tv {costs['tv']:.3g}" if gamma else ""))
+
+    with _backend(backend_name) as used:
+        try:
+            result = style_transfer(images[0], images[1:], steps=steps, network=network, content_layer=content_layer,
+                                    style_layers=layers, style_blend=blend, alpha=alpha, beta=beta, gamma=gamma,
+                                    keep_colors=keep_colors, size=size, optimizer=optimizer,
+                                    learning_rate=learning_rate, init=init, seed=seed, out=out_path,
+                                    save_every=save_every or None, callback=progress)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+    first, last = result.costs[0], result.costs[-1]
+    h, w = result.image.shape[:2]
+    click.echo(f"total cost {first['total']:.4g} -> {last['total']:.4g} ({result.reduction:.1f}x lower) in {steps} steps, "
+               f"{result.seconds / max(steps, 1) * 1e3:.0f} ms/step on {used}; content {last['content']:.3g}, "
+               f"style {last['style']:.3g}" + (f", tv {last['tv']:.3g}" if gamma else ""))
+    for path in result.saved:
+        click.echo(f"wrote {path} ({w} x {h})")
+
+
+@main.command()
+@click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("units"),
+              show_default=True, help="Folder for the PNGs.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A model saved by `nbcnn train --save` (default: YOLOv3-tiny's backbone).")
+@click.option("--cfg", "cfg_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A darknet .cfg instead (with --weights).")
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Its .weights.")
+@click.option("--layers", default=None,
+              help="Layers to look into, e.g. 2,6,10 (default: 2,6,10 for YOLOv3-tiny; every conv layer of a model).")
+@click.option("--units", default="4", show_default=True,
+              help="How many units per layer (those with the strongest 9th-best response), or unit indices 3,17,...")
+@click.option("-k", "k", type=click.IntRange(min=1), default=9, show_default=True, help="Patches per unit.")
+@click.option("--width", type=click.IntRange(min=16), default=320, show_default=True,
+              help="Photos are resized to this width first.")
+@_backend_option()
+def visualize(images, out_dir, model_path, cfg_path, weights_path, layers, units, k, width, backend_name):
+    """What deep ConvNets learn: for a few units of a few layers, the k image patches (each the
+    unit's receptive field) that excite the unit most, as in the lecture; and the first
+    layer's filters as pictures.
+
+    IMAGES: photos to search (default: the photos and paintings shipped with nbcnn, or the test
+    digits for a one-channel model)."""
+    from nbcnn.style import visualize as _vis
+
+    try:
+        network = _vis.load_network(model_path, cfg_path, weights_path)
+        pictures = _vis.images_for(network, images, width=width)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if layers is None:
+        chosen = [s.index for s in _vis.stages_of(network) if s.conv]
+        layer_list = [2, 6, 10] if model_path is None and cfg_path is None else chosen
+    else:
+        layer_list = [int(v) for v in _floats(layers, "--layers")]
+    unit_numbers = _floats(units, "--units")
+    unit_arg = int(unit_numbers[0]) if len(unit_numbers) == 1 and "," not in units else [int(u) for u in unit_numbers]
+    with _backend(backend_name) as used:
+        try:
+            paths = _vis.visualize(network, pictures, layers=layer_list, units=unit_arg, k=k, out_dir=out_dir)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"searched {len(pictures)} images on {used}")
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

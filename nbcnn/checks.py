@@ -230,3 +230,78 @@ def pool_window(x_shape, f, stride, pad, what: str):
 def grad_shape(grad, name: str, expected) -> None:
     if tuple(grad.shape) != tuple(expected):
         raise ValueError(f"{name} has shape {tuple(grad.shape)} but the forward output has shape {tuple(expected)}")
+
+
+# --------------------------------------------------------------------------- layer, model and training arguments
+# Normalised once, where the user passes them (Keras' standardize_tuple and friends): a layer's
+# constructor, fit / evaluate / predict. ``int_pair`` above is the (h, w) form.
+
+
+def int_arg(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as a Python int in [minimum, maximum]; numpy integers are ints, bools and
+    floats (even 3.0) are not: ``Conv2D(4.5, 3)`` must not quietly become 4 filters."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r:.60}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def real_arg(value, name: str, low: float = -np.inf, high: float = np.inf, low_ok: bool = True,
+             high_ok: bool = True) -> float:
+    """``value`` as a finite float between ``low`` and ``high`` (each end included when its
+    ``*_ok``), else a TypeError/ValueError naming it: NaN, infinities and strings stop here."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r:.60}")
+    value = float(value)
+    inside = (low <= value if low_ok else low < value) and (value <= high if high_ok else value < high)
+    if not (np.isfinite(value) and inside):
+        opening = "[" if low_ok and low > -np.inf else "("
+        closing = "]" if high_ok and high < np.inf else ")"
+        bounds = f"{opening}{low:g}, {high:g}{closing}"
+        raise ValueError(f"{name} must be a finite number in {bounds}, got {value!r}")
+    return value
+
+
+def class_labels(y, num_classes: int, name: str = "y") -> np.ndarray:
+    """Classification targets as int64 class numbers ``(N,)``.
+
+    Accepted: ``(N,)`` whole numbers in ``[0, num_classes)`` (any integer dtype, or floats
+    such as 3.0), or ``(N, num_classes)`` one-hot rows. Refused with a ValueError naming the
+    first bad entry: NaN, 1.5, -1, ``num_classes`` or more, and rows that are not one-hot
+    (nbcnn's cross-entropy takes hard labels: probabilities would be reduced to their argmax).
+    """
+    if y is None or isinstance(y, (str, bytes)):
+        raise TypeError(f"{name} must be an array of class numbers, got {type(y).__name__} {y!r:.40}")
+    try:
+        y = np.asarray(y)
+    except Exception as exc:
+        raise TypeError(f"{name} cannot be read as an array of class numbers: {exc}") from None
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold class numbers (integers), got dtype {y.dtype}")
+    if y.ndim == 2:
+        if y.shape[1] != num_classes:
+            raise ValueError(f"{name} has one-hot rows of {y.shape[1]} columns but the model outputs "
+                             f"{num_classes} classes")
+        bad = ~(((y == 0) | (y == 1)).all(axis=1) & (y.sum(axis=1) == 1))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{name} must hold one-hot rows (one 1, the rest 0): {name}[{i}] = "
+                             f"{np.array2string(y[i], threshold=12)}; the cross-entropy takes hard labels, "
+                             f"not probabilities")
+        return y.argmax(axis=1).astype(np.int64)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be (N,) class numbers or (N, {num_classes}) one-hot rows, got shape {y.shape}")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y)
+        bad[~bad] = y[~bad] != np.floor(y[~bad])
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{name} must hold whole class numbers in [0, {num_classes}), "
+                             f"got {name}[{i}] = {y[i].item()!r}")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        i = int(np.argmax((y < 0) | (y >= num_classes)))
+        raise ValueError(f"{name} must hold class numbers in [0, {num_classes}), got {name}[{i}] = {y[i].item()!r}")
+    return y.astype(np.int64)

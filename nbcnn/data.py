@@ -215,6 +215,7 @@ def load_mnist(data_dir, num_classes: int = 10):
     ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each
     optionally ``.gz``. Images come back as ``(N, H, W, 1)`` float32 in [0, 1] (bytes / 255),
     labels as int64 in ``[0, num_classes)``. MNIST and Fashion-MNIST share this layout.
+    A file of 0 images is refused (ValueError naming it): there is nothing to train or test on.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -227,6 +228,8 @@ def load_mnist(data_dir, num_classes: int = 10):
         if images.ndim != 3 or images.dtype != np.uint8:
             raise ValueError(f"{images_path}: expected uint8 images of shape (N, H, W), "
                              f"got {images.dtype} {images.shape}")
+        if images.shape[0] == 0:
+            raise ValueError(f"{images_path}: holds no images (its header says shape {images.shape})")
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
             raise ValueError(f"{labels_path}: expected {images.shape[0]} labels (one per image in "
                              f"{images_path.name}), got shape {labels.shape}")

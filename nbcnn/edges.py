@@ -3,6 +3,7 @@
     from nbcnn import edges
     ex = edges.lecture_example("vertical")        # the 6x6 image, the 3x3 filter, the 4x4 output
     print(edges.format_equation(ex))              # image * filter = output, as integer grids
+    edges.lecture_figure("both")                  # the same as a picture (a matplotlib Figure)
     result = edges.detect_edges("photo.png", "sobel", "both", width=200)
     save_image("edges.png", result.picture)       # |vertical|, |horizontal|, magnitude side by side
 
@@ -140,6 +141,22 @@ def _grey_image(image, width: int | None) -> np.ndarray:
         height = max(1, round(a.shape[0] * width / a.shape[1]))
         a = np.asarray(Image.fromarray(a, mode="F").resize((width, height), Image.Resampling.LANCZOS))
     return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def lecture_figure(direction: str = "vertical"):
+    """The lecture's example(s) as a matplotlib Figure: image, filter and output grids with
+    their values (``nbcnn.plot.convolution_example``); "both" stacks vertical over horizontal."""
+    from . import plot
+
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if direction != "both":
+        return plot.convolution_example(*lecture_example(direction),
+                                        title=f"{direction} edge detection: image * filter = output")
+    fig = plot.figure(7.0, 7.4)
+    for part, name in zip(fig.subfigures(2, 1), ("vertical", "horizontal")):
+        plot.convolution_example(*lecture_example(name), title=f"{name} edge detection", fig=part)
+    return fig
 
 
 # --------------------------------------------------------------------------- printing grids

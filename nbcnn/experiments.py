@@ -1,6 +1,7 @@
 """The runs behind ``nbcnn train``: LeNet-5 on real data, and the ResNet depth lesson.
 
-Each function returns plain numbers (and writes its PNG), so the command line only prints.
+Each function returns plain numbers (and writes its PNGs, drawn by ``nbcnn.plot``), so the
+command line only prints.
 Training reports its progress through ``callback`` (see ``nbcnn.train.Progress``), and with
 ``verbose`` one printed line per epoch.
 """
@@ -12,9 +13,8 @@ import time
 
 import numpy as np
 
-from . import data, optim
+from . import data, optim, plot
 from .models import lenet5, plain_or_residual
-from .plot import line_chart
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -58,7 +58,8 @@ def train_lenet(dataset: str = "digits", epochs: int | None = None, batch_size: 
 
     ``epochs``: default 10 on the digits, 8 on (Fashion-)MNIST. ``verbose`` and ``callback``
     go to ``model.fit``. Returns a dict with the model, history, test accuracy, confusion
-    matrix, the PNG's path, seconds and images/s.
+    matrix, the PNGs' paths ("curve": loss and accuracy per epoch, "confusion_png": the
+    confusion matrix, both in ``out_dir``), seconds and images/s.
     """
     if epochs is None:
         epochs = 10 if dataset == "digits" else 8
@@ -77,11 +78,15 @@ def train_lenet(dataset: str = "digits", epochs: int | None = None, batch_size: 
     os.makedirs(out_dir, exist_ok=True)
     curve = os.path.join(out_dir, f"lenet5_{dataset}_curve.png")
     h = model.history
-    line_chart({"train loss": h["loss"], "test loss": h["val_loss"]}, curve,
-               title=f"LeNet-5 on {dataset}: test accuracy {accuracy:.2%}", ylabel="cross-entropy")
+    plot.save(plot.learning_curves(h, title=f"LeNet-5 on {dataset}: test accuracy {accuracy:.2%}",
+                                   validation_label="test"), curve)
+    confusion_png = os.path.join(out_dir, f"lenet5_{dataset}_confusion.png")
+    plot.save(plot.confusion_matrix(y_test, predictions, labels=names,
+                                    title=f"LeNet-5 on {dataset}, test set: accuracy {accuracy:.2%}"), confusion_png)
     if save_path:
         model.save(save_path)
-    return {"model": model, "history": h, "test_accuracy": accuracy, "curve": curve, "seconds": seconds,
+    return {"model": model, "history": h, "test_accuracy": accuracy, "curve": curve,
+            "confusion_png": confusion_png, "seconds": seconds,
             "images_per_second": epochs * len(x_train) / seconds, "class_names": names,
             "confusion": confusion_matrix(y_test, predictions, len(names))}
 
@@ -106,5 +111,5 @@ def depth_experiment(depths=(1, 4, 10), epochs: int = 5, train_size: int = 1000,
             curves[name] = [1.0 - a for a in history["accuracy"]]
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "depth_experiment.png")
-    line_chart(curves, path, title="training error: plain vs residual", ylabel="training error")
+    plot.save(plot.depth_experiment(curves), path)
     return curves, path

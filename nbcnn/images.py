@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import to_host
+from .backend import is_device_array, to_host
+from .checks import int_arg
 
 # Pillow refuses images above this many pixels (a guard against "decompression bombs").
 MAX_PIXELS = 8192 * 8192
@@ -40,16 +41,23 @@ def sample_image_path(name: str = "sudoku.png") -> Path:
 def load_image(path, grey: bool = False, width: int | None = None) -> np.ndarray:
     """Read an image file into a float32 array in [0, 1]: ``(H, W, 3)``, or ``(H, W, 1)`` if ``grey``.
 
-    ``width``: resize to this many columns first (Lanczos filter, aspect ratio kept).
+    ``width``: resize to this many columns first (Lanczos filter, aspect ratio kept); the
+    resized image may have at most ``MAX_PIXELS`` pixels, like the files Pillow opens.
 
     Colour images are converted to grey with the ITU-R 601 luma weights
     (0.299 R + 0.587 G + 0.114 B); transparency is dropped; 16-bit images keep their range.
+    32-bit float images (TIFF mode "F") are taken as [0, 1], the rule of ``save_image``:
+    values outside are clipped, +inf becomes 1, -inf and NaN become 0, so every value
+    returned is a number in [0, 1].
     """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if width is not None and (not isinstance(width, int) or width < 1):
-        raise ValueError(f"load_image({path}): width must be a positive int, got {width!r}")
+    if width is not None:
+        try:
+            width = int_arg(width, f"load_image({path}): width")
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {path}")
     if not path.is_file():
@@ -60,6 +68,9 @@ def load_image(path, grey: bool = False, width: int | None = None) -> np.ndarray
             im.load()  # decode now, inside the try: a truncated file fails here, not later
             if width is not None and width != im.width:
                 height = max(1, round(im.height * width / im.width))
+                if width * height > MAX_PIXELS:
+                    raise Image.DecompressionBombError(f"resizing to width {width} gives {width} x {height} = "
+                                                       f"{width * height} pixels, more than MAX_PIXELS = {MAX_PIXELS}")
                 im = im.resize((width, height), Image.Resampling.LANCZOS)
             return _to_float(im, grey)
     except UnidentifiedImageError:
@@ -75,7 +86,7 @@ def _to_float(im, grey: bool) -> np.ndarray:
     if im.mode.startswith("I;16") or im.mode in ("I", "F"):  # 16/32-bit greyscale
         a = np.asarray(im, dtype=np.float64)
         scale = 1.0 if im.mode == "F" else (65535.0 if a.max(initial=0) <= 65535 else float(a.max()))
-        a = np.clip(a / scale, 0.0, 1.0)[:, :, None]
+        a = np.clip(np.nan_to_num(a / scale, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)[:, :, None]
         return (a if grey else np.repeat(a, 3, axis=2)).astype(np.float32)
     if im.mode not in ("L", "RGB"):
         im = im.convert("RGBA").convert("RGB") if "transparency" in im.info else im.convert("RGB")
@@ -90,11 +101,17 @@ def save_image(path, array) -> Path:
     Shapes ``(H, W)``, ``(H, W, 1)`` (greyscale) or ``(H, W, 3)`` (RGB). Float data is taken
     as [0, 1] and scaled to 0..255, values outside clipped (NaN becomes 0); integer data is
     taken as 0..255 and clipped; booleans become 0 / 255. The file is PNG whatever its suffix.
+    ``array`` may be a numpy array, a GPU array or nested lists of numbers.
     """
     from PIL import Image
 
     path = Path(path)
-    a = np.asarray(to_host(array))
+    if array is None or isinstance(array, (str, bytes)):
+        raise TypeError(f"save_image({path}): expected an array of pixel values, got {type(array).__name__}")
+    try:
+        a = np.asarray(to_host(array)) if is_device_array(array) else np.asarray(array)
+    except (TypeError, ValueError) as exc:  # ragged nested lists, objects numpy cannot read
+        raise TypeError(f"save_image({path}): cannot read the pixels as an array: {exc}") from None
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)) or a.size == 0:

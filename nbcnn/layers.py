@@ -28,7 +28,7 @@ import numpy as np
 
 from . import ops
 from .backend import to_host
-from .checks import int_pair, output_size, padding as resolve_padding
+from .checks import int_arg, int_pair, output_size, padding as resolve_padding, real_arg
 
 DTYPE = np.float32
 
@@ -42,14 +42,22 @@ def initialise(name: str, shape, fan_in: int, fan_out: int, rng: np.random.Gener
     he_normal (ReLU nets): N(0, 2 / fan_in).  glorot_uniform (Keras' default, tanh/sigmoid):
     U(-l, l) with l = sqrt(6 / (fan_in + fan_out)).
     """
+    _check_initialiser(name)
     if name == "he_normal":
         w = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
     elif name == "glorot_uniform":
         limit = math.sqrt(6.0 / (fan_in + fan_out))
         w = rng.uniform(-limit, limit, shape)
-    else:
-        raise ValueError(f"unknown initialiser {name!r}; use 'he_normal' or 'glorot_uniform'")
     return w.astype(DTYPE)
+
+
+INITIALISERS = ("he_normal", "glorot_uniform")
+
+
+def _check_initialiser(name) -> str:
+    if name not in INITIALISERS:
+        raise ValueError(f"unknown initialiser {name!r}; use 'he_normal' or 'glorot_uniform'")
+    return name
 
 
 def _host(a):
@@ -84,8 +92,19 @@ def from_config(config):
 # --------------------------------------------------------------------------- base
 
 
+class BackwardBeforeForwardError(RuntimeError, AttributeError):
+    """``backward`` called on a layer whose ``forward`` has not kept what backward needs.
+
+    Also an AttributeError (what Python raised here before), so ``getattr(layer, "_x", None)``
+    and ``hasattr`` keep working.
+    """
+
+
 class Layer:
     """The protocol every layer implements (see the module docstring)."""
+
+    # what forward keeps for backward; reading one before any forward is the error above
+    FORWARD_CACHE = frozenset({"_x", "_shape", "_x_hat", "_inv_std", "_axes", "_mask"})
 
     def __init_subclass__(cls, **kwargs):
         # Remember each layer's constructor arguments, so a saved model can be rebuilt from them.
@@ -105,6 +124,20 @@ class Layer:
     def get_config(self) -> dict:
         """``{"class": ..., "config": {constructor arguments}}``, nested layers included."""
         return {"class": type(self).__name__, "config": _to_config(self._config)}
+
+    def __getattr__(self, attr):
+        # Python calls this only for attributes that are not set: here, what backward reads
+        # before any forward kept it (it used to be "AttributeError: 'Conv2D' object has no attribute '_x'").
+        if attr in type(self).FORWARD_CACHE:
+            raise BackwardBeforeForwardError(
+                f"{self._describe()}.backward needs what its forward keeps ({attr}): call forward(x, "
+                f"training=True) on the same batch first (model.backward follows model.forward)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def _describe(self) -> str:
+        """``Conv2D`` or ``Conv2D 'C1'``: how error messages name this layer."""
+        name = self.__dict__.get("name")
+        return type(self).__name__ + (f" {name!r}" if name else "")
 
     def __init__(self, name: str | None = None):
         self.name = name
@@ -167,12 +200,21 @@ class Layer:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-def window_output_shape(input_shape, f_hw, strides, padding, channels):
+def window_output_shape(input_shape, f_hw, strides, padding, channels, what: str = "window layer"):
     """(H_out, W_out, channels) of a conv or pool window on an (H, W, C) input:
-    ``H_out = (H + pad_top + pad_bottom - f_h) // stride_h + 1`` (W_out likewise)."""
+    ``H_out = (H + pad_top + pad_bottom - f_h) // stride_h + 1`` (W_out likewise).
+
+    A window larger than the padded input is refused here, when the model is built, naming
+    the layer (``what``) and the shapes: the formula would give sizes of 0 or less."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{what} expects (H, W, C) inputs, got shape {tuple(input_shape)}")
     H, W, _ = input_shape
-    s = int_pair(strides, "strides", 1)
+    s = int_pair(strides, f"{what} strides", 1)
     p = resolve_padding(padding, (H, W), f_hw, s)
+    if f_hw[0] > H + p.top + p.bottom or f_hw[1] > W + p.left + p.right:
+        raise ValueError(f"{what}: its {f_hw[0]}x{f_hw[1]} window is larger than its input {H}x{W} "
+                         f"(padded {H + p.top + p.bottom}x{W + p.left + p.right}; input shape "
+                         f"{tuple(input_shape)}): use a smaller window, padding='same', or a larger input")
     return (output_size(H, f_hw[0], s[0], p.top, p.bottom), output_size(W, f_hw[1], s[1], p.left, p.right), channels)
 
 
@@ -190,15 +232,17 @@ class Conv2D(Layer):
     def __init__(self, filters: int, kernel_size, strides=1, padding="valid", use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", name: str | None = None):
         super().__init__(name)
-        self.filters = int(filters)
-        self.kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.filters = int_arg(filters, "Conv2D filters")
+        self.kernel_size = int_pair(kernel_size, "Conv2D kernel_size", 1)  # 3, np.int64(3) or (3, 3)
+        int_pair(strides, "Conv2D strides", 1)  # checked now, kept as given (the ops take either form)
         self.strides = strides
         self.padding = padding
         self.use_bias = use_bias
-        self.kernel_initializer = kernel_initializer
+        self.kernel_initializer = _check_initialiser(kernel_initializer)
 
     def compute_output_shape(self, input_shape):
-        return window_output_shape(input_shape, self.kernel_size, self.strides, self.padding, self.filters)
+        return window_output_shape(input_shape, self.kernel_size, self.strides, self.padding, self.filters,
+                                   self._describe())
 
     def build(self, input_shape, rng):
         if len(input_shape) != 3:
@@ -241,12 +285,15 @@ class _Pool2D(Layer):
 
     def __init__(self, pool_size=2, strides=None, padding="valid", name: str | None = None):
         super().__init__(name)
-        self.pool_size = (pool_size, pool_size) if isinstance(pool_size, int) else tuple(pool_size)
+        self.pool_size = int_pair(pool_size, f"{type(self).__name__} pool_size", 1)
+        if strides is not None:
+            int_pair(strides, f"{type(self).__name__} strides", 1)
         self.strides = self.pool_size if strides is None else strides
         self.padding = padding
 
     def compute_output_shape(self, input_shape):
-        return window_output_shape(input_shape, self.pool_size, self.strides, self.padding, input_shape[2])
+        return window_output_shape(input_shape, self.pool_size, self.strides, self.padding, input_shape[-1],
+                                   self._describe())
 
     def forward(self, x, training=False):
         self._x = x
@@ -323,8 +370,8 @@ class Dense(Layer):
     def __init__(self, units: int, activation: str | None = None, kernel_initializer: str = "glorot_uniform",
                  name: str | None = None):
         super().__init__(name)
-        self.units = int(units)
-        self.kernel_initializer = kernel_initializer
+        self.units = int_arg(units, "Dense units")
+        self.kernel_initializer = _check_initialiser(kernel_initializer)
         self.activation = Activation(activation) if activation else None
 
     def compute_output_shape(self, input_shape):
@@ -407,7 +454,9 @@ class BatchNormalization(Layer):
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, name: str | None = None):
         super().__init__(name)
-        self.momentum, self.epsilon = momentum, epsilon
+        # epsilon > 0 keeps sqrt(var + epsilon) above 0 (epsilon=-1 gave NaN outputs)
+        self.momentum = real_arg(momentum, "BatchNormalization momentum", 0.0, 1.0)
+        self.epsilon = real_arg(epsilon, "BatchNormalization epsilon", 0.0, low_ok=False)
 
     def build(self, input_shape, rng):
         out = super().build(input_shape, rng)
@@ -449,9 +498,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, seed: int | None = None, name: str | None = None):
         super().__init__(name)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
-        self.rate = rate
+        self.rate = real_arg(rate, "Dropout rate", 0.0, 1.0, high_ok=False)
         self.rng = np.random.default_rng(seed)
 
     def forward(self, x, training=False):
@@ -750,3 +797,31 @@ class DarknetBatchNorm(Layer):
 
 
 LAYER_CLASSES.update({cls.__name__: cls for cls in (LeakyReLU, UpSampling2D, Route, DarknetBatchNorm)})
+
+
+# --------------------------------------------------------------------------- faces (week 4): the embedding's last layer
+
+
+class L2Normalize(Layer):
+    """Scale each example's vector to length 1: ``y = x / sqrt(max(sum(x^2), epsilon))``.
+
+    The last layer of a face encoder (FaceNet): embeddings on the unit sphere, so the squared
+    distance ``||f(x1) - f(x2)||^2`` between two of them lies in [0, 4] and the triplet margin
+    keeps one meaning through training. No parameters. Normalises along the last axis (the
+    features of a (D,) input, the channels of an (H, W, C) one).
+    Backward: ``dx = (dy - y <dy, y>) / |x|`` (``nbcnn.l2_normalize_backward``).
+    """
+
+    def __init__(self, epsilon: float = 1e-12, name: str | None = None):
+        super().__init__(name)
+        self.epsilon = real_arg(epsilon, "L2Normalize epsilon", 0.0, low_ok=False)
+
+    def forward(self, x, training=False):
+        self._x = x
+        return ops.l2_normalize(x, self.epsilon)
+
+    def backward(self, dy):
+        return ops.l2_normalize_backward(dy, self._x, self.epsilon)
+
+
+LAYER_CLASSES[L2Normalize.__name__] = L2Normalize

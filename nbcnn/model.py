@@ -17,11 +17,14 @@ and ``summary``, and none of them imports this one: they take the model as an ar
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from . import checkpoint
 from . import layers as L
 from .backend import to_host
+from .checks import int_arg
 from .optim import Optimizer, get_optimizer
 
 
@@ -50,9 +53,15 @@ class Model:
         return self.network.output_shape
 
     def build(self, input_shape) -> None:
-        """Create every parameter for inputs of ``input_shape`` (H, W, C), without the batch axis."""
-        self.input_shape = tuple(int(s) for s in input_shape)
-        self.network.build(self.input_shape, np.random.default_rng(self.seed))
+        """Create every parameter for inputs of ``input_shape`` (H, W, C), without the batch axis.
+
+        A layer that cannot take its input (a window larger than the image, a Dense before
+        Flatten) raises a ValueError naming it and the shapes, and the model stays unbuilt."""
+        if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (tuple, list, np.ndarray)):
+            raise TypeError(f"input_shape must be a tuple such as (28, 28, 1), got {input_shape!r:.60}")
+        shape = tuple(int_arg(s, "every entry of input_shape") for s in input_shape)
+        self.network.build(shape, np.random.default_rng(self.seed))
+        self.input_shape = shape
         L.assign_paths(self.network)
 
     def _require_built(self, x=None) -> None:
@@ -98,8 +107,11 @@ class Model:
         return np.asarray(to_host(self.forward(x, training)))
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
-        """Outputs for ``x`` in inference mode, computed in batches."""
-        x = np.asarray(x)
+        """Outputs for ``x`` (N >= 1 examples) in inference mode, computed in batches."""
+        from .train import as_examples
+
+        batch_size = int_arg(batch_size, "batch_size")
+        x = as_examples(x, "x")
         return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
     # --- training (nbcnn.train holds the loops)
@@ -110,6 +122,8 @@ class Model:
         self.loss = loss
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None, **kwargs):
+        """Train for ``epochs`` more epochs (see ``nbcnn.train.fit`` for the keyword arguments:
+        shuffle, augment, lr_schedule, verbose, seed, callback, terminate_on_nan)."""
         from .train import fit
 
         return fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data, **kwargs)
@@ -162,14 +176,23 @@ def Sequential(layers, input_shape=None, seed: int = 0, name: str = "sequential"
 
 
 def load_model(path) -> Model:
-    """Rebuild a saved model: architecture, weights, optimiser state and training position."""
-    meta, arrays = checkpoint.read_checkpoint(path)
+    """Rebuild a saved model: architecture, weights, optimiser state and training position.
+
+    ``path``: str, bytes or os.PathLike. A file that is not a readable nbcnn checkpoint, or
+    that does not fit together (an edited architecture, optimiser state of another model),
+    raises a ValueError naming the file and the problem."""
+    meta, arrays = checkpoint.read_checkpoint(path)  # checks the structure of meta["model"]
+    path = os.fsdecode(os.fspath(path))
     config = meta["model"]
     try:
         network = L.from_config(config["network"])
+        if not isinstance(network, L.Layer):
+            raise TypeError(f"the network is a {type(network).__name__}, not a layer")
         model = Model(network, input_shape=tuple(config["input_shape"]) or None, seed=config["seed"],
                       name=config["name"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot rebuild the saved architecture: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # the layers' constructors and build() refuse bad arguments with TypeError/ValueError;
+        # a config edited into odd shapes (a number where a layer belongs) gives the others
+        raise ValueError(f"{path}: cannot rebuild the saved architecture: {type(exc).__name__}: {exc}") from None
     checkpoint.restore(model, meta, arrays, path)
     return model

@@ -5,8 +5,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import cli
-from nbcnn import experiments
-from nbcnn.plot import line_chart
+from nbcnn import experiments, plot
 
 
 def test_confusion_matrix_counts_true_against_predicted():
@@ -14,14 +13,6 @@ def test_confusion_matrix_counts_true_against_predicted():
     assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
     text = experiments.format_confusion(counts, ["a", "b", "c"])
     assert text.splitlines()[1].split() == ["a", "1", "1", "0"]
-
-
-def test_line_chart_writes_a_png(tmp_path):
-    path = tmp_path / "curve.png"
-    line_chart({"loss": [2.3, 1.0, 0.5], "val": [2.2, 1.2, 0.9]}, path, title="t")
-    image = Image.open(path)
-    assert image.size == (640, 400)
-    assert len(np.unique(np.asarray(image).reshape(-1, 3), axis=0)) > 3  # more than a blank canvas
 
 
 def test_train_command_reports_accuracy_confusion_and_curve(tmp_path):
@@ -32,7 +23,9 @@ def test_train_command_reports_accuracy_confusion_and_curve(tmp_path):
     accuracy = float(result.output.split("test accuracy:")[1].split("%")[0]) / 100
     assert accuracy > 0.6  # two epochs on 800 digits, far above chance (10%)
     assert "true \\ predicted" in result.output
-    assert (tmp_path / "lenet5_digits_curve.png").exists()
+    assert Image.open(tmp_path / "lenet5_digits_curve.png").size == (1000, 400)  # loss and accuracy panels
+    assert Image.open(tmp_path / "lenet5_digits_confusion.png").size == (750, 650)
+    assert f"confusion matrix: {tmp_path / 'lenet5_digits_confusion.png'}" in result.output
     assert (tmp_path / "lenet.nbcnn").exists()
 
 
@@ -44,8 +37,14 @@ def test_train_command_explains_missing_data(tmp_path):
     assert result.exit_code != 0 and "Traceback" not in result.output
 
 
-def test_depth_experiment_writes_curves(tmp_path):
+def test_depth_experiment_writes_curves(tmp_path, monkeypatch):
+    drawn = []
+    original = plot.depth_experiment
+    monkeypatch.setattr(plot, "depth_experiment", lambda curves: drawn.append(original(curves)) or drawn[-1])
     curves, path = experiments.depth_experiment(depths=(1, 2), epochs=1, train_size=64, out_dir=str(tmp_path))
     assert set(curves) == {"plain 3 conv", "residual 3 conv", "plain 5 conv", "residual 5 conv"}
     assert all(0.0 <= e <= 1.0 for errors in curves.values() for e in errors)
     assert Image.open(path).size == (640, 400)
+    lines = drawn[0].axes[0].get_lines()  # the PNG is nbcnn.plot's figure: one line per net
+    assert [line.get_label() for line in lines] == list(curves)
+    np.testing.assert_allclose(lines[0].get_ydata(), curves["plain 3 conv"])
