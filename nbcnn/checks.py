@@ -85,6 +85,25 @@ def as_array(a, name: str, ndim: int | None = None, dtype=None):
     return np.asarray(a, dtype=dtype, order="C")
 
 
+def host_numbers(a, name: str, what: str = "an array of numbers", kinds: str = "iuf") -> np.ndarray:
+    """``a`` as a host numpy array whose dtype kind is one of ``kinds`` (ints and floats by
+    default), or a TypeError naming it: for the inputs that are not a kernel's NHWC float array
+    (boxes, scores, labels, the course's arrays). GPU arrays are copied to the host."""
+    if a is None or isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} must be {what}, got {type(a).__name__} {a!r:.40}")
+    if is_device_array(a):
+        from .backend import to_host
+
+        a = to_host(a)
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:
+        raise TypeError(f"{name} cannot be read as {what}: {exc}") from None
+    if arr.dtype.kind not in kinds:
+        raise TypeError(f"{name} must be {what}, got dtype {arr.dtype}")
+    return arr
+
+
 def common_dtype(*arrays) -> np.dtype:
     """float64 if any input is float64, else float32 (mixing is allowed: float32 is promoted)."""
     first = arrays[0].dtype
@@ -273,14 +292,7 @@ def class_labels(y, num_classes: int, name: str = "y") -> np.ndarray:
     first bad entry: NaN, 1.5, -1, ``num_classes`` or more, and rows that are not one-hot
     (nbcnn's cross-entropy takes hard labels: probabilities would be reduced to their argmax).
     """
-    if y is None or isinstance(y, (str, bytes)):
-        raise TypeError(f"{name} must be an array of class numbers, got {type(y).__name__} {y!r:.40}")
-    try:
-        y = np.asarray(y)
-    except Exception as exc:
-        raise TypeError(f"{name} cannot be read as an array of class numbers: {exc}") from None
-    if y.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold class numbers (integers), got dtype {y.dtype}")
+    y = host_numbers(y, name, "an array of class numbers (integers)")
     if y.ndim == 2:
         if y.shape[1] != num_classes:
             raise ValueError(f"{name} has one-hot rows of {y.shape[1]} columns but the model outputs "

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import ops
+from . import checks, ops
 from .backend import is_device_array, to_host
 
 __all__ = [
@@ -52,15 +52,7 @@ POOL_MODES = ("max", "average")
 
 def _array(a, name: str, dims: tuple[str, ...] | None):
     """``a`` as a C-contiguous float64 numpy array; ``dims`` names the expected axes (None: any)."""
-    if is_device_array(a):
-        a = to_host(a)
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:
-        raise TypeError(f"{name} cannot be read as a numpy array: {exc}") from None
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype} "
-                        f"({type(a).__name__})")
+    arr = checks.host_numbers(a, name, "a numpy array of real numbers (float or int)")
     if dims is not None and arr.ndim != len(dims):
         raise ValueError(f"{name} must have {len(dims)} dimensions ({', '.join(dims)}), "
                          f"got shape {arr.shape} ({arr.ndim} dims)")
@@ -406,3 +398,64 @@ def yolo_eval(yolo_outputs, image_shape=(720, 1280), max_boxes=10, score_thresho
     scores, boxes, classes = yolo_filter_boxes(boxes, box_confidence, box_class_probs, score_threshold)
     boxes = scale_boxes(boxes, image_shape)
     return yolo_non_max_suppression(scores, boxes, classes, max_boxes, iou_threshold)
+
+
+# --------------------------------------------------------------------------- week 4: neural style transfer
+#
+# The TF2 notebook "Art Generation with Neural Style Transfer". Activations are channels-last
+# (1, n_H, n_W, n_C), as Keras' VGG-19 gives them; ``gram_matrix`` takes the notebook's unrolled
+# A (n_C, n_H * n_W), which ``compute_layer_style_cost`` makes by reshaping to (n_H * n_W, n_C)
+# and transposing (reshaping straight to (n_C, n_H * n_W) would mix positions and channels).
+# The Gram matrices run on the dispatcher's kernel (``nbcnn.gram``, ``nbcnn/kernels/gram.py``) on
+# the current backend; the costs come back as Python floats, computed in float64.
+
+__all__ += ["compute_content_cost", "gram_matrix", "compute_layer_style_cost", "total_cost"]
+
+
+_STYLE_AXES = ("m", "n_H", "n_W", "n_C")
+
+
+def compute_content_cost(a_C, a_G):
+    """The content cost: how far the generated image's activations are from the content image's.
+
+    a_C, a_G (1, n_H, n_W, n_C), one layer's activations for C and G -> a float::
+
+        J_content = 1 / (4 * n_H * n_W * n_C) * sum((a_C - a_G) ** 2)
+    """
+    a_C, a_G = _array(a_C, "a_C", _STYLE_AXES), _array(a_G, "a_G", _STYLE_AXES)
+    if a_C.shape != a_G.shape:
+        raise ValueError(f"a_C has shape {a_C.shape} but a_G has shape {a_G.shape}; they must match")
+    _, n_H, n_W, n_C = a_G.shape
+    a_C_unrolled = a_C.reshape(a_C.shape[0], -1, n_C)  # the notebook's tf.reshape(a_C, [m, -1, n_C])
+    a_G_unrolled = a_G.reshape(a_G.shape[0], -1, n_C)
+    return float(np.sum(np.square(a_C_unrolled - a_G_unrolled)) / (4.0 * n_H * n_W * n_C))
+
+
+def gram_matrix(A):
+    """The Gram matrix ``GA = A A^T`` of A (n_C, n_H * n_W): ``GA[i, j]`` is how much filters i and
+    j fire together over the image. Returns (n_C, n_C), float64. Runs ``nbcnn.gram`` (whose
+    kernel takes positions x channels, so it is handed ``A.T``)."""
+    A = _array(A, "A", ("n_C", "n_H * n_W"))
+    return np.asarray(to_host(ops.gram(np.ascontiguousarray(A.T)[None]))[0], dtype=np.float64)
+
+
+def compute_layer_style_cost(a_S, a_G):
+    """The style cost of one layer: how far G's Gram matrix is from S's.
+
+    a_S, a_G (1, n_H, n_W, n_C) -> a float::
+
+        a_S = transpose(reshape(a_S, (n_H * n_W, n_C)))         # (n_C, n_H * n_W), likewise a_G
+        J_style_layer = 1 / (4 * n_C**2 * (n_H * n_W)**2) * sum((gram_matrix(a_S) - gram_matrix(a_G)) ** 2)
+    """
+    a_S, a_G = _array(a_S, "a_S", _STYLE_AXES), _array(a_G, "a_G", _STYLE_AXES)
+    if a_S.shape != a_G.shape or a_G.shape[0] != 1:
+        raise ValueError(f"a_S {a_S.shape} and a_G {a_G.shape} must both be (1, n_H, n_W, n_C)")
+    _, n_H, n_W, n_C = a_G.shape
+    GS = gram_matrix(a_S.reshape(n_H * n_W, n_C).T)
+    GG = gram_matrix(a_G.reshape(n_H * n_W, n_C).T)
+    return float(np.sum(np.square(GS - GG)) / (4.0 * ((n_H * n_W * n_C) ** 2)))
+
+
+def total_cost(J_content, J_style, alpha=10, beta=40):
+    """``J = alpha * J_content + beta * J_style`` (the notebook's alpha = 10, beta = 40)."""
+    return alpha * J_content + beta * J_style

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import is_device_array, to_host
+from ..checks import host_numbers
 from ..ops import batched_nms, box_iou, iou, nms
 
 __all__ = ["FORMATS", "box_convert", "cxcywh_to_xyxy", "xyxy_to_cxcywh", "box_area",
@@ -35,16 +35,7 @@ FORMATS = ("xyxy", "cxcywh", "xywh", "yxyx")
 
 def _boxes(boxes, name: str = "boxes") -> np.ndarray:
     """``boxes`` as a float numpy array whose last axis has 4 numbers."""
-    if isinstance(boxes, (str, bytes)) or boxes is None:
-        raise TypeError(f"{name} must be an array of boxes (..., 4), got {type(boxes).__name__} {boxes!r:.40}")
-    if is_device_array(boxes):
-        boxes = to_host(boxes)
-    try:
-        arr = np.asarray(boxes)
-    except Exception as exc:
-        raise TypeError(f"{name} cannot be read as an array of boxes: {exc}") from None
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    arr = host_numbers(boxes, name, "an array of boxes (..., 4) of real numbers")
     if arr.ndim == 0 or arr.shape[-1] != 4:
         raise ValueError(f"{name} must have 4 numbers on its last axis, shape (..., 4); got shape {arr.shape}")
     return arr if arr.dtype.kind == "f" and arr.dtype.itemsize >= 4 else arr.astype(np.float64)
