@@ -134,3 +134,133 @@ def test_rounds_keep_the_fastest_run_and_the_summary_is_a_geometric_mean():
     # a: nbcnn 1 s vs torch 1 s -> 1.0; b: 1 s vs 4 s -> 4.0; geometric mean 2.0
     assert summary["conv forward"]["geomean"] == pytest.approx(2.0)
     assert summary["conv forward"]["lowest"] == pytest.approx(1.0) and summary["conv forward"]["lowest_at"] == "a"
+
+
+# --------------------------------------------------------------------------- nms and YOLOv3-tiny
+
+
+def test_boxes_are_deterministic_clustered_and_well_formed():
+    s = benchmark.BOX_SHAPES["boxes10k"]
+    boxes, scores = benchmark.boxes_inputs(s)
+    again, _ = benchmark.boxes_inputs(s)
+    assert boxes.shape == (10_000, 4) and scores.shape == (10_000,) and boxes.dtype == np.float32
+    np.testing.assert_array_equal(boxes, again)
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    # clusters: most boxes are suppressed, a detector's raw output, not 10,000 separate objects
+    kept = benchmark.numpy_nms(boxes, scores)
+    assert 100 < len(kept) < 5_000
+
+
+@pytest.mark.parametrize("name", ["tinyboxes", "boxes10k"])
+def test_numpy_nms_peer_keeps_the_same_boxes_as_nbcnn(name):
+    boxes, scores = benchmark.boxes_inputs(benchmark.all_named_shapes()[name])
+    with nbcnn.use_backend("cpu"):
+        want = nbcnn.nms(boxes, scores, benchmark.NMS_IOU)
+    np.testing.assert_array_equal(benchmark.numpy_nms(boxes, scores), want)
+
+
+def test_cli_tiny_json_has_the_nms_row():
+    r = bench("--tiny", "--repeat", "1", "--no-compile-time", "--ops", "nms", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert set(data["shapes"]) == {"tinyboxes"}  # only the shapes an asked-for op runs on
+    recs = {rec["impl"]: rec for rec in data["records"]}
+    assert {"nbcnn", "numpy"} <= set(recs)
+    for rec in recs.values():
+        assert rec["op"] == "nms" and rec["shape"] == "tinyboxes" and rec["boxes"] == 500
+        assert rec["dims"] == list(benchmark.TINY_BOXES["tinyboxes"])
+    assert recs["nbcnn"]["kept"] == recs["numpy"]["kept"]
+    row = benchmark.rows(data)[0]
+    assert row["unit"] == "Mbox/s" and row["vs_numpy"] > 0
+    assert "boxes" in data["summary_vs_numpy"]
+    if not benchmark.torchvision_available():  # torch's NMS is torchvision's: no torch record, a note
+        assert "torch" not in recs and any("torchvision" in n for n in data["notes"])
+        assert "boxes" not in data["summary"]
+
+
+def test_nms_is_a_family_of_its_own_in_the_summary():
+    rec = lambda impl, op, shape, s, **work: {"impl": impl, "op": op, "shape": shape, "dims": [1],  # noqa: E731
+                                              "min_s": s, "median_s": s, "runs": 1, **work}
+    records = [
+        rec("nbcnn", "conv_fwd", "a", 1.0, flops=1e9), rec("torch", "conv_fwd", "a", 1.0, flops=1e9),
+        rec("nbcnn", "maxpool_fwd", "p", 1.0, bytes=1e9), rec("torch", "maxpool_fwd", "p", 2.0, bytes=1e9),
+        rec("nbcnn", "nms", "b", 1.0, boxes=10_000, kept=7), rec("torch", "nms", "b", 8.0, boxes=10_000, kept=7),
+        rec("numpy", "nms", "b", 4.0, boxes=10_000, kept=7)]
+    table = benchmark.rows({"records": records})
+    nms = next(r for r in table if r["op"] == "nms")
+    assert nms["nbcnn"] == pytest.approx(0.01) and nms["unit"] == "Mbox/s"  # 10,000 boxes in 1 s
+    assert nms["kept"] == {"nbcnn": 7, "torch": 7, "numpy": 7}
+    summary = benchmark.torch_summary(table)
+    assert summary["boxes"]["geomean"] == pytest.approx(8.0)
+    assert summary["conv forward"]["geomean"] == pytest.approx(1.0)  # the nms ratio stays out
+    assert summary["pooling"]["geomean"] == pytest.approx(2.0)
+    assert benchmark.torch_summary(table, peer="numpy")["boxes"]["geomean"] == pytest.approx(4.0)
+    text = benchmark.format_table({"records": records, "backend": "cpu", "repeat": 1, "machine": benchmark.cpu_peak()})
+    assert "Mbox/s" in text and "boxes 8.00" in text and "nms boxes kept: b nbcnn 7, torch 7, numpy 7" in text
+
+
+def _yolo_weights_or_skip():
+    from nbcnn.weights import WeightsNotFound, find
+
+    try:
+        return find("yolov3-tiny")
+    except WeightsNotFound:
+        pytest.skip("YOLOv3-tiny weights not in the cache (`nbcnn weights yolov3-tiny`)")
+
+
+def test_torch_built_yolov3_tiny_agrees_with_nbcnn():
+    pytest.importorskip("torch")
+    _yolo_weights_or_skip()
+    import torch
+
+    from nbcnn.benchmark import yolo
+    from nbcnn.benchmark.torch_darknet import TorchDarknet
+
+    net, specs = yolo.nbcnn_network(yolo.FULL_SIZE)
+    x = yolo.yolo_image(yolo.FULL_SIZE)
+    with nbcnn.use_backend("cpu"):
+        want = yolo.heads_chw(net(x))
+    model = TorchDarknet(specs, net).eval()
+    with torch.no_grad():
+        got = [h.numpy()[0] for h in model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())]
+    assert [g.shape for g in got] == [(255, 13, 13), (255, 26, 26)] == [w.shape for w in want]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=yolo.TOLERANCE)
+
+
+def test_yolo_row_names_the_command_when_the_weights_are_missing(tmp_path, monkeypatch):
+    from nbcnn.benchmark import models
+
+    monkeypatch.setenv("NBCNN_CACHE", str(tmp_path))  # an empty cache
+    workers, notes = models.yolo_plan(96, "cpu", peers=True)
+    assert workers == [] and any("nbcnn weights yolov3-tiny" in n for n in notes)
+    assert "nbcnn weights yolov3-tiny" in "\n".join(models.format_yolo(
+        {"results": {}, "yolo": models.yolo_summary({}, 0, notes)}))
+
+
+def test_cli_models_tiny_json_has_the_yolo_row():
+    r = bench("--models", "--tiny", "--repeat", "1", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    from nbcnn.benchmark import models, yolo
+
+    assert data["results"]["nbcnn"]["lenet_train"]["images_per_s"] > 0  # the rest runs whatever YOLO does
+    y = data["yolo"]
+    try:
+        yolo.weights_files()
+    except FileNotFoundError:
+        assert y["input"] is None and any("nbcnn weights yolov3-tiny" in n for n in y["notes"])
+        return
+    assert y["input"] == [yolo.TINY_SIZE, yolo.TINY_SIZE, 3]
+    nb = data["results"]["nbcnn"][models.YOLO_KEY]
+    assert nb["best_s"] > 0 and nb["input"] == y["input"] and "Conv2D" in nb["seconds_by_layer_kind"]
+    if benchmark.torch_available():
+        t = data["results"]["torch"][models.YOLO_KEY]
+        assert t["compared_with"] == "nbcnn" and t["heads_compared"] == 2
+        assert t["agrees"] and t["max_abs_diff"] <= yolo.TOLERANCE and t["best_s"] > 0
+        assert y["vs_torch"] == pytest.approx(t["best_s"] / nb["best_s"])
+    if yolo.darknet_library():
+        d = data["results"]["darknet"][models.YOLO_KEY]
+        assert d["agrees"] and d["heads_compared"] == 1 and d["best_s"] > 0 and "vs_darknet" in y
+    else:
+        assert "darknet" not in data["results"] and any("libdarknet" in n for n in y["notes"])

@@ -1,13 +1,20 @@
-"""Whole-model benchmarks behind ``nbcnn bench --models``: LeNet-5 training throughput and
-VGG-16 inference at 224x224, nbcnn against the same network in PyTorch (CPU).
+"""Whole-model benchmarks behind ``nbcnn bench --models``: LeNet-5 training throughput, VGG-16
+inference at 224x224 and YOLOv3-tiny inference at 416x416, nbcnn against the same network in
+PyTorch (CPU), and YOLOv3-tiny in darknet itself (yolo.py).
 
 Each implementation runs in its own process (``python -m nbcnn.benchmark.models --worker
-nbcnn|torch``), so the two thread runtimes never share one; each reports the best and median
-of several timed repeats after a warm-up, as JSON on its last output line.
+nbcnn|torch|darknet``), so the thread runtimes never share one; each reports the best and
+median of several timed repeats after a warm-up, as JSON on its last output line.
 
 LeNet-5 here is the modern variant the command line trains: 32x32x1 input, conv 6@5x5, ReLU,
 max pool, conv 16@5x5, ReLU, max pool, conv 120@5x5, ReLU, dense 84, ReLU, dense 10, softmax
 cross-entropy, Adam. One "step" is forward, backward and the optimiser update of one batch.
+
+YOLOv3-tiny: one image, batch 1, to the two raw yolo heads, from the official weights in
+the cache (``nbcnn weights yolov3-tiny``; without them the row says so and the rest runs).
+torch's copy is timed only once its heads agree with nbcnn's within 1e-3; the ratio is
+nbcnn's speed over torch's (torch's seconds / nbcnn's: above 1.0 nbcnn is faster).
+``--tiny`` runs it at 96x96 instead of 416x416.
 
 ``nbcnn.benchmark`` imports this module on first use of ``run_models`` / ``format_models``
 only, so that ``python -m nbcnn.benchmark.models`` runs it fresh.
@@ -20,18 +27,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
+from . import yolo
 from .peers import torch_available
-from .timing import time_runs
+from .timing import throughput, time_runs
 
-
-def throughput(times, images) -> dict:
-    """Best and median seconds of the timed repeats, and the images per second of each."""
-    times = sorted(times)
-    return {"best_s": times[0], "median_s": times[len(times) // 2], "images_per_s": images / times[0],
-            "images_per_s_median": images / times[len(times) // 2]}
+YOLO_KEY = "yolov3_tiny_forward"  # a worker's YOLOv3-tiny record, in its results
 
 
 def time_nbcnn_models(batch: int, steps: int, repeat: int, vgg: bool, backend: str) -> dict:
@@ -105,54 +109,155 @@ def time_torch_models(batch: int, steps: int, repeat: int, vgg: bool) -> dict:
     return out
 
 
+def _run_worker(worker: str, args: list) -> dict:
+    """One worker in a fresh process; its JSON is its last output line that starts with ``{``
+    (darknet's C code may print to stdout too)."""
+    cmd = [sys.executable, "-m", "nbcnn.benchmark.models", "--worker", worker, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"the {worker} worker failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def yolo_plan(size: int, backend: str, peers: bool) -> tuple[list[str], list[str]]:
+    """(the workers that time YOLOv3-tiny, notes on the ones that cannot), decided in the parent."""
+    if not size:
+        return [], []
+    if backend != "cpu":
+        return [], [f"YOLOv3-tiny: timed on the cpu backend only (this run: {backend})"]
+    try:
+        yolo.weights_files()
+    except FileNotFoundError as exc:  # WeightsNotFound: its message names `nbcnn weights yolov3-tiny`
+        return [], [f"YOLOv3-tiny: not timed: {exc}"]
+    workers, notes = ["nbcnn"], []
+    if peers and torch_available():
+        workers.append("torch")
+    if peers and yolo.darknet_library():
+        workers.append("darknet")
+    elif peers:
+        notes.append("YOLOv3-tiny: no darknet row: libdarknet.so not found (Debian/Ubuntu: apt-get install darknet; "
+                     "or set NBCNN_DARKNET_LIB)")
+    return workers, notes
+
+
 def run_models(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = True, backend: str = "cpu",
-               peers: bool = True) -> dict:
-    """Run the nbcnn worker and (when torch imports) the torch worker, each in its own process."""
+               peers: bool = True, yolo_size: int = yolo.FULL_SIZE) -> dict:
+    """Run the nbcnn worker, the torch worker (when torch imports) and, for YOLOv3-tiny, the
+    darknet worker (when libdarknet.so is there), each in its own process. ``yolo_size`` 0:
+    no YOLOv3-tiny."""
     results = {}
     workers = ["nbcnn"] + (["torch"] if peers and torch_available() else [])
-    for worker in workers:
-        cmd = [sys.executable, "-m", "nbcnn.benchmark.models", "--worker", worker, "--batch", str(batch),
-               "--steps", str(steps), "--repeat", str(repeat), "--backend", backend] + ([] if vgg else ["--no-vgg"])
-        done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-        if done.returncode != 0:
-            raise RuntimeError(f"the {worker} worker failed:\n{done.stderr[-2000:]}")
-        results[worker] = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"batch": batch, "steps": steps, "repeat": repeat, "backend": backend, "results": results}
+    yolo_workers, notes = yolo_plan(yolo_size, backend, peers)
+    with tempfile.TemporaryDirectory(prefix="nbcnn-yolo-") as folder:  # nbcnn's heads, for the others to compare
+        for worker in workers + [w for w in yolo_workers if w not in workers]:
+            args = ["--batch", str(batch), "--steps", str(steps), "--repeat", str(repeat), "--backend", backend]
+            args += [] if vgg else ["--no-vgg"]
+            if worker in yolo_workers:
+                args += ["--yolo", str(yolo_size), "--yolo-dir", folder]
+            try:
+                results[worker] = _run_worker(worker, args)
+            except RuntimeError as exc:
+                if worker != "darknet":
+                    raise
+                # darknet's C code exits on what it cannot read: its row says why, the run goes on
+                why = [line for line in str(exc).splitlines() if line.strip()][-1]
+                results[worker] = {YOLO_KEY: {"skipped": f"the darknet worker failed: {why.strip()}"}}
+    out = {"batch": batch, "steps": steps, "repeat": repeat, "backend": backend, "results": results}
+    out["yolo"] = yolo_summary(results, yolo_size if yolo_workers else 0, notes)
+    return out
+
+
+def yolo_summary(results: dict, size: int, notes: list) -> dict:
+    """The YOLOv3-tiny row in a few numbers: nbcnn's speed over torch's and over darknet's."""
+    summary = {"input": [size, size, 3] if size else None, "notes": notes, "target_vs_torch": 1.0}
+    nb = results.get("nbcnn", {}).get(YOLO_KEY, {})
+    for peer in ("torch", "darknet"):
+        rec = results.get(peer, {}).get(YOLO_KEY, {})
+        if "best_s" in nb and "best_s" in rec:
+            summary[f"vs_{peer}"] = rec["best_s"] / nb["best_s"]  # nbcnn's speed / the peer's
+    return summary
 
 
 def format_models(r) -> str:
     """The text ``nbcnn bench --models`` prints."""
     res = r["results"]
+    lenet = {name: row for name, row in res.items() if "lenet_train" in row}
     lines = [f"LeNet-5 training, batch {r['batch']}, {r['steps']} steps x {r['repeat']} repeats "
              f"(best / median images per second), backend {r['backend']}"]
-    for name, row in res.items():
+    for name, row in lenet.items():
         t = row["lenet_train"]
-        lines.append(f"  {name:6s} {t['images_per_s']:10.0f} {t['images_per_s_median']:10.0f}")
-    if "torch" in res:
+        lines.append(f"  {name:7s} {t['images_per_s']:10.0f} {t['images_per_s_median']:10.0f}")
+    if "torch" in lenet:
         lines.append(f"  ratio nbcnn / torch: {res['nbcnn']['lenet_train']['images_per_s'] / res['torch']['lenet_train']['images_per_s']:.2f}x")
     if "vgg16_forward" in res.get("nbcnn", {}):
         lines.append("VGG-16 forward, one 224x224x3 image (best / median seconds)")
-        for name, row in res.items():
+        for name, row in lenet.items():
             t = row["vgg16_forward"]
-            lines.append(f"  {name:6s} {t['best_s']:10.3f} {t['median_s']:10.3f}")
+            lines.append(f"  {name:7s} {t['best_s']:10.3f} {t['median_s']:10.3f}")
+    lines += format_yolo(r)
     return "\n".join(lines)
+
+
+def format_yolo(r) -> list[str]:
+    """The YOLOv3-tiny lines: seconds per forward, the agreement checks, the ratios."""
+    y = r.get("yolo") or {}
+    rows = {name: row[YOLO_KEY] for name, row in r["results"].items() if YOLO_KEY in row}
+    lines = []
+    if rows:
+        h, w, c = y["input"]
+        lines.append(f"YOLOv3-tiny forward, one {w}x{h}x{c} image, batch 1, to the raw yolo heads "
+                     f"(best / median seconds per forward), cpu")
+        for name, t in rows.items():
+            if "best_s" not in t:
+                lines.append(f"  {name:7s} {'-':>10s} {'-':>10s}   {t.get('skipped', '')}")
+                continue
+            about = ""
+            if t.get("compared_with"):
+                what = "heads" if t["heads_compared"] > 1 else "last head"
+                about = f"{what} vs nbcnn's: max |diff| {t['max_abs_diff']:.2g}"
+            if name == "torch":
+                about += f"; {t['layout']}, {t['threads']} threads"
+            lines.append(f"  {name:7s} {t['best_s']:10.3f} {t['median_s']:10.3f}   {about}".rstrip())
+        ratios = [f"x torch {y['vs_torch']:.2f} (target >= {y['target_vs_torch']:.1f})"] if "vs_torch" in y else []
+        ratios += [f"x darknet {y['vs_darknet']:.2f}"] if "vs_darknet" in y else []
+        if ratios:
+            lines.append("  nbcnn's speed over the peer's (its seconds / nbcnn's): " + ", ".join(ratios))
+        kinds = rows.get("nbcnn", {}).get("seconds_by_layer_kind")
+        if kinds:
+            lines.append("  nbcnn, one more forward by layer kind: "
+                         + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in kinds.items() if v >= 5e-4))
+    for note in y.get("notes", []):
+        lines.append(f"note: {note}")
+    return lines
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m nbcnn.benchmark.models")
-    p.add_argument("--worker", choices=("nbcnn", "torch"))
+    p.add_argument("--worker", choices=("nbcnn", "torch", "darknet"))
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--backend", default="cpu")
     p.add_argument("--no-vgg", action="store_true")
+    p.add_argument("--yolo", type=int, default=0, help="YOLOv3-tiny at this input size (0: none)")
+    p.add_argument("--yolo-dir", default=None, help="where the nbcnn worker leaves its heads for the others")
     a = p.parse_args(argv)
+    if a.worker == "darknet":  # YOLOv3-tiny only: darknet has no LeNet or VGG here
+        print(json.dumps({YOLO_KEY: yolo.time_darknet(a.yolo or yolo.FULL_SIZE, a.repeat, a.yolo_dir)}))
+        return
     if a.worker == "nbcnn":
-        print(json.dumps(time_nbcnn_models(a.batch, a.steps, a.repeat, not a.no_vgg, a.backend)))
+        out = time_nbcnn_models(a.batch, a.steps, a.repeat, not a.no_vgg, a.backend)
+        if a.yolo:
+            out[YOLO_KEY] = yolo.time_nbcnn(a.yolo, a.repeat, a.yolo_dir, a.backend)
     elif a.worker == "torch":
-        print(json.dumps(time_torch_models(a.batch, a.steps, a.repeat, not a.no_vgg)))
+        out = time_torch_models(a.batch, a.steps, a.repeat, not a.no_vgg)
+        if a.yolo:
+            out[YOLO_KEY] = yolo.time_torch(a.yolo, a.repeat, a.yolo_dir)
     else:
         print(format_models(run_models(a.batch, a.steps, a.repeat, not a.no_vgg, a.backend)))
+        return
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

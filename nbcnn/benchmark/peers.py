@@ -1,16 +1,20 @@
 """The peers nbcnn is timed against, each run in its own worker process (worker.py).
 
-* ``numpy``: im2col + one BLAS matrix product for conv forward, ``x @ W + b`` for dense
-  (written here; always there).
+* ``numpy``: im2col + one BLAS matrix product for conv forward, ``x @ W + b`` for dense, and
+  for NMS the greedy loop as people write it in numpy, vectorised over the remaining boxes
+  once per kept box (written here; always there).
 * ``torch``: PyTorch on the CPU with channels_last tensors (oneDNN), forward and the backward
-  ops autograd would call; only when torch is installed.
+  ops autograd would call; only when torch is installed. torch itself has no NMS: that is
+  torchvision's ``torchvision.ops.nms`` (a C++ op registered into torch), timed only when
+  torchvision imports; without it the NMS rows have the numpy peer only.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .shapes import ConvShape, DenseShape, PoolShape, conv_inputs, dense_inputs, pool_inputs
+from .shapes import (NMS_IOU, BoxesShape, ConvShape, DenseShape, PoolShape, boxes_inputs, conv_inputs, dense_inputs,
+                     pool_inputs)
 from .timing import time_runs, timing_record
 
 
@@ -18,6 +22,13 @@ def torch_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("torch") is not None
+
+
+def torchvision_available() -> bool:
+    """torch's NMS lives in torchvision (``torchvision.ops.nms``); nbcnn never installs it."""
+    import importlib.util
+
+    return importlib.util.find_spec("torchvision") is not None
 
 
 # --------------------------------------------------------------------------- numpy
@@ -41,10 +52,41 @@ def im2col_conv2d(x, W, b, stride: int = 1, pad: int = 0):
     return z.reshape(N, H_out, W_out, C_out)
 
 
+def numpy_nms(boxes, scores, iou_threshold: float = NMS_IOU):
+    """Greedy NMS the way it is usually written in numpy: one vectorised IoU per kept box::
+
+        order = argsort(-scores, stable)
+        while order is not empty:
+            i = order[0]; keep i
+            iou = IoU(i, every box in order[1:])        # one numpy expression
+            order = order[1:][iou <= iou_threshold]     # the survivors go on
+
+    The same boxes, in the same order, as ``nbcnn.nms`` (boxes of zero area aside: here
+    their IoU is 0 / 0).
+    """
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.maximum(0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        h = np.maximum(0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = w * h
+        order = rest[inter / (areas[i] + areas[rest] - inter) <= iou_threshold]
+    return np.array(keep, np.int64)
+
+
 def time_numpy(shapes, ops, repeat) -> list[dict]:
-    """numpy: im2col + BLAS for conv forward, ``x @ W + b`` for dense (no backward, no pooling)."""
+    """numpy: im2col + BLAS for conv forward, ``x @ W + b`` for dense, the greedy loop for NMS
+    (no backward, no pooling)."""
     records = []
     for name, shape in shapes.items():
+        if isinstance(shape, BoxesShape) and "nms" in ops:
+            boxes, scores = boxes_inputs(shape)
+            times = time_runs(lambda: numpy_nms(boxes, scores), repeat)
+            records.append(timing_record("numpy", "nms", name, shape, times, kept=len(numpy_nms(boxes, scores))))
         if isinstance(shape, ConvShape) and "conv_fwd" in ops:
             x, W, b, _ = conv_inputs(shape)
             times = time_runs(lambda: im2col_conv2d(x, W, b, shape.stride, shape.pad), repeat)
@@ -74,7 +116,15 @@ def time_torch(shapes, ops, repeat, device="cpu") -> list[dict]:
         for name, shape in shapes.items():
             extra = {"device": device, "threads": torch.get_num_threads()}
             cases = []
-            if isinstance(shape, ConvShape):
+            if isinstance(shape, BoxesShape):
+                if not torchvision_available():
+                    continue  # torch has no NMS of its own
+                import torchvision
+
+                boxes, scores = (torch.from_numpy(a).to(device) for a in boxes_inputs(shape))
+                cases += [("nms", lambda: torchvision.ops.nms(boxes, scores, NMS_IOU))]
+                extra["kept"] = len(torchvision.ops.nms(boxes, scores, NMS_IOU))
+            elif isinstance(shape, ConvShape):
                 x, W, b, dz = conv_inputs(shape)
                 xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=cl).to(device)
                 Wt = torch.from_numpy(W).permute(3, 2, 0, 1).contiguous(memory_format=cl).to(device)

@@ -2,29 +2,35 @@
 rate over torch's, a geometric-mean summary per family of ops, and the JIT compile times.
 
 A rate is that of the *fastest* run: GFLOP/s of useful flops for conv and dense, GB/s moved
-for pooling (shapes.py counts both).
+for pooling (shapes.py counts both), Mbox/s for NMS (million boxes in per second).
+NMS is a family of its own ("boxes"): its ratios never enter the conv or pooling means.
+torch has no NMS without torchvision; then the NMS rows are compared with numpy's greedy loop
+(``x numpy``), on a line of their own.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .shapes import ALL_OPS, DENSE_OPS, IMPLS, POOL_OPS
+from .shapes import ALL_OPS, BOX_OPS, DENSE_OPS, IMPLS, POOL_OPS
 
 
 def rate(rec) -> float | None:
-    """GFLOP/s (conv, dense) or GB/s (pooling) of the fastest run."""
+    """GFLOP/s (conv, dense), GB/s (pooling) or Mbox/s (NMS) of the fastest run."""
     if not rec or not rec.get("min_s"):
         return None
+    if "boxes" in rec:
+        return rec["boxes"] / rec["min_s"] / 1e6
     return (rec["flops"] if "flops" in rec else rec["bytes"]) / rec["min_s"] / 1e9
 
 
 def unit(op: str) -> str:
-    return "GB/s" if op in POOL_OPS else "GFLOP/s"
+    return "GB/s" if op in POOL_OPS else "Mbox/s" if op in BOX_OPS else "GFLOP/s"
 
 
 def rows(result) -> list[dict]:
-    """One row per (op, shape): nbcnn's time and rate, the peers' rates, nbcnn's rate / torch's."""
+    """One row per (op, shape): nbcnn's time and rate, the peers' rates, nbcnn's rate / torch's
+    (and / numpy's); NMS rows also say how many boxes each implementation kept."""
     by = {}
     for r in result["records"]:
         by.setdefault((r["op"], r["shape"]), {})[r["impl"]] = r
@@ -37,6 +43,9 @@ def rows(result) -> list[dict]:
         row["min_ms"] = nb["min_s"] * 1e3 if nb else None
         row["median_ms"] = nb["median_s"] * 1e3 if nb else None
         row["vs_torch"] = (row["nbcnn"] / row["torch"]) if nb and tt and row["torch"] else None
+        row["vs_numpy"] = (row["nbcnn"] / row["numpy"]) if nb and row["numpy"] else None
+        if op in BOX_OPS:
+            row["kept"] = {impl: rec["kept"] for impl, rec in impls.items() if "kept" in rec}
         if nb and "h2d_s" in nb:
             row["h2d_ms"], row["d2h_ms"] = nb["h2d_s"] * 1e3, nb["d2h_s"] * 1e3
         out.append(row)
@@ -54,16 +63,18 @@ def rate_cell(v) -> str:
     return cell(v, ".3g" if v is not None and v < 10 else ".1f")
 
 
-FAMILIES = {"conv forward": ("conv_fwd",), "conv backward": ("conv_bwd",), "pooling": POOL_OPS, "dense": DENSE_OPS}
+FAMILIES = {"conv forward": ("conv_fwd",), "conv backward": ("conv_bwd",), "pooling": POOL_OPS, "dense": DENSE_OPS,
+            "boxes": BOX_OPS}
 
 
-def torch_summary(table_rows) -> dict:
+def torch_summary(table_rows, peer: str = "torch") -> dict:
     """Per family of ops (the issue's targets): the geometric mean of nbcnn / torch over its
-    shapes, and the lowest ratio with where it is."""
+    shapes, and the lowest ratio with where it is (``peer="numpy"``: nbcnn / numpy instead)."""
     out = {}
+    key = f"vs_{peer}"
     for family, ops in FAMILIES.items():
-        got = [(r["vs_torch"], f"{r['op']} {r['shape']}" if len(ops) > 1 else r["shape"])
-               for r in table_rows if r["op"] in ops and r["vs_torch"]]
+        got = [(r[key], f"{r['op']} {r['shape']}" if len(ops) > 1 else r["shape"])
+               for r in table_rows if r["op"] in ops and r.get(key)]
         if got:
             lowest = min(got)
             geomean = float(np.exp(np.mean(np.log([v for v, _ in got]))))
@@ -97,7 +108,8 @@ def format_table(result) -> str:
     rounds = result.get("rounds", 1)
     runs = f"{result['repeat']} runs after a warm-up" + (f", in each of {rounds} rounds" if rounds > 1 else "")
     lines = [f"nbcnn bench: backend {result['backend']}, {runs}; rate of the "
-             f"fastest run (conv/dense GFLOP/s of useful flops, pooling GB/s moved); x torch = nbcnn / torch",
+             f"fastest run (conv/dense GFLOP/s of useful flops, pooling GB/s moved, nms Mbox/s = million boxes "
+             f"in per second, IoU 0.5, class-agnostic); x torch = nbcnn / torch",
              f"machine: {m['model']}; peak FP32 {m['peak_gflops']:.0f} GFLOP/s ({m['assumption']})",
              fmt_line(head), fmt_line(["-" * w for w in widths])]
     lines += [fmt_line(b) for b in body]
@@ -105,6 +117,16 @@ def format_table(result) -> str:
     if summary:
         lines.append("x torch, geometric mean (lowest): " + "; ".join(
             f"{family} {s['geomean']:.2f} ({s['lowest']:.2f} {s['lowest_at']})" for family, s in summary.items()))
+    box_rows = [r for r in rs if r["op"] in BOX_OPS]
+    no_torch = [r for r in box_rows if r["vs_torch"] is None and r["vs_numpy"] is not None]
+    if no_torch:
+        lines.append("x numpy, nms (nbcnn / numpy's greedy loop; no torch peer without torchvision): "
+                     + "; ".join(f"{r['shape']} {r['vs_numpy']:.2f}x" for r in no_torch))
+    kept = [(r["shape"], r["kept"]) for r in box_rows if r.get("kept")]
+    if kept:  # every implementation must keep the same boxes: a different count is a bug, not a timing
+        lines.append("nms boxes kept: " + "; ".join(
+            f"{shape} " + ", ".join(f"{impl} {n}" for impl, n in k.items())
+            + ("" if len(set(k.values())) == 1 else " (DISAGREE)") for shape, k in kept))
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     c = result.get("compile")

@@ -17,9 +17,9 @@ import tempfile
 import time
 
 from .machine import cpu_peak
-from .peers import torch_available
+from .peers import torch_available, torchvision_available
 from .report import rows, torch_summary
-from .shapes import ALL_OPS, all_named_shapes, shape_suite
+from .shapes import ALL_OPS, BOX_OPS, all_named_shapes, ops_for, shape_suite
 
 JSON_PREFIX = "NBCNN_BENCH_JSON "  # a worker prints its result on one line that starts with this
 
@@ -137,6 +137,11 @@ def run_suite(backend: str = "cpu", names=None, repeat: int = 5, tiny: bool = Fa
     if backend == "python" and not tiny and any(s.N * s.H * s.W > 512 for s in suite.values() if hasattr(s, "H")):
         notes.append("the python backend runs the readable loops at ~1e6 operations/s: use --tiny")
     ops = tuple(o for o in ops if o in ALL_OPS)
+    asked = suite
+    suite = {n: s for n, s in suite.items() if set(ops_for(s)) & set(ops)}  # only shapes an asked-for op runs on
+    if not suite:
+        fits = sorted(n for n, s in all_named_shapes().items() if set(ops_for(s)) & set(ops))
+        raise ValueError(f"none of the shapes {sorted(asked)} has the op(s) {list(ops)}; they run on {fits}")
     result = {"backend": backend, "repeat": repeat, "tiny": tiny, "machine": cpu_peak(), "notes": notes,
               "shapes": {n: list(s) for n, s in suite.items()}, "records": [], "rounds": rounds}
     peer_list = list(peer_names(backend, peers))
@@ -149,6 +154,12 @@ def run_suite(backend: str = "cpu", names=None, repeat: int = 5, tiny: bool = Fa
                 peer_list.remove("torch")
         except Exception:  # pragma: no cover
             peer_list.remove("torch")
+    if any(op in BOX_OPS for op in ops) and not torchvision_available():
+        if "torch" in peer_list:
+            notes.append("nms: torch's NMS is torchvision.ops.nms and torchvision is not installed: the nms rows "
+                         "are compared with numpy's greedy loop only")
+        if "torch" in peer_list and all(op in BOX_OPS for op in ops):
+            peer_list.remove("torch")  # nothing for it to time
     records = []
     for _ in range(max(rounds, 1)):
         records += run_worker("nbcnn", suite, ops, repeat, backend)
@@ -156,6 +167,7 @@ def run_suite(backend: str = "cpu", names=None, repeat: int = 5, tiny: bool = Fa
             records += run_worker(peer, suite, ops, repeat, backend)
     result["records"] = merge_rounds(records)
     result["summary"] = torch_summary(rows(result))
+    result["summary_vs_numpy"] = torch_summary(rows(result), peer="numpy")
     if backend == "cuda":
         notes.append("cuda: device time (cuda.synchronize() around each call); h2d/d2h = copying the "
                      "inputs to / outputs from the GPU, timed apart and not included")

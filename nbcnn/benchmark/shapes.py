@@ -1,7 +1,8 @@
 """The named shapes ``nbcnn bench`` times, the work each op does on them, and their inputs.
 
 A shape is a NamedTuple of its dimensions; an op's work is counted in *useful* flops
-(convolution, dense) or in the bytes it must move (pooling, which is memory-bound).
+(convolution, dense), in the bytes it must move (pooling, which is memory-bound), or in
+boxes (non-max suppression: its work depends on how many boxes survive, not only on N).
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ class DenseShape(NamedTuple):
     M: int
 
 
+class BoxesShape(NamedTuple):
+    """Class-agnostic NMS at IoU 0.5 over N scored boxes, most of them in clusters around
+    ``objects`` objects in a ``size`` x ``size`` picture (a detector's raw output; see boxes_inputs)."""
+
+    N: int
+    objects: int
+    size: int
+
+
 CONV_SHAPES = {
     "seed39": ConvShape(64, 39, 39, 3, 3, 10, 1, 0),  # the course's first conv net
     "lenet_c2": ConvShape(64, 14, 14, 6, 5, 16, 1, 0),  # LeNet-5, second conv
@@ -60,16 +70,22 @@ DENSE_SHAPES = {
     "fc4096": DenseShape(64, 4096, 1000),  # a classifier head
     "lenet_fc": DenseShape(64, 400, 120),
 }
+BOX_SHAPES = {
+    "boxes10k": BoxesShape(10_000, 100, 1000),  # the issue's 10,000 boxes: ~1,600 survive
+}
 # --tiny: seconds even on the python backend and in the CUDA simulator (tests use these)
 TINY_CONV = {"tiny": ConvShape(2, 8, 8, 3, 3, 4, 1, 1)}
 TINY_POOL = {"tinypool": PoolShape(2, 8, 8, 4, 2, 2)}
 TINY_DENSE = {"tinyfc": DenseShape(4, 16, 8)}
+TINY_BOXES = {"tinyboxes": BoxesShape(500, 5, 1000)}
 
 CONV_OPS = ("conv_fwd", "conv_bwd")
 POOL_OPS = ("maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd")
 DENSE_OPS = ("dense",)
-ALL_OPS = CONV_OPS + POOL_OPS + DENSE_OPS
+BOX_OPS = ("nms",)
+ALL_OPS = CONV_OPS + POOL_OPS + DENSE_OPS + BOX_OPS
 IMPLS = ("nbcnn", "numpy", "torch")  # what is timed: nbcnn and its two peers (peers.py)
+NMS_IOU = 0.5  # the IoU threshold every NMS row uses
 
 
 def out_size(size: int, f: int, stride: int, pad: int) -> int:
@@ -98,13 +114,13 @@ def pool_bytes(s: PoolShape, op: str, itemsize: int = 4) -> int:
 
 
 def ops_for(shape) -> tuple[str, ...]:
-    return {ConvShape: CONV_OPS, PoolShape: POOL_OPS, DenseShape: DENSE_OPS}[type(shape)]
+    return {ConvShape: CONV_OPS, PoolShape: POOL_OPS, DenseShape: DENSE_OPS, BoxesShape: BOX_OPS}[type(shape)]
 
 
 def shape_suite(tiny: bool = False) -> dict[str, tuple]:
     if tiny:
-        return {**TINY_CONV, **TINY_POOL, **TINY_DENSE}
-    return {**CONV_SHAPES, **POOL_SHAPES, **DENSE_SHAPES}
+        return {**TINY_CONV, **TINY_POOL, **TINY_DENSE, **TINY_BOXES}
+    return {**CONV_SHAPES, **POOL_SHAPES, **DENSE_SHAPES, **BOX_SHAPES}
 
 
 def all_named_shapes() -> dict[str, tuple]:
@@ -141,10 +157,39 @@ def dense_inputs(s: DenseShape, seed: int = 0, dtype=np.float32):
             rng.standard_normal(s.M).astype(dtype))
 
 
+def boxes_inputs(s: BoxesShape, seed: int = 0):
+    """boxes (N, 4) corners (x1, y1, x2, y2) and scores (N,), float32, like a detector's raw output:
+
+        80% of the boxes: around one of ``objects`` objects (centre jittered by 8% of the
+                          object's size, each side scaled by 0.8-1.25), scores 0.3-1.0
+        20%:              background, anywhere, 1-20% of the picture a side, scores 0-0.5
+
+    then shuffled. Every box has a positive area (so the numpy peer's IoU never divides 0 by 0).
+    """
+    rng = np.random.default_rng(seed)
+    centre = rng.uniform(0, s.size, (s.objects, 2))
+    wh = rng.uniform(0.03, 0.3, (s.objects, 2)) * s.size
+    n_obj = int(s.N * 0.8)
+    which = rng.integers(0, s.objects, n_obj)
+    c_obj = centre[which] + rng.normal(0, 0.08, (n_obj, 2)) * wh[which]
+    wh_obj = wh[which] * rng.uniform(0.8, 1.25, (n_obj, 2))
+    n_bg = s.N - n_obj
+    c_bg = rng.uniform(0, s.size, (n_bg, 2))
+    wh_bg = rng.uniform(0.01, 0.2, (n_bg, 2)) * s.size
+    centres, sides = np.concatenate([c_obj, c_bg]), np.concatenate([wh_obj, wh_bg])
+    scores = np.concatenate([rng.uniform(0.3, 1.0, n_obj), rng.uniform(0.0, 0.5, n_bg)])
+    perm = rng.permutation(s.N)
+    boxes = np.concatenate([centres - sides / 2, centres + sides / 2], axis=1)[perm]
+    return boxes.astype(np.float32), scores[perm].astype(np.float32)
+
+
 def inputs_for(shape) -> tuple:
-    """The host (numpy) inputs of any shape: ``conv_inputs``, ``pool_inputs`` or ``dense_inputs``."""
+    """The host (numpy) inputs of any shape: ``conv_inputs``, ``pool_inputs``, ``dense_inputs``
+    or ``boxes_inputs``."""
     if isinstance(shape, ConvShape):
         return conv_inputs(shape)
     if isinstance(shape, PoolShape):
         return pool_inputs(shape)
+    if isinstance(shape, BoxesShape):
+        return boxes_inputs(shape)
     return dense_inputs(shape)

@@ -21,8 +21,8 @@ import numpy as np
 from .ladder import time_python_conv
 from .peers import time_numpy, time_torch
 from .runner import JSON_PREFIX
-from .shapes import (ALL_OPS, IMPLS, ConvShape, PoolShape, all_named_shapes, conv_inputs, dense_inputs, inputs_for,
-                     pool_inputs)
+from .shapes import (ALL_OPS, BOX_OPS, IMPLS, NMS_IOU, BoxesShape, ConvShape, PoolShape, all_named_shapes, boxes_inputs,
+                     conv_inputs, dense_inputs, inputs_for, pool_inputs)
 from .timing import time_runs, timing_record
 
 
@@ -36,6 +36,11 @@ def nbcnn_cases(shape, ops, to_device) -> list[tuple]:
         st, pd = shape.stride, shape.pad
         cases += [("conv_fwd", lambda: nbcnn.conv2d(x, W, b, st, pd)),
                   ("conv_bwd", lambda: nbcnn.conv2d_backward(dz, x, W, st, pd))]
+    elif isinstance(shape, BoxesShape):
+        # host boxes in, host indices out on every backend: nbcnn.nms sorts on the host and
+        # moves the boxes itself (what a detector's caller does)
+        boxes, scores = boxes_inputs(shape)
+        cases += [("nms", lambda: nbcnn.nms(boxes, scores, NMS_IOU))]
     elif isinstance(shape, PoolShape):
         x, dp = (to_device(a) for a in pool_inputs(shape))
         f, s = shape.f, shape.s
@@ -65,7 +70,7 @@ def time_nbcnn(shapes, ops, repeat, backend, variant="fast") -> list[dict]:
     with nbcnn.use_backend(backend):
         for name, shape in shapes.items():
             extra = {}
-            if backend == "cuda":
+            if backend == "cuda" and not isinstance(shape, BoxesShape):  # nms: its copies are in its time
                 from numba import cuda
 
                 host = inputs_for(shape)
@@ -76,6 +81,10 @@ def time_nbcnn(shapes, ops, repeat, backend, variant="fast") -> list[dict]:
                 to_device = np.asarray
             for op, fn in nbcnn_cases(shape, ops, to_device):
                 times = time_runs(fn, repeat, sync=sync)
+                if op in BOX_OPS:  # how many boxes survive: every implementation must agree
+                    records.append(timing_record("nbcnn", op, name, shape, times, backend=backend, variant=variant,
+                                                 kept=len(fn()), **extra))
+                    continue
                 if backend == "cuda":  # the op's outputs, device -> host
                     outs = fn()
                     outs = outs if isinstance(outs, tuple) else (outs,)
