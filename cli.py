@@ -739,8 +739,8 @@ def style(content, styles, out_path, steps, size, save_every, content_layer, sty
                 bar.__exit__(None, None, None)
     first, last = result.costs[0], result.costs[-1]
     h, w = result.image.shape[:2]
-    click.echo(f"total cost {first['total']:.4g} -> {last['total']:.4g} ({result.reduction:.1f}x lower) in {steps} steps, "
-               f"{result.seconds / max(steps, 1) * 1e3:.0f} ms/step on {used}; content {last['content']:.3g}, "
+    click.echo(f"total cost {first['total']:.4g} -> {last['total']:.4g} ({result.reduction:.1f}x lower) in {steps} "
+               f"steps, {result.seconds / max(steps, 1) * 1e3:.0f} ms/step on {used}; content {last['content']:.3g}, "
                f"style {last['style']:.3g}" + (f", tv {last['tv']:.3g}" if gamma else ""))
     for path in result.saved:
         click.echo(f"wrote {path} ({w} x {h})")

@@ -46,6 +46,7 @@ from .ops import (
     upsample2d,
     upsample2d_backward,
 )
+from .ops import conv2d_backward_input, gram, gram_backward  # noqa: E402  (style transfer: nbcnn.style)
 
 from . import config, layers, losses, optim  # noqa: E402  (after ops: layers use them)
 from .checkpoint import load_weights  # noqa: E402
@@ -71,3 +72,4 @@ __all__ = [
     "leaky_relu", "leaky_relu_backward", "upsample2d", "upsample2d_backward",
     "DarknetBatchNorm", "LeakyReLU", "Route", "UpSampling2D",
 ]
+__all__ += ["gram", "gram_backward", "conv2d_backward_input"]

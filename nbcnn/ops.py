@@ -349,16 +349,8 @@ def _box_array(a, name: str) -> np.ndarray:
     TypeError for non-numbers, and a ValueError for a wrong shape, a NaN or infinite
     coordinate, or a box with x2 < x1 or y2 < y1 (naming the first such box).
     """
-    if isinstance(a, (str, bytes)) or a is None:
-        raise TypeError(f"{name} must be an array of boxes (k, 4), got {type(a).__name__} {a!r:.40}")
-    if backend.is_device_array(a):
-        a = backend.to_host(a)  # the checks below read every coordinate
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:
-        raise TypeError(f"{name} cannot be read as an array of boxes: {exc}") from None
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers (float32, float64 or integers), got dtype {arr.dtype}")
+    # on the host: the checks below read every coordinate
+    arr = checks.host_numbers(a, name, "an array of boxes (k, 4) of real numbers (float32, float64 or integers)")
     if arr.size == 0 and arr.ndim == 1:
         arr = arr.reshape(0, 4)
     if arr.ndim != 2 or arr.shape[1] != 4:
@@ -447,16 +439,7 @@ def _max_boxes(value, n: int) -> int:
 
 def _per_box(a, name: str, n: int, kinds: str, what: str) -> np.ndarray:
     """A host (n,) array of ``kinds`` (numpy dtype kinds), one value per box."""
-    if isinstance(a, (str, bytes)) or a is None:
-        raise TypeError(f"{name} must be an array of {what}, one per box, got {type(a).__name__} {a!r:.40}")
-    if backend.is_device_array(a):
-        a = backend.to_host(a)
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:
-        raise TypeError(f"{name} cannot be read as an array: {exc}") from None
-    if arr.dtype.kind not in kinds:
-        raise TypeError(f"{name} must hold {what}, got dtype {arr.dtype}")
+    arr = checks.host_numbers(a, name, f"an array of {what}, one per box", kinds)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},), one value per box of boxes ({n}, 4); got shape {arr.shape}")
     return arr
@@ -618,3 +601,218 @@ def upsample2d_backward(dy, x, size=2):
     device = backend.get_backend()
     dx = _run(upsample_kernels.BACKWARD, (dy,), (s,), x.shape, x.dtype, device)
     return backend.like_inputs(dx, dy, x)
+
+
+# --------------------------------------------------------------------------- faces: triplet loss, L2 normalisation, distances
+
+from .kernels import triplet as triplet_kernels  # noqa: E402  (kept with the ops it serves)
+
+TRIPLET_REDUCTIONS = ("sum", "mean", "none")
+
+
+def _margin(alpha, dtype):
+    """The triplet margin: any finite real number (the notebook's checks use 0 and -2 too), in the
+    embeddings' dtype (float32 arithmetic stays float32)."""
+    if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.integer, np.floating)):
+        raise TypeError(f"alpha (the triplet margin) must be a number, got {type(alpha).__name__} {alpha!r:.40}")
+    if not np.isfinite(alpha):
+        raise ValueError(f"alpha (the triplet margin) must be finite, got {alpha!r}")
+    return np.dtype(dtype).type(alpha)
+
+
+def _triplet_inputs(anchor, positive, negative):
+    """The three (B, D) embedding batches, checked and in one dtype."""
+    arrays = [checks.as_array(a, name, 2) for a, name in
+              ((anchor, "anchor"), (positive, "positive"), (negative, "negative"))]
+    dtype = checks.common_dtype(*arrays)
+    anchor, positive, negative = (checks.as_array(a, name, 2, dtype) for a, name in
+                                  zip(arrays, ("anchor", "positive", "negative")))
+    for a, name in ((positive, "positive"), (negative, "negative")):
+        if tuple(a.shape) != tuple(anchor.shape):
+            raise ValueError(f"{name} has shape {tuple(a.shape)} but anchor has shape {tuple(anchor.shape)}: each "
+                             f"row i of anchor, positive and negative is one triplet of D-number embeddings (B, D)")
+    return anchor, positive, negative
+
+
+def triplet_loss(anchor, positive, negative, alpha=0.2, reduction="sum"):
+    """The triplet loss of B triplets of embeddings (FaceNet; Course 4, week 4).
+
+    anchor, positive, negative (B, D): row i of each is one triplet ->
+    ``sum_i max(||A[i] - P[i]||^2 - ||A[i] - N[i]||^2 + alpha, 0)``, a float
+
+    ``reduction``: "sum" (the course's, default), "mean" (the sum / B), or "none": the (B,)
+    array of each triplet's loss (a GPU array for GPU inputs on cuda). ``alpha`` is any finite
+    number (the margin; 0.2 in FaceNet and the notebook). The sum is taken in float64.
+    The kernel: ``nbcnn/kernels/triplet.py``.
+    """
+    if reduction not in TRIPLET_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {TRIPLET_REDUCTIONS}, got {reduction!r}")
+    anchor, positive, negative = _triplet_inputs(anchor, positive, negative)
+    margin = _margin(alpha, anchor.dtype)
+    device = backend.get_backend()
+    losses = _run(triplet_kernels.TRIPLET_LOSS, (anchor, positive, negative), (margin,), (anchor.shape[0],),
+                  anchor.dtype, device)
+    if reduction == "none":
+        return backend.like_inputs(losses, anchor, positive, negative)
+    total = float(np.sum(backend.to_host(losses), dtype=np.float64))
+    return total / anchor.shape[0] if reduction == "mean" else total
+
+
+def triplet_loss_backward(dloss, anchor, positive, negative, alpha=0.2):
+    """Gradients of ``triplet_loss``: returns ``(d_anchor, d_positive, d_negative)``, each (B, D).
+
+    ``dloss``: the gradient of what was computed: a number for the summed loss (1.0 for the
+    loss itself; 1 / B for the mean), or a (B,) array, one per triplet (``reduction="none"``)::
+
+        g = dloss[i] if ||A[i] - P[i]||^2 - ||A[i] - N[i]||^2 + alpha > 0 else 0
+        dA[i] = 2 g (N[i] - P[i]);   dP[i] = 2 g (P[i] - A[i]);   dN[i] = 2 g (A[i] - N[i])
+    """
+    anchor, positive, negative = _triplet_inputs(anchor, positive, negative)
+    margin = _margin(alpha, anchor.dtype)
+    B = anchor.shape[0]
+    if isinstance(dloss, (bool, np.bool_)):
+        raise TypeError(f"dloss must be a number or a ({B},) array, got {dloss!r}")
+    if isinstance(dloss, (int, float, np.integer, np.floating)):
+        if not np.isfinite(dloss):
+            raise ValueError(f"dloss must be finite, got {dloss!r}")
+        dloss = np.full(B, dloss, anchor.dtype)
+    dloss = checks.as_array(dloss, "dloss", None, anchor.dtype)
+    if tuple(dloss.shape) not in ((B,), ()):
+        raise ValueError(f"dloss has shape {tuple(dloss.shape)}: it must be a number (the gradient of the summed "
+                         f"loss) or ({B},), one per triplet")
+    if tuple(dloss.shape) == ():
+        dloss = np.full(B, backend.to_host(dloss), anchor.dtype)
+    device = backend.get_backend()
+    grads = _run(triplet_kernels.TRIPLET_LOSS_BACKWARD, (dloss, anchor, positive, negative), (margin,),
+                 (3, B, anchor.shape[1]), anchor.dtype, device)
+    grads = backend.like_inputs(grads, dloss, anchor, positive, negative)
+    return grads[0], grads[1], grads[2]
+
+
+L2_EPSILON = 1e-12
+"""``l2_normalize``'s floor under the squared length (Keras' and TensorFlow's default)."""
+
+
+def _l2_epsilon(epsilon, dtype):
+    if isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, (int, float, np.integer, np.floating)):
+        raise TypeError(f"epsilon must be a number > 0, got {type(epsilon).__name__} {epsilon!r:.40}")
+    value = np.dtype(dtype).type(epsilon)
+    if not (np.isfinite(epsilon) and value > 0):
+        raise ValueError(f"epsilon must be a finite number > 0 (in {np.dtype(dtype)}), got {epsilon!r}")
+    return value
+
+
+def _last_axis_rows(x):
+    """``x`` as rows of its last axis (0-d: one row of one number)."""
+    return x.reshape(-1, x.shape[-1] if x.ndim else 1)
+
+
+def l2_normalize(x, epsilon=L2_EPSILON):
+    """Scale every vector along the last axis to length 1: ``x / sqrt(max(sum(x^2), epsilon))``.
+
+    Any leading shape, e.g. embeddings (N, D). A vector of squared length below ``epsilon``
+    (all zeros, say) is divided by ``sqrt(epsilon)`` instead of its length, as Keras'
+    ``l2_normalize`` does: no division by zero, no NaN.
+    """
+    x = checks.as_array(x, "x")
+    eps = _l2_epsilon(epsilon, x.dtype)
+    rows = _last_axis_rows(x)
+    device = backend.get_backend()
+    y = _run(triplet_kernels.L2_NORMALIZE, (rows,), (eps,), rows.shape, x.dtype, device)
+    return backend.like_inputs(y.reshape(x.shape), x)
+
+
+def l2_normalize_backward(dy, x, epsilon=L2_EPSILON):
+    """Gradient of ``l2_normalize``: ``(dy - y * <dy, y>) / |x|`` with ``y = x / |x|``, per vector
+    (``dy / sqrt(epsilon)`` for vectors shorter than ``sqrt(epsilon)``)."""
+    x = checks.as_array(x, "x")
+    dy = checks.as_array(dy, "dy", None, x.dtype)
+    checks.same_shape(dy, x, "dy", "x")
+    eps = _l2_epsilon(epsilon, x.dtype)
+    device = backend.get_backend()
+    dx = _run(triplet_kernels.L2_NORMALIZE_BACKWARD, (_last_axis_rows(dy), _last_axis_rows(x)), (eps,),
+              _last_axis_rows(x).shape, x.dtype, device)
+    return backend.like_inputs(dx.reshape(x.shape), dy, x)
+
+
+def pairwise_squared_distances(a, b=None):
+    """Squared Euclidean distance of every row of ``a`` to every row of ``b`` (default: ``a``).
+
+    a (N, D), b (M, D) -> (N, M), ``out[i, j] = sum_k (a[i, k] - b[j, k])^2``: the lecture's
+    ``d(x1, x2) = ||f(x1) - f(x2)||^2`` for every pair of embeddings at once. Each difference
+    is squared directly, so the diagonal of ``pairwise_squared_distances(a)`` is exactly 0.
+    """
+    a = checks.as_array(a, "a", 2)
+    b = a if b is None else checks.as_array(b, "b", 2)
+    dtype = checks.common_dtype(a, b)
+    a, b = checks.as_array(a, "a", 2, dtype), checks.as_array(b, "b", 2, dtype)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a has rows of {a.shape[1]} numbers (shape {tuple(a.shape)}) but b has rows of "
+                         f"{b.shape[1]} (shape {tuple(b.shape)}); embeddings must have the same length")
+    device = backend.get_backend()
+    out = _run(triplet_kernels.PAIRWISE_SQUARED_DISTANCES, (a, b), (), (a.shape[0], b.shape[0]), dtype, device)
+    return backend.like_inputs(out, a, b)
+
+
+# --------------------------------------------------------------------------- style transfer: Gram matrices, conv dX only
+
+from .kernels import gram as gram_kernels  # noqa: E402  (kept with the ops it serves)
+
+
+def _positions(a, name):
+    """Activations (N, H, W, C) or (N, P, C) as (N, P, C): a reshape of channels-last data, no copy."""
+    a = checks.as_array(a, name)
+    if len(a.shape) not in (3, 4):
+        raise ValueError(f"{name} must be activations (N, H, W, C) or (N, P, C), got shape {tuple(a.shape)}")
+    N, C = a.shape[0], a.shape[-1]
+    return a.reshape(N, -1, C)
+
+
+def gram(x):
+    """Gram matrices of activations: x (N, H, W, C) (or (N, P, C)) -> G (N, C, C)::
+
+        G[n, i, j] = sum over positions p of x[n, p, i] * x[n, p, j]
+
+    (the course's ``gram_matrix(A) = A A^T`` with ``A (n_C, n_H * n_W)``, for each image).
+    Not normalised: the style cost divides by ``4 n_C^2 (n_H n_W)^2``. The kernel:
+    ``nbcnn/kernels/gram.py``.
+    """
+    A = _positions(x, "x")
+    device = backend.get_backend()
+    G = _run(gram_kernels.GRAM, (A,), (), (A.shape[0], A.shape[2], A.shape[2]), A.dtype, device)
+    return backend.like_inputs(G, x)
+
+
+def gram_backward(dG, x):
+    """Gradient of ``gram``: ``dx[n, p, i] = sum_j (dG[n, i, j] + dG[n, j, i]) * x[n, p, j]``,
+    shaped like x."""
+    A = _positions(x, "x")
+    dG = checks.as_array(dG, "dG", 3, A.dtype)
+    checks.grad_shape(dG, "dG", (A.shape[0], A.shape[2], A.shape[2]))
+    device = backend.get_backend()
+    dA = _run(gram_kernels.GRAM_BACKWARD, (dG, A), (), A.shape, A.dtype, device)
+    return backend.like_inputs(dA.reshape(x.shape), dG, x)
+
+
+def conv2d_backward_input(dz, W, x_shape, stride=1, pad=0):
+    """The input gradient of ``conv2d`` alone: dz (N, H_out, W_out, C_out), W, the forward input's
+    shape (N, H, W, C_in) -> dx (N, H, W, C_in).
+
+    ``conv2d_backward(...)[0]`` without dW and db: a network whose weights are frozen (style
+    transfer optimises the image, not the filters) needs only this, half the work.
+    """
+    if isinstance(x_shape, (str, bytes)) or len(tuple(x_shape)) != 4:
+        raise ValueError(f"x_shape must be the forward input's shape (N, H, W, C), got {x_shape!r}")
+    x_shape = tuple(checks.int_arg(s, "x_shape entries") for s in x_shape)
+    W = checks.as_array(W, "W (filters)", 4)
+    dz = checks.as_array(dz, "dz", 4)
+    dtype = checks.common_dtype(dz, W)
+    W, dz = checks.as_array(W, "W (filters)", 4, dtype), checks.as_array(dz, "dz", 4, dtype)
+    if x_shape[3] != W.shape[2]:
+        raise ValueError(f"channel mismatch: x_shape {x_shape} has {x_shape[3]} channels but the filters W expect "
+                         f"{W.shape[2]} (shape {tuple(W.shape)}, (f_h, f_w, C_in, C_out))")
+    win, (H_out, W_out), _ = checks.window(x_shape, W.shape[:2], stride, pad, "conv2d_backward_input")
+    checks.grad_shape(dz, "dz", (x_shape[0], H_out, W_out, W.shape[3]))
+    device = backend.get_backend()
+    dx = _run(conv.BACKWARD_INPUT, (dz, W), (win,), x_shape, dtype, device)
+    return backend.like_inputs(dx, dz, W)

@@ -83,15 +83,16 @@ def random_boxes(rng, n, dtype, span=30.0, integer=False):
     return np.hstack([xy, xy + wh]).astype(dtype)
 
 
-# Every route the NMS op can take: python, cpu, cuda's default (the IoU bitmask) and cuda with
-# NBCNN_FAST=0 (the readable greedy loop in one thread block).
-ROUTES = ["python", "cpu", "cuda-bitmask", "cuda-readable"]
+# Every route the NMS op can take: python, cpu's default (the shrinking survivor list) and cpu
+# with NBCNN_FAST=0 (the readable greedy loop compiled), cuda's default (the IoU bitmask) and
+# cuda with NBCNN_FAST=0 (the readable greedy loop in one thread block).
+ROUTES = ["python", "cpu", "cpu-readable", "cuda-bitmask", "cuda-readable"]
 
 
 @pytest.fixture(params=ROUTES)
 def route(request):
     name = request.param
-    fast = "0" if name == "cuda-readable" else "1"
+    fast = "0" if name.endswith("-readable") else "1"
     with nbcnn.use_backend(name.split("-")[0]), config.override(NBCNN_FAST=fast):
         yield name
 

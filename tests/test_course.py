@@ -650,3 +650,94 @@ def test_week3_bad_input_raises_a_clear_error(call, error, words):
         with pytest.raises(error) as info:
             call()
     assert words in str(info.value)
+
+
+# --------------------------------------------------------------------------- week 4: neural style transfer
+# The TF2 notebook's functions, written out again here in numpy as the notebook writes them
+# (reshape to (m, -1, n_C) / (n_H * n_W, n_C) then transpose, A A^T), sharing no code with nbcnn.
+
+
+def nb_compute_content_cost(a_C, a_G):
+    m, n_H, n_W, n_C = a_G.shape
+    a_C_unrolled = np.reshape(a_C, (m, -1, n_C))
+    a_G_unrolled = np.reshape(a_G, (m, -1, n_C))
+    return np.sum(np.square(a_C_unrolled - a_G_unrolled)) / (4.0 * n_H * n_W * n_C)
+
+
+def nb_gram_matrix(A):
+    return np.matmul(A, np.transpose(A))
+
+
+def nb_compute_layer_style_cost(a_S, a_G):
+    m, n_H, n_W, n_C = a_G.shape
+    a_S = np.transpose(np.reshape(a_S, (n_H * n_W, n_C)))
+    a_G = np.transpose(np.reshape(a_G, (n_H * n_W, n_C)))
+    GS, GG = nb_gram_matrix(a_S), nb_gram_matrix(a_G)
+    return np.sum(np.square(GS - GG)) / (4.0 * ((n_H * n_W * n_C) ** 2))
+
+
+@pytest.fixture
+def week4_activations(backend):
+    rng = np.random.default_rng(1)
+    shape = (1, 4, 4, 3) if is_slow(backend) else (1, 7, 5, 16)
+    return rng.normal(1, 4, shape), rng.normal(1, 4, shape)  # the notebook's mean=1, stddev=4
+
+
+def test_compute_content_cost_against_the_notebook(week4_activations):
+    a_C, a_G = week4_activations
+    J = course.compute_content_cost(a_C, a_G)
+    assert isinstance(J, float)
+    np.testing.assert_allclose(J, nb_compute_content_cost(a_C, a_G), **TOL)
+    assert course.compute_content_cost(a_C, a_C) == 0.0
+    # by hand: ones against zeros, 2 x 2 x 3 -> 12 / (4 * 12)
+    assert course.compute_content_cost(np.ones((1, 2, 2, 3)), np.zeros((1, 2, 2, 3))) == 0.25
+
+
+def test_gram_matrix_is_a_a_transpose(backend):
+    """A = [[1, 2], [3, 4]] (n_C = 2, n_H * n_W = 2) -> [[5, 11], [11, 25]]; and the notebook's
+    3 x 2 random A."""
+    np.testing.assert_array_equal(course.gram_matrix([[1, 2], [3, 4]]), [[5.0, 11.0], [11.0, 25.0]])
+    A = np.random.default_rng(1).normal(1, 4, (3, 2))
+    GA = course.gram_matrix(A)
+    assert GA.shape == (3, 3) and GA.dtype == np.float64
+    np.testing.assert_allclose(GA, nb_gram_matrix(A), **TOL)
+
+
+def test_compute_layer_style_cost_against_the_notebook(week4_activations):
+    a_S, a_G = week4_activations
+    J = course.compute_layer_style_cost(a_S, a_G)
+    np.testing.assert_allclose(J, nb_compute_layer_style_cost(a_S, a_G), rtol=1e-12)
+    assert course.compute_layer_style_cost(a_S, a_S) == 0.0 and J > 0
+
+
+def test_compute_layer_style_cost_unrolls_channels_last():
+    """The notebook reshapes (1, n_H, n_W, n_C) to (n_H * n_W, n_C) and transposes; reshaping straight
+    to (n_C, n_H * n_W) would mix positions and channels and give another number."""
+    rng = np.random.default_rng(2)
+    a_S, a_G = rng.normal(size=(1, 2, 3, 4)), rng.normal(size=(1, 2, 3, 4))
+    wrong = np.sum(np.square(nb_gram_matrix(a_S.reshape(4, 6)) - nb_gram_matrix(a_G.reshape(4, 6)))) / (4.0 * 24 ** 2)
+    assert not np.isclose(course.compute_layer_style_cost(a_S, a_G), wrong)
+    # the style cost ignores where things are: positions shuffled, the same channels -> 0
+    shuffled = a_S.reshape(6, 4)[rng.permutation(6)].reshape(1, 2, 3, 4)
+    assert course.compute_layer_style_cost(a_S, shuffled) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_total_cost_published_value():
+    """The notebook's test: np.random.seed(3), J_content and J_style from randn -> J = 35.34667875478276."""
+    np.random.seed(3)
+    J_content, J_style = np.random.randn(), np.random.randn()
+    assert course.total_cost(J_content, J_style) == pytest.approx(35.34667875478276, rel=1e-12)
+    assert course.total_cost(0.2, 0.8, alpha=1, beta=1) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: course.compute_content_cost(np.ones((1, 2, 2, 3)), np.ones((1, 2, 3, 3))), ValueError, "must match"),
+    (lambda: course.compute_content_cost(np.ones((2, 2, 3)), np.ones((2, 2, 3))), ValueError, "4 dimensions"),
+    (lambda: course.gram_matrix(np.ones(3)), ValueError, "2 dimensions"),
+    (lambda: course.compute_layer_style_cost(np.ones((2, 2, 2, 3)), np.ones((2, 2, 2, 3))), ValueError,
+     "(1, n_H, n_W, n_C)"),
+])
+def test_week4_bad_input_raises_a_clear_error(call, error, words):
+    with pytest.raises(error) as info:
+        call()
+    assert words in str(info.value)

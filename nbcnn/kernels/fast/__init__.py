@@ -20,7 +20,7 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
     pool.AVG_FORWARD / AVG_BACKWARD      avg_pool.avg_pool2d_forward / _backward   readable
     dense.FORWARD                        dense.forward: direct tile | BLAS         readable
     dense.BACKWARD_INPUT / _WEIGHT       dense.backward_input / _weight: BLAS      readable
-    boxes.NMS                            readable (greedy loop)                    cuda_nms: IoU bitmask, 64x64
+    boxes.NMS                            nms.nms: a shrinking list of survivors    cuda_nms: IoU bitmask, 64x64
                                                                                      boxes per block, host scan
 
 The modules: ``simd.py`` (explicit 8-lane vectors as Numba intrinsics), ``direct.py`` (the
@@ -29,14 +29,14 @@ register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3) on the same til
 thread count chosen per product), ``conv.py`` (the router between them), ``pool_rows.py``
 (the pooling kernels' shared row layouts, helpers and thread launcher), ``max_pool.py`` and
 ``avg_pool.py`` (max and average pooling, forward and backward), ``dense.py``,
-``cuda_conv.py``, ``cuda_nms.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
+``nms.py``, ``cuda_conv.py``, ``cuda_nms.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
 
 Importing this package registers them all (``ops.py`` imports it); it imports no numba.cuda
 until a cuda launcher is first asked for.
 """
 
 from .. import bias as _bias, boxes as _boxes, conv as _conv, dense as _dense, pool as _pool
-from . import avg_pool, bias, conv, cuda_conv, cuda_nms, dense, max_pool
+from . import avg_pool, bias, conv, cuda_conv, cuda_nms, dense, max_pool, nms
 
 # own_threads=True: the kernel picks its threads itself (the register tiles use every thread
 # however small the call; pooling has its own threshold; BLAS its own rule), so the
@@ -59,4 +59,4 @@ _dense.FORWARD.register_fast(cpu=dense.forward, own_threads=True)
 _dense.BACKWARD_INPUT.register_fast(cpu=dense.backward_input, own_threads=True)
 _dense.BACKWARD_WEIGHT.register_fast(cpu=dense.backward_weight, own_threads=True)
 
-_boxes.NMS.register_fast(cuda=cuda_nms.nms_bitmask_launcher)
+_boxes.NMS.register_fast(cpu=nms.nms, cuda=cuda_nms.nms_bitmask_launcher, own_threads=True)
