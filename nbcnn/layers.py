@@ -783,10 +783,11 @@ class DarknetBatchNorm(Layer):
     def forward(self, x, training=False):
         x = _host(x)
         dtype = x.dtype
-        centred = x - self.state["moving_mean"].astype(dtype)
-        self._x_hat = (centred.astype(np.float64) / self._denominator()).astype(dtype)
+        y, self._x_hat = ops.darknet_batch_norm(x, self.state["moving_mean"].astype(dtype),
+                                                self.state["moving_var"].astype(dtype), self.params["gamma"].astype(dtype),
+                                                self.params["beta"].astype(dtype), self.epsilon)
         self._axes = tuple(range(x.ndim - 1))
-        return self._x_hat * self.params["gamma"].astype(dtype) + self.params["beta"].astype(dtype)
+        return y
 
     def backward(self, dy):
         dy = _host(dy)

@@ -816,3 +816,38 @@ def conv2d_backward_input(dz, W, x_shape, stride=1, pad=0):
     device = backend.get_backend()
     dx = _run(conv.BACKWARD_INPUT, (dz, W), (win,), x_shape, dtype, device)
     return backend.like_inputs(dx, dz, W)
+
+
+# --------------------------------------------------------------------------- darknet's batch norm (inference)
+
+from .kernels import batchnorm as batchnorm_kernels  # noqa: E402  (kept with the op it serves)
+
+
+def darknet_batch_norm(x, mean, variance, gamma, beta, epsilon=1e-6):
+    """Batch norm with frozen statistics, exactly as darknet computes it -> ``(y, x_hat)``::
+
+        x_hat = (x - mean) / (sqrt(variance) + epsilon)      (epsilon outside the root)
+        y     = x_hat * gamma + beta
+
+    over the last axis of x (C channels); mean, variance, gamma, beta of shape (C,). The
+    division is in float64, rounded to x's dtype, as darknet's C does (see
+    ``kernels/batchnorm.py``). ``x_hat`` is what the backward needs.
+    """
+    x = checks.as_array(x, "x")
+    C = x.shape[-1] if x.ndim else 1
+    stats = {}
+    for name, value in (("mean", mean), ("variance", variance), ("gamma", gamma), ("beta", beta)):
+        value = checks.as_array(value, name, 1, x.dtype)
+        if value.shape[0] != C:
+            raise ValueError(f"{name} has shape {tuple(value.shape)} but x has {C} channels (shape {tuple(x.shape)})")
+        stats[name] = backend.to_host(value)
+    if np.any(stats["variance"] < 0):
+        raise ValueError("variance must not be negative")
+    # darknet: sqrt(variance[f]) + .000001f, a double (the float constant widened)
+    denominator = np.sqrt(stats["variance"].astype(np.float64)) + np.float64(np.float32(epsilon))
+    device = backend.get_backend()
+    rows = x.reshape(-1, C)
+    args = [backend.to_backend(a, device) for a in (rows, stats["mean"], denominator, stats["gamma"], stats["beta"])]
+    x_hat, y = backend.empty(rows.shape, x.dtype, device), backend.empty(rows.shape, x.dtype, device)
+    backend.launch(batchnorm_kernels.DARKNET_FORWARD, *args, x_hat, y, backend=device)
+    return backend.like_inputs(y, x).reshape(x.shape), backend.like_inputs(x_hat, x).reshape(x.shape)

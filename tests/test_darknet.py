@@ -417,3 +417,22 @@ def test_network_input_shape_is_checked(tiny):
     net = load_darknet(TINY_CFG, data)
     with pytest.raises(ValueError, match=r"takes \(N, 8, 8, 3\) images"):
         net.forward(np.zeros((1, 9, 8, 3), np.float32))
+
+
+@pytest.mark.parametrize("backend", ["python", "cpu", "cuda"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_darknet_batch_norm_kernel_is_darknets_arithmetic(backend, dtype):
+    """The op against darknet's formula written out in numpy: x - mean in x's dtype, the
+    division by sqrt(var) + .000001f in float64, rounded, then * gamma + beta in x's dtype."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    mean, gamma, beta = (rng.standard_normal(5).astype(dtype) for _ in range(3))
+    var = rng.random(5).astype(dtype) + dtype(0.1)
+    denominator = np.sqrt(var.astype(np.float64)) + np.float64(np.float32(1e-6))
+    x_hat = ((x - mean).astype(np.float64) / denominator).astype(dtype)
+    with nbcnn.use_backend(backend):
+        y, got_hat = nbcnn.ops.darknet_batch_norm(x, mean, var, gamma, beta)
+    np.testing.assert_array_equal(got_hat, x_hat)
+    np.testing.assert_array_equal(y, x_hat * gamma + beta)
+    with pytest.raises(ValueError, match="channels"):
+        nbcnn.ops.darknet_batch_norm(x, mean[:4], var, gamma, beta)
