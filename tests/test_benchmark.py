@@ -254,7 +254,11 @@ def test_cli_models_tiny_json_has_the_yolo_row():
     assert y["input"] == [yolo.TINY_SIZE, yolo.TINY_SIZE, 3]
     nb = data["results"]["nbcnn"][models.YOLO_KEY]
     assert nb["best_s"] > 0 and nb["input"] == y["input"] and "Conv2D" in nb["seconds_by_layer_kind"]
+    style = data["results"]["nbcnn"][models.STYLE_KEY]  # the style step rides on the same backbone
+    assert style["size"] == models.style_size(yolo.TINY_SIZE) and style["min_ms"] > 0
     if benchmark.torch_available():
+        torch_style = data["results"]["torch"][models.STYLE_KEY]
+        assert torch_style["size"] == style["size"] and torch_style["min_ms"] > 0
         t = data["results"]["torch"][models.YOLO_KEY]
         assert t["compared_with"] == "nbcnn" and t["heads_compared"] == 2
         assert t["agrees"] and t["max_abs_diff"] <= yolo.TOLERANCE and t["best_s"] > 0

@@ -10,6 +10,10 @@ LeNet-5 here is the modern variant the command line trains: 32x32x1 input, conv 
 max pool, conv 16@5x5, ReLU, max pool, conv 120@5x5, ReLU, dense 84, ReLU, dense 10, softmax
 cross-entropy, Adam. One "step" is forward, backward and the optimiser update of one batch.
 
+Style transfer: one optimisation step of ``nbcnn.style`` (features, costs, the gradient to the
+pixels, Adam) at 256x256 on the same backbone, next to the same step in torch from the same
+weights (``nbcnn.style.torch_peer``); it runs with the YOLOv3-tiny row.
+
 YOLOv3-tiny: one image, batch 1, to the two raw yolo heads, from the official weights in
 the cache (``nbcnn weights yolov3-tiny``; without them the row says so and the rest runs).
 torch's copy is timed only once its heads agree with nbcnn's within 1e-3; the ratio is
@@ -36,6 +40,7 @@ from .peers import torch_available
 from .timing import throughput, time_runs
 
 YOLO_KEY = "yolov3_tiny_forward"  # a worker's YOLOv3-tiny record, in its results
+STYLE_KEY = "style_step"  # one style-transfer optimisation step (nbcnn.style.timing / torch_peer)
 
 
 def time_nbcnn_models(batch: int, steps: int, repeat: int, vgg: bool, backend: str) -> dict:
@@ -155,6 +160,8 @@ def run_models(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = Tr
             args += [] if vgg else ["--no-vgg"]
             if worker in yolo_workers:
                 args += ["--yolo", str(yolo_size), "--yolo-dir", folder]
+                if worker != "darknet":  # the style step runs on the same pretrained backbone
+                    args += ["--style", str(style_size(yolo_size))]
             try:
                 results[worker] = _run_worker(worker, args)
             except RuntimeError as exc:
@@ -166,6 +173,11 @@ def run_models(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = Tr
     out = {"batch": batch, "steps": steps, "repeat": repeat, "backend": backend, "results": results}
     out["yolo"] = yolo_summary(results, yolo_size if yolo_workers else 0, notes)
     return out
+
+
+def style_size(yolo_size: int) -> int:
+    """The style step's image side: 256 (the issue's figure) with the full-size YOLO row, 64 with --tiny."""
+    return 256 if yolo_size >= yolo.FULL_SIZE else 64
 
 
 def yolo_summary(results: dict, size: int, notes: list) -> dict:
@@ -196,7 +208,25 @@ def format_models(r) -> str:
             t = row["vgg16_forward"]
             lines.append(f"  {name:7s} {t['best_s']:10.3f} {t['median_s']:10.3f}")
     lines += format_yolo(r)
+    lines += format_style(r)
     return "\n".join(lines)
+
+
+def format_style(r) -> list[str]:
+    """One style-transfer step (forward to the chosen layers, the costs, the gradient back to
+    the pixels, an Adam update) on YOLOv3-tiny's backbone, nbcnn next to torch."""
+    rows = {name: row[STYLE_KEY] for name, row in r["results"].items() if STYLE_KEY in row}
+    if not rows:
+        return []
+    size = next(iter(rows.values())).get("size")
+    lines = [f"Style transfer, one optimisation step at {size}x{size} on YOLOv3-tiny's backbone "
+             f"(best / median ms per step), cpu"]
+    for name, t in rows.items():
+        lines.append(f"  {name:7s} {t['min_ms']:10.1f} {t['median_ms']:10.1f}")
+    if "nbcnn" in rows and "torch" in rows:
+        lines.append(f"  nbcnn's speed over torch's: {rows['torch']['min_ms'] / rows['nbcnn']['min_ms']:.2f}x "
+                     "(target >= 1.0)")
+    return lines
 
 
 def format_yolo(r) -> list[str]:
@@ -242,6 +272,7 @@ def main(argv=None):
     p.add_argument("--no-vgg", action="store_true")
     p.add_argument("--yolo", type=int, default=0, help="YOLOv3-tiny at this input size (0: none)")
     p.add_argument("--yolo-dir", default=None, help="where the nbcnn worker leaves its heads for the others")
+    p.add_argument("--style", type=int, default=0, help="a style-transfer step at this image size (0: none)")
     a = p.parse_args(argv)
     if a.worker == "darknet":  # YOLOv3-tiny only: darknet has no LeNet or VGG here
         print(json.dumps({YOLO_KEY: yolo.time_darknet(a.yolo or yolo.FULL_SIZE, a.repeat, a.yolo_dir)}))
@@ -250,10 +281,18 @@ def main(argv=None):
         out = time_nbcnn_models(a.batch, a.steps, a.repeat, not a.no_vgg, a.backend)
         if a.yolo:
             out[YOLO_KEY] = yolo.time_nbcnn(a.yolo, a.repeat, a.yolo_dir, a.backend)
+        if a.style:
+            from ..style.timing import time_style_step
+
+            out[STYLE_KEY] = time_style_step(size=a.style, steps=max(3, a.repeat), backend_name=a.backend)
     elif a.worker == "torch":
         out = time_torch_models(a.batch, a.steps, a.repeat, not a.no_vgg)
         if a.yolo:
             out[YOLO_KEY] = yolo.time_torch(a.yolo, a.repeat, a.yolo_dir)
+        if a.style:
+            from ..style.torch_peer import torch_style_step
+
+            out[STYLE_KEY] = torch_style_step(size=a.style, steps=max(3, a.repeat))
     else:
         print(format_models(run_models(a.batch, a.steps, a.repeat, not a.no_vgg, a.backend)))
         return
