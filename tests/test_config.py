@@ -96,6 +96,19 @@ def test_debug_names_the_route_that_ran(monkeypatch, capfd, fast, dtype, expecte
     assert len(lines) == 1 and "conv2d_forward" in lines[0] and expected in lines[0], lines
 
 
+def test_a_padded_float32_layer_keeps_the_register_tiles_in_backward(monkeypatch, capfd):
+    """A routing guard: a padded 5x5 layer's dX and dW belong on the register tiles (a wrong
+    shape in a routing condition once sent this dW to im2col + BLAS, 3x slower, same numbers)."""
+    monkeypatch.setenv("NBCNN_DEBUG", "1")
+    x = np.ones((2, 8, 8, 24), np.float32)
+    W = np.ones((5, 5, 24, 32), np.float32)
+    with nbcnn.use_backend("cpu"):
+        lines = _launch_lines(capfd, lambda: nbcnn.conv2d_backward(np.ones((2, 8, 8, 32), np.float32), x, W, pad=2))
+    routes = {line.split()[2]: line for line in lines}
+    assert "flipped direct" in routes["conv2d_backward_input"], lines
+    assert "dW 6x16 tile" in routes["conv2d_backward_filter"], lines
+
+
 def test_debug_names_winograd_and_the_python_loop(monkeypatch, capfd):
     monkeypatch.setenv("NBCNN_DEBUG", "1")
     x = np.ones((1, 8, 8, 32), np.float32)

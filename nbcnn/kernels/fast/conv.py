@@ -31,7 +31,8 @@ from .workspace import scratch as _scratch
 
 def _direct_ok(x, W, z, win=None):
     """The direct kernel takes contiguous float32 (float64 stays on im2col + BLAS), for layers
-    whose copies stay in proportion to the data (``_copies_in_proportion``).
+    whose copies stay in proportion to the data (``_copies_in_proportion``; ``win`` given: x is
+    the input and z the output of the convolution).
     ``NBCNN_DIRECT=0`` turns it off: float32 then runs im2col + BLAS too (the middle rung of
     ``nbcnn bench --ladder``)."""
     return (config.direct_enabled()
@@ -135,7 +136,7 @@ def backward_filter(x, dz, win, dW):
     if _readable_for_non_finite(readable.BACKWARD_FILTER, dz, win, x.shape, dz.shape, x, dz, win, dW):
         return
     K = dz.shape[3]
-    if _direct_ok(x, dz, dW, win):
+    if _direct_ok(x, dz, dW) and _copies_in_proportion(x.shape, win, dz.shape):
         note_route("dW 6x16 tile")
         direct.backward_filter(x, dz, win, dW, _scratch)
     elif _is_pointwise(x.shape, win, dz.shape):
