@@ -634,9 +634,19 @@ def detect(images, out_dir, conf, iou, as_json, cfg_path, weights_path, names_pa
             x1, y1, x2, y2 = d.box
             click.echo(f"{result.path}: {d.label} {d.score:.2f} box {x1:.0f} {y1:.0f} {x2:.0f} {y2:.0f}")
 
-    with _backend(backend_name):
+    try:
+        files = _yolo.image_files(images)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    # a progress bar over several files, on stderr: stdout keeps only the detections (or the JSON)
+    with _backend(backend_name), click.progressbar(length=len(files), label="detecting", file=sys.stderr,
+                                                   show_pos=True, hidden=len(files) < 2) as bar:
+        def each(result):
+            bar.update(1)
+            show(result)
+
         try:
-            results = _yolo.detect_files(images, network, out_dir, conf=conf, iou=iou, on_file=show)
+            results = _yolo.detect_files(files, network, out_dir, conf=conf, iou=iou, on_file=each)
         except (OSError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
@@ -793,6 +803,293 @@ def visualize(images, out_dir, model_path, cfg_path, weights_path, layers, units
     click.echo(f"searched {len(pictures)} images on {used}")
     for path in paths:
         click.echo(f"wrote {path}")
+
+
+# --------------------------------------------------------------------------- faces (week 4)
+
+FACES_MODEL = Path("faces-encoder.nbcnn")
+FACES_DB = Path("faces.db")
+
+
+@main.group()
+def faces():
+    """Face verification and recognition: a siamese encoder trained with the triplet loss.
+
+    No multi-identity face set can be had offline, so the lesson runs on classes as identities:
+    `faces train` trains on some classes of the shipped digits (or Fashion-MNIST, or your own
+    photos in people/NAME/*.jpg), chooses a distance threshold on validation pairs, and
+    `faces eval` measures verification and one-shot recognition on classes it never saw.
+    `enroll`, `verify`, `who`, `list` and `remove` keep a face database (one SQLite file).
+    """
+
+
+def _faces_model_option(multiple: bool = False):
+    return click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), multiple=multiple,
+                        default=(FACES_MODEL,) if multiple else FACES_MODEL, show_default=True,
+                        help="The face encoder, written by `nbcnn faces train`"
+                             + (" (repeat to compare several)." if multiple else "."))
+
+
+_faces_db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=FACES_DB,
+                                show_default=True,
+                                help="The face database (one SQLite file, created by the first enroll).")
+
+
+def _face_encoder(path: Path):
+    from nbcnn.triplet import load_encoder
+
+    try:
+        return load_encoder(path)
+    except FileNotFoundError:
+        raise click.ClickException(f"no face encoder at {path}: train one with "
+                                   f"`nbcnn faces train --out {path}`") from None
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _faces_errors():
+    """The face database's and the images' refusals as one-line errors."""
+    try:
+        yield
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0] if exc.args else str(exc)) from None
+    except (LookupError, FileNotFoundError, ValueError, TypeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class _TripletBars:
+    """``train_encoder``'s progress callback (nbcnn.triplet.TripletProgress) as a click progress
+    bar per epoch, then the epoch's line."""
+
+    def __init__(self):
+        self._bar = None
+
+    def __call__(self, progress) -> None:
+        if progress.record is not None:
+            self.close()
+            click.echo(format_epoch(progress.epoch, progress.record))
+        elif progress.step == 0:
+            self.close()
+            self._bar = click.progressbar(length=progress.steps, label=f"epoch {progress.epoch}/{progress.epochs}",
+                                          show_eta=True, item_show_func=lambda status: status)
+            self._bar.__enter__()
+        elif self._bar is not None:
+            self._bar.update(1, f"loss {progress.loss:.4f} triplets {progress.triplets:.0f}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+@faces.command("train")
+@_backend_option()
+@click.option("--dataset", type=click.Choice(["digits", "fashion-mnist", "mnist", "folder"]), default="digits",
+              show_default=True, help="digits: OpenCV's 5,000 handwritten digits (shipped); fashion-mnist: Debian's "
+              "dataset-fashion-mnist (or --data DIR); mnist: IDX files in --data DIR; folder: --data people/ with "
+              "one sub-folder of photos per person.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The data set's folder (IDX files, or people/NAME/*.jpg).")
+@click.option("--unseen", default=None, help="Identities held out of training, comma-separated names or class "
+              "numbers (default: 6,7,8,9 for digits and MNIST; Shirt, Sneaker, Bag, Ankle boot; a folder's "
+              "last quarter).")
+@click.option("--loss", type=click.Choice(["triplet", "logistic"]), default="triplet", show_default=True,
+              help="triplet: the triplet loss; logistic: the lecture's binary classifier on |f(x1) - f(x2)|.")
+@click.option("--mining", type=click.Choice(["semi-hard", "hard", "random"]), default="semi-hard", show_default=True,
+              help="Which triplets of each P x K batch to train on (see the README).")
+@click.option("--alpha", type=float, default=0.2, show_default=True, help="The triplet margin.")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Passes over the training images (more fits the seen identities, not the unseen ones).")
+@click.option("--P", "P", type=click.IntRange(min=2), default=6, show_default=True, help="Identities per batch.")
+@click.option("--K", "K", type=click.IntRange(min=2), default=16, show_default=True, help="Images of each per batch.")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
+              help="Batches per epoch (default: about one pass over the training images).")
+@click.option("--head", type=click.Choice(["flat", "dense"]), default="flat", show_default=True,
+              help="flat: the last conv's maps, flattened, are the embedding; dense: a Dense layer of --dim units.")
+@click.option("--dim", "embedding_dim", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Filters of the last conv (flat head) or units of the Dense (dense head).")
+@click.option("--width", type=click.IntRange(min=1), default=32, show_default=True, help="Filters of the first conv.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Train on random variants of each image (handwriting: warps and stroke width; photos: "
+                   "flips, shifts).")
+@click.option("--size", type=click.IntRange(min=8), default=64, show_default=True,
+              help="folder: images are resized to SIZE x SIZE.")
+@click.option("--grey", is_flag=True, help="folder: read the photos in grey.")
+@click.option("--per-class", type=click.IntRange(min=3), default=None,
+              help="Keep at most this many images of each identity (default: all; 1,000 for (Fashion-)MNIST).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=FACES_MODEL,
+              show_default=True, help="Where to save the encoder (weights and threshold).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def faces_train(backend_name, dataset, data_dir, unseen, loss, mining, alpha, epochs, P, K, steps_per_epoch,
+                head, embedding_dim, width, learning_rate, augment, size, grey, per_class, seed, out_path, quiet):
+    """Train a face encoder on the seen identities, choose its threshold on their validation pairs,
+    report ROC AUC on pairs of the unseen identities, and save it (--out)."""
+    from nbcnn.triplet import train_faces
+
+    bars = None if quiet else _TripletBars()
+    with _backend(backend_name) as used, _faces_errors():
+        try:
+            result = train_faces(dataset, data_dir, unseen, loss=loss, mining=mining, alpha=alpha, epochs=epochs, P=P,
+                                 K=K, steps_per_epoch=steps_per_epoch, embedding_dim=embedding_dim, width=width,
+                                 head=head,
+                                 learning_rate=learning_rate, augment=augment, seed=seed, size=(size, size),
+                                 grey=grey, per_class=per_class, save_path=out_path, callback=bars)
+        finally:
+            if bars is not None:
+                bars.close()
+    split = result["split"]
+    click.echo(f"backend: {used}   trained in {result['seconds']:.1f} s ({result['images_per_second']:.0f} images/s)")
+    click.echo(f"seen identities:   {', '.join(split.names[c] for c in split.seen)} "
+               f"({len(split.x_train)} training + {len(split.x_val)} validation images)")
+    click.echo(f"unseen identities: {', '.join(split.names[c] for c in split.unseen)} ({len(split.x_unseen)} images)")
+    click.echo(f"threshold {result['threshold']:.4f}: validation accuracy {result['val_accuracy']:.2%} "
+               f"(AUC {result['val_auc']:.4f})")
+    if result["unseen_auc"] is not None:
+        click.echo(f"unseen pairs: ROC AUC {result['unseen_auc']:.4f}, accuracy at the threshold "
+                   f"{result['unseen_accuracy']:.2%}")
+    click.echo(f"saved {out_path} (encoder {result['encoder'].encoder_id}); next: nbcnn faces eval --model {out_path}")
+
+
+@faces.command("eval")
+@_faces_model_option(multiple=True)
+@_backend_option()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The data set's folder, if not where the encoder was trained from.")
+@click.option("--folds", type=click.IntRange(min=2), default=10, show_default=True, help="Folds of the LFW protocol.")
+@click.option("--pairs", type=click.IntRange(min=20), default=6000, show_default=True,
+              help="Pairs for the LFW protocol, half same, half different (LFW: 6,000).")
+@click.option("--far", "far_target", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True,
+              help="VAL is measured at this false-accept rate.")
+@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Random draws of the enrolled images for one-shot recognition.")
+@click.option("--roc", "roc_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("faces-roc.png"),
+              show_default=True, help="Where to draw the ROC curve(s).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def faces_eval(model_path, backend_name, data_dir, folds, pairs, far_target, trials, roc_path, seed):
+    """Verification and one-shot recognition on the identities the encoder never saw: ROC AUC,
+    accuracy at its threshold, the LFW 10-fold protocol (accuracy, VAL at FAR), a ROC PNG."""
+    from nbcnn.triplet import evaluate_faces, verification
+
+    curves = {}
+    with _backend(backend_name), _faces_errors():
+        for k, path in enumerate(model_path):
+            encoder = _face_encoder(path)
+            report = evaluate_faces(encoder, folds=folds, pairs=pairs, far_target=far_target, trials=trials,
+                                    seed=seed, data_dir=data_dir, roc_png=None, curve=True)
+            curves[str(path)] = report.pop("curve")
+            lfw = report["lfw"]
+            click.echo(f"{path}: encoder {report['encoder_id']} ({encoder.distance}, "
+                       f"{encoder.info.get('mining') or encoder.info.get('loss', '?')})")
+            click.echo(f"  unseen identities {', '.join(report['identities'])}: {report['images']} images, "
+                       f"{report['pairs_all']:,} pairs ({report['same_pairs']:,} same)")
+            click.echo(f"  ROC AUC {report['auc']:.4f}; by pair of identities: "
+                       + ", ".join(f"{k} {v:.3f}" for k, v in sorted(report["pair_auc"].items(), key=lambda kv: kv[1])))
+            if "accuracy_at_threshold" in report:
+                click.echo(f"  accuracy at the stored threshold {report['threshold']:.4f}: "
+                           f"{report['accuracy_at_threshold']:.2%}")
+            click.echo(f"  LFW protocol ({lfw['folds']} folds of {lfw['pairs']} pairs): accuracy "
+                       f"{lfw['accuracy']:.2%} +- {lfw['accuracy_std']:.2%}, "
+                       f"VAL {lfw['val']:.2%} +- {lfw['val_std']:.2%} "
+                       f"@ FAR {lfw['far']:.2e} (target {lfw['far_target']:g})")
+            for shots, r in report["one_shot"].items():
+                line = (f"  {shots}-shot recognition of {r['identities']} identities ({r['trials']} draws): "
+                        f"{r['accuracy']:.2%} +- {r['accuracy_std']:.2%}")
+                if "open_set_accuracy" in r:
+                    line += f"; with 'unknown' beyond the threshold {r['open_set_accuracy']:.2%}"
+                click.echo(line)
+        verification.draw_roc(curves, roc_path, title="ROC, pairs of unseen identities")
+    click.echo(f"wrote {roc_path} (ROC of each encoder, its threshold marked)")
+
+
+@faces.command("enroll")
+@click.argument("name")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_faces_model_option()
+@_faces_db_option
+@_backend_option()
+def faces_enroll(name, images, model_path, db_path, backend_name):
+    """Enrol NAME from one or more IMAGES (all kept; a new photo is matched to the nearest)."""
+    from nbcnn.triplet import app as faces_app
+
+    encoder = _face_encoder(model_path)
+    with _backend(backend_name), _faces_errors():
+        r = faces_app.enroll(db_path, encoder, name, images)
+    note = f" ({r['skipped']} already enrolled)" if r["skipped"] else ""
+    click.echo(f"enrolled {r['added']} image(s) of {r['name']}{note}; {r['total']} stored for encoder "
+               f"{encoder.encoder_id} in {db_path}")
+
+
+@faces.command("verify")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("name")
+@_faces_model_option()
+@_faces_db_option
+@_backend_option()
+def faces_verify(image, name, model_path, db_path, backend_name):
+    """Is IMAGE the person enrolled as NAME? (distance to the nearest of NAME's images < threshold)"""
+    from nbcnn.triplet import app as faces_app
+
+    encoder = _face_encoder(model_path)
+    with _backend(backend_name), _faces_errors():
+        v = faces_app.verify_file(db_path, encoder, image, name)
+    verdict = "yes" if v.match else "no"
+    click.echo(f"{image}: {verdict}, {'it is' if v.match else 'not'} {v.name} (distance {v.distance:.4f}, threshold "
+               f"{v.threshold:.4f}, nearest of {v.enrolled} enrolled image(s))")
+
+
+@faces.command("who")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_faces_model_option()
+@_faces_db_option
+@_backend_option()
+def faces_who(images, model_path, db_path, backend_name):
+    """Who is in each of IMAGES: the nearest enrolled identity, or unknown beyond the threshold."""
+    from nbcnn.triplet import app as faces_app
+
+    encoder = _face_encoder(model_path)
+    with _backend(backend_name), _faces_errors():
+        found = faces_app.who(db_path, encoder, images)
+    for path, r in found:
+        if r.nearest_name is None:
+            click.echo(f"{path}: unknown (nobody enrolled with this encoder)")
+        elif r.name is None:
+            click.echo(f"{path}: unknown (nearest: {r.nearest_name} at distance {r.distance:.4f}, beyond the "
+                       f"threshold {encoder.threshold:.4f})")
+        else:
+            click.echo(f"{path}: {r.name} (distance {r.distance:.4f})")
+
+
+@faces.command("list")
+@_faces_model_option()
+@_faces_db_option
+def faces_list(model_path, db_path):
+    """The enrolled identities and how many images of each (for this encoder, and in all)."""
+    from nbcnn.triplet import app as faces_app
+
+    encoder = _face_encoder(model_path) if model_path.exists() else None
+    with _faces_errors():
+        people = faces_app.list_identities(db_path, encoder)
+    if not people:
+        click.echo(f"nobody enrolled in {db_path}")
+    for p in people:
+        mine = f"{p.embeddings} image(s)" + (f", {p.all_embeddings} with any encoder" if encoder is not None and
+                                             p.all_embeddings != p.embeddings else "")
+        click.echo(f"{p.name}: {mine}")
+
+
+@faces.command("remove")
+@click.argument("name")
+@_faces_db_option
+def faces_remove(name, db_path):
+    """Remove NAME and every image enrolled for it."""
+    from nbcnn.triplet import app as faces_app
+
+    with _faces_errors():
+        count = faces_app.remove(db_path, name)
+    click.echo(f"removed {name.strip()} ({count} image(s)) from {db_path}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ from .ops import (
     upsample2d_backward,
 )
 from .ops import conv2d_backward_input, gram, gram_backward  # noqa: E402  (style transfer: nbcnn.style)
+from .ops import (  # noqa: E402  (faces: nbcnn.triplet)
+    l2_normalize, l2_normalize_backward, pairwise_squared_distances, triplet_loss, triplet_loss_backward,
+)
 
 from . import config, layers, losses, optim  # noqa: E402  (after ops: layers use them)
 from .checkpoint import load_weights  # noqa: E402
@@ -55,6 +58,7 @@ from .layers import (  # noqa: E402
     GlobalAveragePooling2D, Inception, MaxPool2D, MaxPooling2D, ReLU, Residual, Softmax,
 )
 from .layers import DarknetBatchNorm, LeakyReLU, Route, UpSampling2D  # noqa: E402
+from .layers import L2Normalize  # noqa: E402
 from .model import Model, Sequential, load_model  # noqa: E402
 
 __version__ = "0.1.0"
@@ -73,3 +77,5 @@ __all__ = [
     "DarknetBatchNorm", "LeakyReLU", "Route", "UpSampling2D",
 ]
 __all__ += ["gram", "gram_backward", "conv2d_backward_input"]
+__all__ += ["triplet_loss", "triplet_loss_backward", "l2_normalize", "l2_normalize_backward",
+            "pairwise_squared_distances", "L2Normalize"]

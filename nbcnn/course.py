@@ -459,3 +459,39 @@ def compute_layer_style_cost(a_S, a_G):
 def total_cost(J_content, J_style, alpha=10, beta=40):
     """``J = alpha * J_content + beta * J_style`` (the notebook's alpha = 10, beta = 40)."""
     return alpha * J_content + beta * J_style
+
+
+# --------------------------------------------------------------------------- week 4: "Face Recognition" (TF2)
+# The triplet loss of the notebook's FaceNet exercise, on nbcnn's kernel (nbcnn/kernels/triplet.py).
+
+
+def triplet_loss(y_true, y_pred, alpha=0.2):
+    """The triplet loss, summed over the batch, as the notebook's ``triplet_loss``.
+
+    y_true: not used (Keras' loss signature); y_pred = (anchor, positive, negative), each of
+    shape (m, 128) (any same shape: the last axis is the encoding, e.g. a single (d,) triplet)
+    -> a float::
+
+        pos_dist = sum((anchor - positive) ** 2, axis=-1)
+        neg_dist = sum((anchor - negative) ** 2, axis=-1)
+        basic_loss = pos_dist - neg_dist + alpha
+        loss = sum(max(basic_loss, 0))
+
+    ``alpha`` may be any finite number (the notebook's checks use 0 and -2 too). Computed in
+    float64; runs ``nbcnn.triplet_loss`` on the current backend.
+    """
+    if not isinstance(y_pred, (tuple, list)) or len(y_pred) != 3:
+        raise TypeError("y_pred must be the triple (anchor, positive, negative), got "
+                        f"{type(y_pred).__name__} of length {len(y_pred) if hasattr(y_pred, '__len__') else '?'}")
+    parts = [_array(a, name, None) for a, name in zip(y_pred, ("anchor", "positive", "negative"))]
+    anchor = parts[0]
+    for a, name in zip(parts[1:], ("positive", "negative")):
+        if a.shape != anchor.shape:
+            raise ValueError(f"{name} has shape {a.shape} but anchor has shape {anchor.shape}; they must match")
+    if anchor.ndim == 0 or anchor.size == 0:
+        raise ValueError(f"anchor must hold encodings on its last axis, (m, d) or (d,), got shape {anchor.shape}")
+    rows = [np.ascontiguousarray(a.reshape(-1, anchor.shape[-1])) for a in parts]
+    return ops.triplet_loss(*rows, alpha=alpha, reduction="sum")
+
+
+__all__ += ["triplet_loss"]

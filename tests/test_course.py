@@ -741,3 +741,64 @@ def test_week4_bad_input_raises_a_clear_error(call, error, words):
     with pytest.raises(error) as info:
         call()
     assert words in str(info.value)
+
+
+# --------------------------------------------------------------------------- week 4: "Face Recognition" (triplet loss)
+
+
+def nb_triplet_loss(y_true, y_pred, alpha=0.2):
+    """The notebook's solution, in numpy (tf.reduce_sum / tf.square / tf.maximum)."""
+    anchor, positive, negative = (np.asarray(v, np.float64) for v in y_pred)
+    pos_dist = np.sum(np.square(anchor - positive), axis=-1)
+    neg_dist = np.sum(np.square(anchor - negative), axis=-1)
+    basic_loss = pos_dist - neg_dist + alpha
+    return np.sum(np.maximum(basic_loss, 0.0))
+
+
+@pytest.mark.parametrize("y_pred, alpha, expected", [
+    # the notebook's own checks, with the messages they guard against
+    (([1., 1.], [1., 1.], [1., 1.]), 5, 5.0),                    # "Did you add the alpha to basic_loss?"
+    (([1., 1.], [1., 1.], [0., 0.]), 3, 1.0),                    # pos_dist = 0 and neg_dist = 2
+    (([1., 1.], [0., 0.], [1., 1.]), 0, 2.0),                    # pos_dist = 2 and neg_dist = 0
+    (([0., 0.], [0., 0.], [0., 0.]), -2, 0.0),                   # the maximum with 0
+    (([[1., 0.], [1., 0.]], [[1., 0.], [1., 0.]], [[0., 1.], [0., 1.]]), 3, 2.0),   # reduce_sum over the batch
+    (([[1., 1.], [2., 0.]], [[0., 3.], [1., 1.]], [[1., 0.], [0., 1.]]), 1, 5.0),   # axis=-1 (4 without it)
+])
+def test_triplet_loss_notebook_checks(backend, y_pred, alpha, expected):
+    y_true = (None, None, None)  # not used, as in the notebook
+    assert course.triplet_loss(y_true, y_pred, alpha) == expected
+
+
+def test_triplet_loss_matches_the_notebook_on_its_shapes(backend):
+    """The notebook's random case has (3, 128) encodings (mean 6 / 1 / 3, stddev 0.1 / 1 / 4); TF's random
+    numbers cannot be drawn here, so numpy's stand in, against the notebook's formula."""
+    rng = np.random.default_rng(1)
+    y_pred = (rng.normal(6, 0.1, (3, 128)), rng.normal(1, 1, (3, 128)), rng.normal(3, 4, (3, 128)))
+    assert course.triplet_loss(None, y_pred) == pytest.approx(nb_triplet_loss(None, y_pred), rel=1e-12)
+    y32 = tuple(v.astype(np.float32) for v in y_pred)
+    assert course.triplet_loss(None, y32) == pytest.approx(nb_triplet_loss(None, y_pred), rel=1e-5)
+
+
+def test_triplet_loss_runs_on_the_kernel(monkeypatch):
+    calls = []
+    real = nbcnn_backend.launch
+
+    def spy(kernel, *args, **kwargs):
+        calls.append(kernel.name)
+        return real(kernel, *args, **kwargs)
+
+    monkeypatch.setattr(nbcnn_backend, "launch", spy)
+    course.triplet_loss(None, ([1., 1.], [1., 1.], [0., 0.]), 3)
+    assert calls == ["triplet_loss"]
+
+
+@pytest.mark.parametrize("y_pred, error, words", [
+    (([1., 1.], [1., 1.]), TypeError, "(anchor, positive, negative)"),
+    (([1., 1.], [1., 1., 1.], [1., 1.]), ValueError, "positive has shape (3,) but anchor has shape (2,)"),
+    ((["a", "b"], [1., 1.], [1., 1.]), TypeError, "real numbers"),
+    (([], [], []), ValueError, "(m, d) or (d,)"),
+])
+def test_triplet_loss_bad_input_raises_a_clear_error(y_pred, error, words):
+    with pytest.raises(error) as info:
+        course.triplet_loss(None, y_pred)
+    assert words in str(info.value)
