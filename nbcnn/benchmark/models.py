@@ -10,6 +10,10 @@ LeNet-5 here is the modern variant the command line trains: 32x32x1 input, conv 
 max pool, conv 16@5x5, ReLU, max pool, conv 120@5x5, ReLU, dense 84, ReLU, dense 10, softmax
 cross-entropy, Adam. One "step" is forward, backward and the optimiser update of one batch.
 
+Faces: triplet training of the digit encoder of ``nbcnn.triplet`` (P x K batches, hard
+mining), images per second, next to the same encoder, mining and loss in torch
+(``nbcnn.triplet.bench``).
+
 Style transfer: one optimisation step of ``nbcnn.style`` (features, costs, the gradient to the
 pixels, Adam) at 256x256 on the same backbone, next to the same step in torch from the same
 weights (``nbcnn.style.torch_peer``); it runs with the YOLOv3-tiny row.
@@ -170,6 +174,10 @@ def run_models(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = Tr
                 # darknet's C code exits on what it cannot read: its row says why, the run goes on
                 why = [line for line in str(exc).splitlines() if line.strip()][-1]
                 results[worker] = {YOLO_KEY: {"skipped": f"the darknet worker failed: {why.strip()}"}}
+        # triplet training of the faces encoder: nbcnn, then the same encoder and batches in torch,
+        # in one worker of their own (nbcnn.triplet.bench times both, one after the other)
+        results["faces"] = _run_worker("faces", ["--steps", str(max(5, steps)), "--backend", backend]
+                                       + ([] if peers and torch_available() else ["--no-peers"]))
     out = {"batch": batch, "steps": steps, "repeat": repeat, "backend": backend, "results": results}
     out["yolo"] = yolo_summary(results, yolo_size if yolo_workers else 0, notes)
     return out
@@ -209,6 +217,14 @@ def format_models(r) -> str:
             lines.append(f"  {name:7s} {t['best_s']:10.3f} {t['median_s']:10.3f}")
     lines += format_yolo(r)
     lines += format_style(r)
+    if "faces" in res:
+        from ..triplet.bench import format_throughput
+
+        lines.append(format_throughput(res["faces"]))
+        faces = res["faces"]
+        if "images_per_second" in faces.get("torch", {}):
+            lines.append(f"  ratio nbcnn / torch: "
+                         f"{faces['nbcnn']['images_per_second'] / faces['torch']['images_per_second']:.2f}x")
     return "\n".join(lines)
 
 
@@ -264,7 +280,8 @@ def format_yolo(r) -> list[str]:
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m nbcnn.benchmark.models")
-    p.add_argument("--worker", choices=("nbcnn", "torch", "darknet"))
+    p.add_argument("--worker", choices=("nbcnn", "torch", "darknet", "faces"))
+    p.add_argument("--no-peers", action="store_true", help="faces worker: nbcnn only")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3)
@@ -274,6 +291,11 @@ def main(argv=None):
     p.add_argument("--yolo-dir", default=None, help="where the nbcnn worker leaves its heads for the others")
     p.add_argument("--style", type=int, default=0, help="a style-transfer step at this image size (0: none)")
     a = p.parse_args(argv)
+    if a.worker == "faces":
+        from ..triplet.bench import triplet_training_throughput
+
+        print(json.dumps(triplet_training_throughput(steps=a.steps, backend=a.backend, peers=not a.no_peers)))
+        return
     if a.worker == "darknet":  # YOLOv3-tiny only: darknet has no LeNet or VGG here
         print(json.dumps({YOLO_KEY: yolo.time_darknet(a.yolo or yolo.FULL_SIZE, a.repeat, a.yolo_dir)}))
         return
