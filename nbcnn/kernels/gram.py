@@ -23,15 +23,13 @@ What runs here:
 
     # BLAS: a Gram matrix is a matrix product of P-long columns; OpenBLAS runs it ~10-30x
     #   faster than the compiled loop (which reads A[p, i] and A[p, j] one pair at a time).
-    #   Registered here, next to the loop nest it replaces (``register_fast``), as the other
-    #   fast kernels are in ``kernels/fast/__init__.py``.
+    #   In ``kernels/fast/gram.py``, registered in ``kernels/fast/__init__.py``'s table.
 """
 
-import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ..backend import Kernel, cuda_kernels, note_route
+from ..backend import Kernel, cuda_kernels
 
 cuda = None  # numba.cuda, bound by @cuda_kernels when the cuda backend is first used
 
@@ -92,28 +90,6 @@ def gram_backward(dG, A, dA):
             dA[n, p, i] = gram_backward_cell(dG, A, n, p, i)
 
 
-# --------------------------------------------------------------------------- cpu: BLAS
-
-
-def gram_blas(A, G):
-    """``G[n] = A[n]^T @ A[n]`` for each image: the loop nest above as one BLAS product each."""
-    from .fast import blas
-
-    note_route("BLAS A^T A")
-    for n in range(A.shape[0]):
-        blas.matmul(A[n].T, A[n], G[n])
-
-
-def gram_backward_blas(dG, A, dA):
-    """``dA[n] = A[n] @ (dG[n] + dG[n]^T)``: the gather above as one BLAS product per image."""
-    from .fast import blas
-
-    note_route("BLAS A (dG + dG^T)")
-    for n in range(A.shape[0]):
-        sym = np.ascontiguousarray(dG[n] + dG[n].T)
-        blas.matmul(A[n], sym, dA[n])
-
-
 # --------------------------------------------------------------------------- cuda
 
 
@@ -145,6 +121,3 @@ def _cuda_kernels():
 
 GRAM = Kernel("gram", gram, cuda=lambda: _cuda_kernels()["gram"])
 GRAM_BACKWARD = Kernel("gram_backward", gram_backward, cuda=lambda: _cuda_kernels()["gram_backward"])
-
-GRAM.register_fast(cpu=gram_blas, own_threads=True)
-GRAM_BACKWARD.register_fast(cpu=gram_backward_blas, own_threads=True)

@@ -20,6 +20,7 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
     pool.AVG_FORWARD / AVG_BACKWARD      avg_pool.avg_pool2d_forward / _backward   readable
     dense.FORWARD                        dense.forward: direct tile | BLAS         readable
     dense.BACKWARD_INPUT / _WEIGHT       dense.backward_input / _weight: BLAS      readable
+    gram.GRAM / GRAM_BACKWARD            gram.gram_blas / gram_backward_blas: BLAS readable
     boxes.NMS                            nms.nms: a shrinking list of survivors    cuda_nms: IoU bitmask, 64x64
                                                                                      boxes per block, host scan
 
@@ -29,14 +30,14 @@ register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3) on the same til
 thread count chosen per product), ``conv.py`` (the router between them), ``pool_rows.py``
 (the pooling kernels' shared row layouts, helpers and thread launcher), ``max_pool.py`` and
 ``avg_pool.py`` (max and average pooling, forward and backward), ``dense.py``,
-``nms.py``, ``cuda_conv.py``, ``cuda_nms.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
+``gram.py``, ``nms.py``, ``cuda_conv.py``, ``cuda_nms.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
 
 Importing this package registers them all (``ops.py`` imports it); it imports no numba.cuda
 until a cuda launcher is first asked for.
 """
 
-from .. import bias as _bias, boxes as _boxes, conv as _conv, dense as _dense, pool as _pool
-from . import avg_pool, bias, conv, cuda_conv, cuda_nms, dense, max_pool, nms
+from .. import bias as _bias, boxes as _boxes, conv as _conv, dense as _dense, gram as _gram, pool as _pool
+from . import avg_pool, bias, conv, cuda_conv, cuda_nms, dense, gram, max_pool, nms
 
 # own_threads=True: the kernel picks its threads itself (the register tiles use every thread
 # however small the call; pooling has its own threshold; BLAS its own rule), so the
@@ -60,3 +61,6 @@ _dense.BACKWARD_INPUT.register_fast(cpu=dense.backward_input, own_threads=True)
 _dense.BACKWARD_WEIGHT.register_fast(cpu=dense.backward_weight, own_threads=True)
 
 _boxes.NMS.register_fast(cpu=nms.nms, cuda=cuda_nms.nms_bitmask_launcher, own_threads=True)
+
+_gram.GRAM.register_fast(cpu=gram.gram_blas, own_threads=True)
+_gram.GRAM_BACKWARD.register_fast(cpu=gram.gram_backward_blas, own_threads=True)
