@@ -60,6 +60,7 @@ from .layers import (  # noqa: E402
 from .layers import DarknetBatchNorm, LeakyReLU, Route, UpSampling2D  # noqa: E402
 from .layers import L2Normalize  # noqa: E402
 from .model import Model, Sequential, load_model  # noqa: E402
+from .train import NotFiniteError  # noqa: E402  (fit stops with it on a NaN or inf loss or gradient)
 
 __version__ = "0.1.0"
 
@@ -76,6 +77,6 @@ __all__ = [
     "leaky_relu", "leaky_relu_backward", "upsample2d", "upsample2d_backward",
     "DarknetBatchNorm", "LeakyReLU", "Route", "UpSampling2D",
 ]
-__all__ += ["gram", "gram_backward", "conv2d_backward_input"]
+__all__ += ["gram", "gram_backward", "conv2d_backward_input", "NotFiniteError"]
 __all__ += ["triplet_loss", "triplet_loss_backward", "l2_normalize", "l2_normalize_backward",
             "pairwise_squared_distances", "L2Normalize"]
