@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 import nbcnn
 from nbcnn import backend as nbcnn_backend
 from nbcnn import config, detection
-from nbcnn.kernels import boxes as box_kernels
 from nbcnn.kernels.fast import cuda_nms
 from conftest import REAL_GPU
 
@@ -386,38 +385,6 @@ def test_debug_names_the_cuda_route(fast, route_name):
     assert "nms" in err.getvalue() and route_name in err.getvalue()
 
 
-COMPILE_SCRIPT = """
-from nbcnn.kernels import boxes as K
-from nbcnn.kernels.fast import cuda_nms
-failures = 0
-for dtype in (np.float32, np.float64):
-    b, i64, u8 = np.zeros((5, 4), dtype), np.zeros(5, np.int64), np.zeros(5, np.uint8)
-    cases = [("box_iou", K.BOX_IOU.cuda.py_func, (b, b, np.zeros((5, 5), dtype))),
-             ("nms", K.NMS.cuda.py_func, (b, i64, i64, dtype(0.5), np.int64(5), u8)),
-             ("nms_bitmask", cuda_nms._bitmask_kernel(dtype).py_func,
-              (b, i64, i64, dtype(0.5), np.zeros((5, 1), np.uint64)))]
-    for name, fn, args in cases:
-        try:
-            ptx, _ = cuda.compile_ptx(fn, tuple(numba.typeof(a) for a in args), cc=(9, 0))
-        except Exception as exc:
-            failures += 1
-            print("FAIL", name, dtype.__name__, type(exc).__name__, str(exc)[:500])
-            continue
-        if dtype is np.float32 and ".f64" in ptx:
-            failures += 1
-            print("F64", name, ptx.count(".f64"), "double-precision instructions")
-        else:
-            print("OK", name, dtype.__name__)
-sys.exit(1 if failures else 0)
-"""
-
-
-def test_box_kernels_compile_for_a_real_gpu():
-    """The simulator never type-checks: compile every box kernel for sm_90 (float32 math staying
-    float32), as tests/test_cuda_compile.py does for the others; skipped without the toolkit."""
-    from test_cuda_compile import PREAMBLE, run_compile_script
-
-    assert run_compile_script(PREAMBLE + COMPILE_SCRIPT).count("OK ") == 6
 
 
 # --------------------------------------------------------------------------- empty and bad inputs

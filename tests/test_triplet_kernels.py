@@ -6,7 +6,6 @@ import pytest
 
 import nbcnn
 import oracles
-from test_cuda_compile import PREAMBLE, run_compile_script
 
 
 def numpy_triplet(a, p, n, alpha):
@@ -161,35 +160,3 @@ def test_l2normalize_layer_in_a_model_saves_and_loads(tmp_path, rng):
 def test_l2normalize_layer_refuses_a_bad_epsilon():
     with pytest.raises(ValueError, match="L2Normalize epsilon"):
         nbcnn.L2Normalize(epsilon=-1.0)
-
-
-# --------------------------------------------------------------------------- a real GPU
-
-
-COMPILE = PREAMBLE + """
-from nbcnn.kernels import triplet as T
-m, v, g = np.zeros((3, 4)), np.zeros(3), np.zeros((3, 3, 4))
-cases = [(T.TRIPLET_LOSS, (m, m, m, 0.2, v)), (T.TRIPLET_LOSS_BACKWARD, (v, m, m, m, 0.2, g)),
-         (T.L2_NORMALIZE, (m, 1e-12, m)), (T.L2_NORMALIZE_BACKWARD, (m, m, 1e-12, m)),
-         (T.PAIRWISE_SQUARED_DISTANCES, (m, m, np.zeros((3, 3))))]
-failures = 0
-for dtype in (np.float32, np.float64):
-    for kernel, args in cases:
-        args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) else dtype(a) for a in args)
-        try:
-            ptx, _ = cuda.compile_ptx(kernel.cuda.py_func, tuple(numba.typeof(a) for a in args), cc=(9, 0))
-        except Exception as exc:
-            failures += 1
-            print("FAIL", kernel.name, dtype.__name__, type(exc).__name__, str(exc)[:400])
-            continue
-        if dtype is np.float32 and ".f64" in ptx:
-            failures += 1
-            print("F64", kernel.name, ptx.count(".f64"))
-        else:
-            print("OK", kernel.name, dtype.__name__)
-sys.exit(1 if failures else 0)
-"""
-
-
-def test_the_face_kernels_compile_for_a_real_gpu_in_float32():
-    assert run_compile_script(COMPILE).count("OK ") == 10
