@@ -33,6 +33,19 @@ class Window(NamedTuple):
     pad_left: int
 
 
+def window_span(win: Window, out_hw) -> tuple[int, int]:
+    """The input rows and columns that the windows of an ``(H_out, W_out)`` output cover, padding
+    included: ``(H_out - 1) * stride_h + f_h`` by ``(W_out - 1) * stride_w + f_w``."""
+    return (out_hw[0] - 1) * win.stride_h + win.f_h, (out_hw[1] - 1) * win.stride_w + win.f_w
+
+
+def reaches_padding(win: Window, x_hw, out_hw) -> bool:
+    """Whether any window reads past the ``(H, W)`` input: into the padding on any side."""
+    rows, cols = window_span(win, out_hw)
+    return (win.pad_top > 0 or win.pad_left > 0
+            or rows - win.pad_top > x_hw[0] or cols - win.pad_left > x_hw[1])
+
+
 class Padding(NamedTuple):
     top: int
     bottom: int

@@ -776,10 +776,6 @@ class DarknetBatchNorm(Layer):
         self.state["moving_mean"], self.state["moving_var"] = np.zeros(c, DTYPE), np.ones(c, DTYPE)
         return out
 
-    def _denominator(self):
-        # darknet: sqrt(variance[f]) + .000001f, a double (the float constant widened)
-        return np.sqrt(self.state["moving_var"].astype(np.float64)) + np.float64(np.float32(self.epsilon))
-
     def forward(self, x, training=False):
         x = _host(x)
         dtype = x.dtype
@@ -793,7 +789,8 @@ class DarknetBatchNorm(Layer):
         dy = _host(dy)
         self.grads["beta"] = dy.sum(axis=self._axes).astype(DTYPE)
         self.grads["gamma"] = (dy * self._x_hat).sum(axis=self._axes).astype(DTYPE)
-        scale = (self.params["gamma"].astype(np.float64) / self._denominator()).astype(dy.dtype)
+        denominator = ops.darknet_denominator(self.state["moving_var"], self.epsilon)
+        scale = (self.params["gamma"].astype(np.float64) / denominator).astype(dy.dtype)
         return dy * scale
 
 

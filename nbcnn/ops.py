@@ -823,6 +823,12 @@ def conv2d_backward_input(dz, W, x_shape, stride=1, pad=0):
 from .kernels import batchnorm as batchnorm_kernels  # noqa: E402  (kept with the op it serves)
 
 
+def darknet_denominator(variance, epsilon=1e-6):
+    """``sqrt(variance) + epsilon`` as darknet computes it: a double, with the float constant
+    ``.000001f`` widened (the forward divides by it, the backward scales by its inverse)."""
+    return np.sqrt(np.asarray(variance).astype(np.float64)) + np.float64(np.float32(epsilon))
+
+
 def darknet_batch_norm(x, mean, variance, gamma, beta, epsilon=1e-6):
     """Batch norm with frozen statistics, exactly as darknet computes it -> ``(y, x_hat)``::
 
@@ -843,8 +849,7 @@ def darknet_batch_norm(x, mean, variance, gamma, beta, epsilon=1e-6):
         stats[name] = backend.to_host(value)
     if np.any(stats["variance"] < 0):
         raise ValueError("variance must not be negative")
-    # darknet: sqrt(variance[f]) + .000001f, a double (the float constant widened)
-    denominator = np.sqrt(stats["variance"].astype(np.float64)) + np.float64(np.float32(epsilon))
+    denominator = darknet_denominator(stats["variance"], epsilon)
     device = backend.get_backend()
     rows = x.reshape(-1, C)
     args = [backend.to_backend(a, device) for a in (rows, stats["mean"], denominator, stats["gamma"], stats["beta"])]

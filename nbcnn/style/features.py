@@ -89,7 +89,7 @@ def _fold(conv: L.Conv2D, bn) -> tuple[np.ndarray, np.ndarray]:
     if bn is None:
         return W.astype(np.float32), b.astype(np.float32)
     if isinstance(bn, L.DarknetBatchNorm):
-        scale = bn.params["gamma"].astype(np.float64) / bn._denominator()
+        scale = bn.params["gamma"].astype(np.float64) / ops.darknet_denominator(bn.state["moving_var"], bn.epsilon)
     elif isinstance(bn, L.BatchNormalization):
         scale = bn.params["gamma"].astype(np.float64) / np.sqrt(bn.state["moving_var"].astype(np.float64)
                                                                  + bn.epsilon)

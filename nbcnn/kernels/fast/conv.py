@@ -24,7 +24,7 @@ import numpy as np
 
 from ... import config
 from ...backend import note_route
-from ...checks import Window
+from ...checks import Window, reaches_padding, window_span
 from .. import conv as readable
 from . import blas, direct, im2col, winograd
 from .workspace import scratch as _scratch
@@ -47,18 +47,10 @@ def _copies_in_proportion(x_shape, win, z_shape):
     ``stride = pad = 100000`` asked for 149 GiB). Such layers take im2col, whose matrix grows
     with the output and the filter only. Real layers are far inside this bound."""
     N, H, W, C = x_shape
-    Hp = (z_shape[1] - 1) * win.stride_h + win.f_h
-    Wp = (z_shape[2] - 1) * win.stride_w + win.f_w
+    Hp, Wp = window_span(win, z_shape[1:3])
     phases = N * -(-max(H, Hp) // win.stride_h) * -(-max(W, Wp) // win.stride_w) * win.stride_h * win.stride_w * C
     budget = 4 * (N * H * W * C + N * z_shape[1] * z_shape[2] * z_shape[3]) + (1 << 20)
     return N * Hp * Wp * C <= budget and phases <= budget
-
-
-def _padded(win, x_shape, z_shape):
-    """Whether any window reaches past the input (the padding the fast kernels fill with zeros)."""
-    bottom = (z_shape[1] - 1) * win.stride_h + win.f_h - win.pad_top - x_shape[1]
-    right = (z_shape[2] - 1) * win.stride_w + win.f_w - win.pad_left - x_shape[2]
-    return win.pad_top > 0 or win.pad_left > 0 or bottom > 0 or right > 0
 
 
 def _not_finite(a):
@@ -72,7 +64,7 @@ def _readable_for_non_finite(kernel, multiplier, win, x_shape, z_shape, *args):
     the zeros they copied, and ``0 * inf`` is NaN. When the numbers that meet the padding (the
     filters, or dz for dW) are not all finite, run the readable loop nest (compiled) so that
     every backend gives the same answer. Returns whether it ran."""
-    if not (_padded(win, x_shape, z_shape) and _not_finite(multiplier)):
+    if not (reaches_padding(win, x_shape[1:3], z_shape[1:3]) and _not_finite(multiplier)):
         return False
     note_route("readable loop (non-finite next to padding)")
     kernel.naive_cpu(*args)

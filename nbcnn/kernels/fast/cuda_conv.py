@@ -45,6 +45,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ...backend import cuda_kernels, launch_naive_cuda, note_route
+from ...checks import reaches_padding
 from .. import conv
 
 cuda = None  # numba.cuda, bound by @cuda_kernels on first use (importing nbcnn must not import it)
@@ -412,11 +413,8 @@ def _meets_padding_non_finite(multiplier, win, x_shape, z_shape):
     for it and multiply, and ``0 * inf`` is NaN. When the numbers that meet the padding (the
     filters, or dz for dW) hold an inf or a NaN, the readable kernel runs instead, so every
     backend gives the same answer (see ``kernels/fast/conv.py``)."""
-    bottom = (z_shape[1] - 1) * win.stride_h + win.f_h - win.pad_top - x_shape[1]
-    right = (z_shape[2] - 1) * win.stride_w + win.f_w - win.pad_left - x_shape[2]
-    if win.pad_top <= 0 and win.pad_left <= 0 and bottom <= 0 and right <= 0:
-        return False
-    return not math.isfinite(_sum_on_device(multiplier))
+    return (reaches_padding(win, x_shape[1:3], z_shape[1:3])
+            and not math.isfinite(_sum_on_device(multiplier)))
 
 
 def _launch_forward(x, W, b, win, z):

@@ -51,6 +51,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ... import config
+from ...checks import window_span
 
 
 # Channels from which a loop over them (one window cell) vectorises well; below, the flat
@@ -163,8 +164,7 @@ def spans_far_past_the_image(x_shape, win, out_shape) -> bool:
     image).
     """
     _, H, W, _ = x_shape
-    rows = (out_shape[1] - 1) * win.stride_h + win.f_h  # input rows the windows span, padding included
-    cols = (out_shape[2] - 1) * win.stride_w + win.f_w
+    rows, cols = window_span(win, out_shape[1:3])  # input rows and columns spanned, padding included
     return rows > 2 * H + 64 or cols > 2 * W + 64
 
 
