@@ -477,7 +477,7 @@ def train(backend_name, dataset, data_dir, epochs, batch_size, learning_rate, li
                                              learning_rate=learning_rate, data_dir=data_dir, out_dir=str(out_dir),
                                              seed=seed, limit=limit, verbose=False, callback=bars,
                                              save_path=save_path)
-        except (FileNotFoundError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
         finally:
             if bars is not None:

@@ -51,6 +51,18 @@ def load_dataset(name: str, data_dir=None, seed: int = 0):
     return (np.pad(x_train, pad), y_train), (np.pad(x_test, pad), y_test), names
 
 
+def prepare_out_dir(out_dir) -> str:
+    """Create ``out_dir`` (and its parents) and check it takes files, before any training:
+    a folder that cannot hold the PNGs fails in a second, not after minutes of training."""
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(f"cannot write the pictures into {out_dir}: it is a file, not a folder")
+    os.makedirs(out_dir, exist_ok=True)
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write the pictures into {out_dir}: the folder is not writable")
+    return out_dir
+
+
 def train_lenet(dataset: str = "digits", epochs: int | None = None, batch_size: int = 64,
                 learning_rate: float = 2e-3, data_dir=None, out_dir: str = ".", seed: int = 0,
                 limit: int | None = None, verbose: bool = True, save_path=None, augment=None, callback=None):
@@ -63,6 +75,7 @@ def train_lenet(dataset: str = "digits", epochs: int | None = None, batch_size: 
     """
     if epochs is None:
         epochs = 10 if dataset == "digits" else 8
+    out_dir = prepare_out_dir(out_dir)
     (x_train, y_train), (x_test, y_test), names = load_dataset(dataset, data_dir, seed)
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
@@ -75,7 +88,6 @@ def train_lenet(dataset: str = "digits", epochs: int | None = None, batch_size: 
     seconds = time.perf_counter() - start
     predictions = model.predict(x_test).argmax(axis=1)
     accuracy = float(np.mean(predictions == y_test))
-    os.makedirs(out_dir, exist_ok=True)
     curve = os.path.join(out_dir, f"lenet5_{dataset}_curve.png")
     h = model.history
     plot.save(plot.learning_curves(h, title=f"LeNet-5 on {dataset}: test accuracy {accuracy:.2%}",
@@ -99,6 +111,7 @@ def depth_experiment(depths=(1, 4, 10), epochs: int = 5, train_size: int = 1000,
     depth train worse as they get deeper. ``verbose`` and ``callback`` go to each model's
     ``fit``. Returns ({name: [training error per epoch]}, the PNG's path).
     """
+    out_dir = prepare_out_dir(out_dir)
     (x_train, y_train), _ = data.load_digits(seed=seed)
     x, y = x_train[:train_size, 2:18, 2:18, :], y_train[:train_size]
     curves = {}
@@ -109,7 +122,6 @@ def depth_experiment(depths=(1, 4, 10), epochs: int = 5, train_size: int = 1000,
             history = model.fit(x, y, epochs=epochs, batch_size=32, verbose=verbose, callback=callback)
             name = f"{'residual' if residual else 'plain'} {2 * depth + 1} conv"
             curves[name] = [1.0 - a for a in history["accuracy"]]
-    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "depth_experiment.png")
     plot.save(plot.depth_experiment(curves), path)
     return curves, path

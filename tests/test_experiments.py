@@ -1,6 +1,9 @@
 """`nbcnn train`, the confusion matrix, the learning-curve PNG and the depth experiment (short runs)."""
 
+import os
+
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -35,6 +38,27 @@ def test_train_command_explains_missing_data(tmp_path):
     assert "--data DIR" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli.main, ["train", "--dataset", "fashion-mnist", "--data", str(tmp_path), "--quiet"])
     assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_train_command_refuses_an_unusable_out_folder_before_training(tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("the data was loaded: the --out check came too late")
+
+    monkeypatch.setattr(experiments, "load_dataset", no_training)
+    monkeypatch.setattr(experiments.data, "load_digits", no_training)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    for experiment in ("lenet", "depth"):
+        result = CliRunner().invoke(cli.main, ["train", "--experiment", experiment, "--quiet", "--out", str(a_file)])
+        assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+        assert "notes.txt" in result.output and "is a file" in result.output
+    with pytest.raises(NotADirectoryError, match="notes.txt: it is a file"):
+        experiments.train_lenet("digits", out_dir=a_file)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not os.access(locked, os.W_OK):  # root may write anywhere: then there is nothing to refuse
+        result = CliRunner().invoke(cli.main, ["train", "--quiet", "--out", str(locked)])
+        assert result.exit_code != 0 and "not writable" in result.output, result.output
 
 
 def test_depth_experiment_writes_curves(tmp_path, monkeypatch):
