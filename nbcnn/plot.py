@@ -582,6 +582,35 @@ def precision_recall_curve(values, same, kind: str = "score", threshold: float |
     return fig
 
 
+def detection_pr_curves(metrics, title: str | None = None, ax=None) -> Figure:
+    """A detector's precision-recall curve per class at IoU 0.5, from
+    ``nbcnn.detection.metrics.evaluate`` (its ``pr_curves``: the precision envelope, the curve
+    AP integrates), with each class's AP@0.5 and the mAP in the legend.
+
+        m = detection.metrics.evaluate_scenes(test, predictions)
+        plot.save(plot.detection_pr_curves(m), "pr.png")
+    """
+    fig, ax = _target_ax(ax, 6.4, 5.0)
+    for k, (recall, precision) in enumerate(metrics.pr_curves):
+        if not np.isfinite(metrics.ap50[k]):
+            continue                      # no ground truth of this class: no curve
+        # the envelope at recall r is the precision of the first rank that reaches r: a step
+        # from (0, first precision) to the last recall reached, then down to 0
+        r = np.concatenate([[0.0], recall, recall[-1:] if len(recall) else [0.0]])
+        p = np.concatenate([precision[:1] if len(precision) else [0.0], precision, [0.0]])
+        ax.plot(r, p, "-", drawstyle="steps-pre", linewidth=1.2,
+                label=f"{metrics.class_names[k]} (AP {metrics.ap50[k]:.3f})")
+    ax.set_xlabel("recall (objects found)")
+    ax.set_ylabel("precision (detections that are right)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize="x-small", ncol=2 if len(metrics.pr_curves) > 10 else 1,
+              title=f"mAP@0.5 {metrics.map50:.3f}", title_fontsize="small")
+    ax.set_title(title or "precision-recall per class (IoU 0.5)")
+    return fig
+
+
 # --------------------------------------------------------------------------- images
 
 

@@ -28,7 +28,12 @@ from .boxes import (
 from .darknet_net import DarknetNetwork
 from .letterbox import letterbox_image, preprocess
 from .yolo import Detection, YoloLayer, decode, detect, detect_files, draw_detections
+# generated scenes, the YOLO folder layout (scenes.py, dataset.py)
+from .scenes import Scenes, export_coco_json, make_scenes, make_split, write_yolo_folder
+from .dataset import LabelError, read_yolo_folder
 
 __all__ = ["DarknetNetwork", "Detection", "YoloLayer", "decode", "detect", "detect_files", "draw_detections",
            "letterbox_image", "preprocess", "FORMATS", "batched_nms", "box_area", "box_convert", "box_iou", "cxcywh_to_xyxy", "iou", "nms",
            "xyxy_to_cxcywh"]
+__all__ += ["Scenes", "export_coco_json", "make_scenes", "make_split", "write_yolo_folder",
+            "LabelError", "read_yolo_folder"]
