@@ -39,6 +39,10 @@ SWITCHES = (
            "(the middle rung of `nbcnn bench --ladder`)"),
     Switch("NBCNN_WINOGRAD", "1",
            "0: 3x3 stride-1 float32 convolutions on cpu skip Winograd F(2x2, 3x3) for the direct tile"),
+    Switch("NBCNN_LANES", "",
+           "8 or 16: the float32 lanes of the cpu register tiles (read once, at import); unset: "
+           "the CPU's own (16 with AVX-512, else 8). For tests and timing; give such a process "
+           "its own NUMBA_CACHE_DIR"),
     Switch("NBCNN_CACHE", "",
            "the folder for downloaded pretrained weights (`nbcnn weights NAME`); unset: "
            "$XDG_CACHE_HOME/nbcnn, else ~/.cache/nbcnn"),

@@ -54,9 +54,21 @@ def _kernel_signatures():
     flat = types.Array(types.float32, 1, "C")
     shape4, geometry = types.UniTuple(types.int64, 4), types.UniTuple(types.int64, 7)
     tiles = (flat, shape4, flat, geometry, flat, flat)
-    # filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts)
-    return {"conv_tiles": tiles, "conv_tiles_narrow": tiles,
-            "filter_grad_tiles": (flat, shape4, flat, geometry, types.int64, flat)}
+    # filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, tap_slots, vector_slots):
+    # the tile shape (taps, vectors) is given as two tuples of those lengths
+    from nbcnn.kernels.fast import direct
+    dw = (flat, shape4, flat, geometry, types.int64, flat)
+
+    def shape(*counts):  # (taps, vectors, lanes) as tuples of those lengths
+        return tuple(types.UniTuple(types.int64, n) for n in counts)
+
+    from nbcnn.kernels.fast.simd import LANES
+    # conv_tiles_narrow(..., lane_slots): the vector width as a tuple of that length
+    return {"conv_tiles": tiles, "conv_tiles_narrow": tiles + (types.UniTuple(types.int64, LANES),),
+            "conv_tiles_narrow8": tiles + (types.UniTuple(types.int64, 8),),
+            "filter_grad_tiles": dw + shape(*direct.filter_grad_shape(1 << 20)),
+            "filter_grad_tiles_narrow": dw + shape(*direct.filter_grad_shape(LANES)),
+            "filter_grad_tiles_narrow8": dw + shape(*direct.filter_grad_shape(1))}
 
 
 def _probe_source(sums):
@@ -81,7 +93,8 @@ def _compile_in_child(out_path):
 
     asm = {}
     for name, sig in _kernel_signatures().items():
-        kernel = getattr(direct, name)
+        kernel = getattr(direct, {"conv_tiles_narrow8": "conv_tiles_narrow", "filter_grad_tiles_narrow": "filter_grad_tiles",
+                                  "filter_grad_tiles_narrow8": "filter_grad_tiles"}.get(name, name))
         options = {k: v for k, v in kernel.targetoptions.items() if k != "nopython"}
         fresh = njit(**options)(kernel.py_func)  # the kernel's own options, without its cache
         fresh.compile(sig)
@@ -95,8 +108,17 @@ def _compile_in_child(out_path):
         probe.compile(sig)
         asm[f"probe_{sums}"] = probe.inspect_asm(sig)
     _, cpu, features = cpu_target.target_context.codegen().magic_tuple()
+    from nbcnn.kernels.fast import simd
+    sums = {"conv_tiles": direct.PIXELS * direct.CHANNELS // simd.LANES,  # 4 x 16 (AVX2), 8 x 32 (AVX-512)
+            "conv_tiles_narrow": direct.NARROW_PIXELS,  # NARROW_PIXELS x one vector
+            "conv_tiles_narrow8": direct.NARROW_PIXELS,  # the same, 8 lanes (ymm) on any target
+            "filter_grad_tiles": direct.TAPS * direct.CHANNELS // simd.LANES,  # 6 x 16, 12 x 32
+            "filter_grad_tiles_narrow": direct.NARROW_TAPS,  # 12 x one vector
+            "filter_grad_tiles_narrow8": direct.NARROW_TAPS}  # the same, 8 lanes on any target
+    widths = {name: 8 if name.endswith("narrow8") else simd.LANES for name in sums}
     with open(out_path, "w") as f:
-        json.dump({"cpu": cpu, "features": features, "asm": asm}, f)
+        json.dump({"cpu": cpu, "features": features, "asm": asm, "lanes": simd.LANES, "sums": sums,
+                   "widths": widths}, f)
 
 
 # ---------------------------------------------------------------- the parent (reads)
@@ -112,6 +134,7 @@ def _all_targets():
             env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="",
                        NUMBA_CACHE_DIR=os.path.join(work, f"cache_{target}"))
             env.pop("NUMBA_DISABLE_JIT", None)
+            env.pop("NBCNN_LANES", None)  # the width follows the target CPU
             out = os.path.join(work, f"{target}.json")
             children[target] = out, subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), out], env=env,
@@ -147,6 +170,21 @@ def compiled_for(target):
     """(cpu name, cpu features) Numba compiled the ``target``'s code for."""
     result = _target(target)
     return result["cpu"], result["features"]
+
+
+def lanes(target):
+    """The vector width (float32 lanes) nbcnn chose for ``target`` (simd.host_lanes)."""
+    return _target(target)["lanes"]
+
+
+def tile_lanes(target, kernel):
+    """The lanes of the vectors in ``kernel``'s register tile as compiled for ``target``."""
+    return _target(target)["widths"][kernel]
+
+
+def tile_sums(target, kernel):
+    """Vector sums in the register tile of ``kernel`` as compiled for ``target``."""
+    return _target(target)["sums"][kernel]
 
 
 def assembly(target, name):
@@ -194,8 +232,9 @@ class Loop:
 
 def tile_loops(asm):
     """The innermost loops of ``asm`` that hold vector FMAs: the reduction loops of a
-    register tile (a loop is a label and a later jump back to it; innermost: it contains
-    no other such loop; loops laid out in pieces may yield several)."""
+    register tile (a loop is a label and a later jump back to it that the code from the
+    label reaches without leaving the lines between them; innermost: it contains no other
+    such loop; loops laid out in pieces may yield several)."""
     lines = asm.splitlines()
     labels = {m.group(1): i for i, m in enumerate(map(_LABEL.match, lines)) if m}
     spans = []
@@ -203,10 +242,39 @@ def tile_loops(asm):
         m = _BACKWARD_JUMP.match(line)
         if m and labels.get(m.group(1), i) < i:
             spans.append((labels[m.group(1)], i))
+    spans = [(a, b) for a, b in spans if _comes_back(lines, a, b, labels)]
     with_fmas = [(a, b) for a, b in spans if any(_FMA.match(line) for line in lines[a:b + 1])]
     innermost = [(a, b) for a, b in with_fmas
                  if not any((a, b) != (c, d) and a <= c and d <= b for c, d in with_fmas)]
     return [Loop(a, b, lines[a:b + 1], _uses_frame_pointer(lines, a)) for a, b in sorted(set(innermost))]
+
+
+_JUMP = re.compile(r"^\s*(j\w+)\s+(\.L\w+)\s*$")
+
+
+def _comes_back(lines, a, b, labels):
+    """Whether the code from the label at line ``a`` reaches the jump back at line ``b``
+    through lines ``a .. b`` only (falling through, or jumping to a label among them). Not
+    so for a jump back to an exit block that LLVM placed above the loop (a dW tile's stores
+    after its reduction: the stores flow out of the span, never to the jump)."""
+    seen, todo = set(), [a]
+    while todo:
+        i = todo.pop()
+        if i in seen or not a <= i <= b:
+            continue
+        seen.add(i)
+        if i == b:
+            return True
+        text = lines[i].strip()
+        m = _JUMP.match(lines[i])
+        if m:
+            todo.append(labels.get(m.group(2), -1))
+            if m.group(1) == "jmp":
+                continue
+        if text.startswith("ret"):
+            continue
+        todo.append(i + 1)
+    return False
 
 
 def _uses_frame_pointer(lines, at):

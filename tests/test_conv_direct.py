@@ -36,11 +36,14 @@ from nbcnn.kernels.fast import direct as conv_direct, simd
 x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                          reason="the register checks compile for x86 CPUs and read x86 assembly")
 
-TILES = {  # kernel: 8-lane sums in its register tile
-    "conv_tiles": conv_direct.PIXELS * conv_direct.CHANNELS // simd.LANES,  # 4 pixels x 16 channels: 8
-    "conv_tiles_narrow": conv_direct.NARROW_PIXELS,  # 8 pixels x 8 channels: 8
-    "filter_grad_tiles": conv_direct.TAPS * conv_direct.CHANNELS // simd.LANES,  # 6 taps x 16 channels: 12
-}
+TILES = ("conv_tiles", "conv_tiles_narrow", "conv_tiles_narrow8", "filter_grad_tiles", "filter_grad_tiles_narrow",
+         "filter_grad_tiles_narrow8")
+"""The register-tiled kernels; their sums per target: asm_targets.tile_sums (AVX2: 8, 8, 12,
+12 ymm sums for 4 px x 16 ch, 8 px x 8 ch, 6 taps x 16 ch, 12 taps x 8 ch; AVX-512: 16, 8,
+24, 12 zmm sums for 8 x 32, 8 x 16, 12 x 32, 12 x 16; and on both, the narrow tile at 8
+lanes (8 ymm sums, and 12 for dW): AVX-512's tiles for 8 channels or fewer)."""
+WIDTH = {8: "y", 16: "z"}
+"""Register letter of a vector of 8 / 16 float32 lanes."""
 _VECTOR_REGISTER = re.compile(r"%([xyz])mm(\d+)")
 _AVX512_ONLY = re.compile(r"\{1to\d+\}|%zmm\d|%[xy]mm(?:1[6-9]|2\d|3[01])\b|%k[0-7]\b")
 """Syntax only AVX-512 code has: embedded broadcasts, 512-bit registers, registers 16-31,
@@ -51,8 +54,8 @@ mask registers."""
 @pytest.mark.parametrize("kernel", TILES)
 @pytest.mark.parametrize("target", TARGETS)
 def test_the_tile_is_kept_in_vector_registers(target, kernel):
-    """Each step of the reduction is the tile's multiply-adds as 8-lane FMAs (ymm registers),
-    and the sums stay in vector registers for the whole reduction: the loops holding the
+    """Each step of the reduction is the tile's multiply-adds as FMAs of the target's width
+    (8-lane ymm registers on AVX2, 16-lane zmm on AVX-512: simd.host_lanes), and the sums stay in vector registers for the whole reduction: the loops holding the
     FMAs never move a vector register to or from the stack (a spill), and never store a
     vector at all (the tile is stored once, after its reduction).
 
@@ -61,7 +64,9 @@ def test_the_tile_is_kept_in_vector_registers(target, kernel):
     the target (``vfmadd231ps`` accumulates into its last operand, the ``vfmadd213ps`` LLVM
     picks for Zen 3 into its first, with register copies between steps), so the sums are
     not identified by register name."""
-    sums = TILES[kernel]
+    sums = asm_targets.tile_sums(target, kernel)
+    assert asm_targets.lanes(target) == {"avx2": 8, "avx512": 16}[target]
+    lanes = asm_targets.tile_lanes(target, kernel)
     loops = tile_loops(asm_targets.assembly(target, kernel))
     assert loops, "no loop of vector FMAs: the tile was not vectorised"
     for loop in loops:
@@ -69,7 +74,7 @@ def test_the_tile_is_kept_in_vector_registers(target, kernel):
         assert len(fmas) >= sums and len(fmas) % sums == 0, \
             f"{len(fmas)} FMAs in a loop: not whole steps of the {sums}-sum tile"
         widths = {w for fma in fmas for w, _ in _VECTOR_REGISTER.findall(fma)}
-        assert widths == {"y"}, f"FMAs not all on 256-bit ymm registers (8 lanes): {fmas[:3]}"
+        assert widths == {WIDTH[lanes]}, f"FMAs not all on {WIDTH[lanes]}mm registers ({lanes} lanes): {fmas[:3]}"
         assert not loop.spills, f"vector registers spilled to the stack in the tile's loop: {loop.spills[:3]}"
         assert not loop.vector_stores, f"sums stored during the reduction: {loop.vector_stores[:3]}"
 
@@ -110,6 +115,17 @@ def test_the_spill_check_reads_stack_addresses_only():
     assert framed.spills == ["vfmadd231ps\t-64(%rbp), %ymm8, %ymm7"]
 
 
+def test_a_jump_back_to_an_exit_block_is_no_loop():
+    """LLVM may place a loop's exit block (a dW tile's stores) above the loop and jump back
+    to it from the loop's end: that span is no loop, and its stores are no spills; the
+    real loop inside it is still found."""
+    asm = "\n".join(["f:", "\tjmp\t.LBB0_3", ".LBB0_1:", "\tvmovups\t%ymm1, (%rsi)", "\tjmp\t.LBB0_9",
+                     ".LBB0_3:", "\tvfmadd231ps\t(%rax), %ymm2, %ymm1", "\tdecq\t%rcx", "\tjne\t.LBB0_3",
+                     "\tjmp\t.LBB0_1", ".LBB0_9:", "\tretq"])
+    (loop,) = tile_loops(asm)
+    assert (loop.lines[0], len(loop.fmas), loop.vector_stores) == (".LBB0_3:", 1, [])
+
+
 @x86
 @pytest.mark.parametrize("target", TARGETS)
 def test_each_target_compiles_its_own_instruction_set(target):
@@ -119,7 +135,7 @@ def test_each_target_compiles_its_own_instruction_set(target):
     cpu, features = asm_targets.compiled_for(target)
     assert (cpu, features) == (TARGETS[target], "")
     if target == "avx2":
-        for name in list(TILES) + [f"probe_{s}" for s in asm_targets.PROBE_SUMS]:
+        for name in TILES + tuple(f"probe_{s}" for s in asm_targets.PROBE_SUMS):
             found = _AVX512_ONLY.findall(asm_targets.assembly(target, name))
             assert not found, f"AVX-512 instructions in the AVX2 code of {name}: {found[:3]}"
     else:

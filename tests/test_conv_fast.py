@@ -108,7 +108,8 @@ ODD_CASES = {
     "5x5 pad 2, many channels": (1, 8, 8, 40, 12, 5, 5, (1, 1), (2, 2, 2, 2)),
     "one input channel, one filter": (2, 6, 6, 1, 1, 3, 3, (1, 1), (0, 0, 0, 0)),
     "rows not covered by any window": (1, 9, 9, 2, 3, 2, 2, (3, 3), (0, 0, 0, 0)),
-    # the direct kernel's tiles (conv_direct.py): 4 px x 16 ch, 8 px x 8 ch, 6 taps for dW
+    # the direct kernel's tiles (conv_direct.py): 4 px x 16 ch, 8 px x 8 ch, 6 taps for dW on AVX2;
+    # 8 px x 32 ch, 8 px x 16 ch, 12 taps on AVX-512 (K=17: the overlapping last pixel there)
     "K=8: one whole narrow vector, W_out a multiple of 8": (2, 10, 10, 3, 8, 3, 3, (1, 1), (0, 0, 0, 0)),
     "K=16, W_out a multiple of 4: whole tiles only": (2, 6, 10, 5, 16, 3, 3, (1, 1), (1, 1, 1, 1)),
     "K=17: a panel and one channel": (2, 7, 9, 4, 17, 3, 3, (1, 1), (1, 1, 1, 1)),

@@ -44,15 +44,18 @@ def test_random_shapes_against_the_oracle(N, H, W, C, K, pads, seed):
 
 
 def test_filter_transform_is_g_w_gt():
-    """U = G g G^T per (c, k), packed as (16 positions, K/16 panels, C, 16), zero-padded."""
+    """U = G g G^T per (c, k), packed as (16 positions, K/CH panels, C, CH), zero-padded
+    (CH = direct.CHANNELS: 16 on AVX2, 32 on AVX-512)."""
     rng = np.random.default_rng(1)
-    Wt = rng.standard_normal((3, 3, 8, 20)).astype(np.float32)
+    K, ch = 40, conv_winograd.CHANNELS
+    panels = -(-K // ch)
+    Wt = rng.standard_normal((3, 3, 8, K)).astype(np.float32)
     G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-    want = np.einsum("ai,ijck,bj->abck", G, Wt.astype(np.float64), G).reshape(16, 8, 20)
-    packed = conv_winograd.transform_filters(Wt).reshape(16, 2, 8, 16)
-    got = np.concatenate([packed[:, 0], packed[:, 1]], axis=2)  # (16, C, 32)
-    np.testing.assert_allclose(got[:, :, :20], want, rtol=1e-6, atol=1e-6)
-    assert not got[:, :, 20:].any()
+    want = np.einsum("ai,ijck,bj->abck", G, Wt.astype(np.float64), G).reshape(16, 8, K)
+    packed = conv_winograd.transform_filters(Wt).reshape(16, panels, 8, ch)
+    got = np.concatenate([packed[:, p] for p in range(panels)], axis=2)  # (16, C, panels * ch)
+    np.testing.assert_allclose(got[:, :, :K], want, rtol=1e-6, atol=1e-6)
+    assert not got[:, :, K:].any()
 
 
 def test_routed_forward_and_dx_of_a_resnet_like_layer(rng):

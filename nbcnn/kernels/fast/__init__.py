@@ -24,7 +24,8 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
     boxes.NMS                            nms.nms: a shrinking list of survivors    cuda_nms: IoU bitmask, 64x64
                                                                                      boxes per block, host scan
 
-The modules: ``simd.py`` (explicit 8-lane vectors as Numba intrinsics), ``direct.py`` (the
+The modules: ``simd.py`` (explicit vectors as Numba intrinsics: 8 lanes, and the host's
+width, 16 lanes on AVX-512, for the register tiles), ``direct.py`` (the
 register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3) on the same tile),
 ``im2col.py`` (windows copied into a matrix for BLAS), ``blas.py`` (BLAS products with the
 thread count chosen per product), ``conv.py`` (the router between them), ``pool_rows.py``

@@ -30,7 +30,11 @@ from ..indexing import windows_covering
 from .. import pool as readable
 from .pool_rows import (WIDE_C, _chunk, _compact, _inside, _launch, _scatter, column_counts,
                         spans_far_past_the_image, stride_map)
-from .simd import LANES, add8, load8, store8
+from .simd import add8, load8, store8
+
+LANES = 8
+"""Channels per vector here: pooling moves memory more than it computes, so it keeps the
+8-lane helpers (``load8``) whatever the CPU's width (``simd.LANES``)."""
 
 
 # --------------------------------------------------------------------------- forward

@@ -129,7 +129,7 @@ def backward_filter(x, dz, win, dW):
         return
     K = dz.shape[3]
     if _direct_ok(x, dz, dW) and _copies_in_proportion(x.shape, win, dz.shape):
-        note_route("dW 6x16 tile")
+        note_route(direct.filter_grad_tile_name(K))
         direct.backward_filter(x, dz, win, dW, _scratch)
     elif _is_pointwise(x.shape, win, dz.shape):
         note_route("1x1: BLAS")

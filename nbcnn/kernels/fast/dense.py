@@ -18,7 +18,7 @@ from . import blas, direct
 
 DIRECT_MAX_W_BYTES = 512 << 10
 """Small float32 layers whose W fits in an L2 cache run on the direct conv tile
-(``direct.dense_forward``): every 4-row tile streams all of W, which must stay cached."""
+(``direct.dense_forward``): every tile of rows streams all of W, which must stay cached."""
 
 
 def _direct_ok(x, W, y):

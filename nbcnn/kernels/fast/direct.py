@@ -10,35 +10,41 @@ Same maths and shapes as the readable ``conv.conv2d_forward`` (NHWC)::
 What is restructured, and why it is fast (about 100x the readable compiled loop, and 2-7x
 im2col + BLAS; ``nbcnn bench --ladder`` shows the steps):
 
-1. **A register tile.** The output is cut into tiles of 4 pixels x 16 channels.
-   A tile's 64 sums live in 8 vector registers (``simd.f32x8``: 8 lanes each) for the whole
-   reduction over (i, j, c); each step loads 2 weight vectors and broadcasts 4 input numbers,
-   then does 8 vector multiply-adds: the two FMA units, not memory, set the speed. (The
-   readable loop does one load per multiply-add.) AVX2 has 16 vector registers; 6 x 16
-   (12 sums) measured slower here, and 12 x 8 spilled sums to the stack (checked in
-   tests/test_conv_direct.py). Layers with 8 channels or fewer (LeNet's 6, the dX of a
-   3-channel stem) use an 8 pixel x 8 channel tile, so fewer lanes idle.
-2. **Packed weights.** ``W`` is re-laid out as panels ``(K/16, f_h, f_w, C, 16)`` (padded with
-   zeros to a whole panel), so the 2 weight vectors of one step are 64 contiguous bytes and a
-   tile walks its panel front to back.
+1. **A register tile.** The output is cut into tiles of ``PIXELS`` pixels x ``CHANNELS``
+   channels: two vectors of ``simd.LANES`` lanes per pixel, the width of the CPU's vector
+   registers (chosen once at import, ``simd.host_lanes``). On AVX2 (8 lanes, 16 ymm
+   registers) that is 4 pixels x 16 channels: 64 sums in 8 registers; on AVX-512 (16 lanes,
+   32 zmm registers) 8 pixels x 32 channels: 256 sums in 16 registers. The sums stay in
+   registers for the whole reduction over (i, j, c); each step loads 2 weight vectors and
+   broadcasts one input number per pixel, then does 2 x PIXELS vector multiply-adds: the two
+   FMA units, not memory, set the speed. (The readable loop does one load per multiply-add.)
+   On AVX2, 6 x 16 (12 sums) measured slower and 12 x 8 spilled sums to the stack; on
+   AVX-512 4 x 32 was 0.8-1.1x and 12 x 32 1.0-1.1x the speed of 8 x 32 (checked in
+   tests/test_conv_direct.py: no spills, FMAs of the target's width). One source serves both
+   widths: the tile is a tuple of vectors updated by ``simd.tile_fma``. Layers with
+   ``LANES`` channels or fewer (LeNet's 6 and 16, the dX of a 3-channel stem) use a tile of
+   ``NARROW_PIXELS`` pixels x one vector, so fewer lanes idle.
+2. **Packed weights.** ``W`` is re-laid out as panels ``(K/CHANNELS, f_h, f_w, C, CHANNELS)``
+   (padded with zeros to a whole panel), so the 2 weight vectors of one step are contiguous
+   and a tile walks its panel front to back.
 3. **One contiguous run per filter row.** In NHWC the numbers under filter row i of one pixel,
    ``x[n, h, w0 .. w0 + f_w - 1, 0 .. C - 1]``, are ``f_w * C`` consecutive floats, and so are
-   the weights ``W[i, :, :, k0 .. k0 + 15]`` in the panel: the inner loop is one flat ``jc``
+   the weights ``W[i, :, :, k0 .. k0 + CHANNELS - 1]`` in the panel: the inner loop is one flat ``jc``
    loop with no index arithmetic per tap.
 4. **Padding copied once.** Reads outside the image would need a test per tap; instead ``x``
    is copied once into a zero-bordered buffer (no copy at all for a layer without padding).
-   A tile's pixels are 4 *consecutive* output pixels in NHWC order, so a tile may run on
-   into the next row or image: each of its pixels has its own window start (computed once
-   per task), its outputs are 4 consecutive pixels of ``out`` all the same, and no pixel
+   A tile's pixels are ``PIXELS`` *consecutive* output pixels in NHWC order, so a tile may run
+   on into the next row or image: each of its pixels has its own window start (computed once
+   per task), its outputs are consecutive pixels of ``out`` all the same, and no pixel
    slot idles at the end of a row (LeNet's 10-pixel rows wasted 2 of 12 when tiles stopped
    at the row's end). The very last tile repeats its last pixel.
 5. **Bias for free:** the sums start from the bias vector instead of zero.
 6. **Threads:** ``prange`` over runs of tiles (about one output row each); each tile is
    written by one thread, so there are no races and the result is the same bits every run.
 
-The backward passes reuse the tile: dW is ``filter_grad_tiles`` (6 taps x 16 channels,
-summed over pixels in cache-sized chunks); stride-1 dX is the forward with the filters
-flipped and transposed (``conv_fast.backward_input``); strided dX is one stride-1 convolution
+The backward passes reuse the tile: dW is ``filter_grad_tiles`` (``TAPS`` taps x
+``CHANNELS`` channels: 6 x 16 on AVX2, 12 x 32 on AVX-512, summed over pixels in cache-sized
+chunks); stride-1 dX is the forward with the filters flipped and transposed (``conv_fast.backward_input``); strided dX is one stride-1 convolution
 per phase of the input grid (``backward_input_strided``) or, for few channels, all phases in
 one (``backward_input_space_to_depth``).
 """
@@ -48,16 +54,26 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ...checks import Window
-from .simd import LANES, fma8, load8, splat8, splat_at8, store8
+from .simd import (LANES, ints_at, ints_from, load8, load_lanes, load_tile, loadv, repeat, splat_each, store8,
+                   store_tile_rows, tile_fma)
 
-PIXELS = 4
-"""Output pixels per register tile (along a row)."""
-TAPS = 6
-"""Filter taps per register tile of the dW kernel."""
-CHANNELS = 16
-"""Output channels per register tile: two 8-lane vectors."""
+PIXELS = 4 if LANES == 8 else 8
+"""Output pixels per register tile of ``conv_tiles``: 4 on AVX2 (8 ymm sums of its 16
+registers), 8 on AVX-512 (16 zmm sums of its 32; 4 x 32 ran 0.8-1.1x, 12 x 32 1.0-1.1x the
+speed of 8 x 32, one thread, Sapphire Rapids)."""
+CHANNELS = 2 * LANES
+"""Output channels per register tile: two vectors (16 on AVX2, 32 on AVX-512)."""
+TAPS = 6 if LANES == 8 else 12
+"""Filter taps per register tile of the dW kernel (6 x 2 ymm sums on AVX2, 12 x 2 zmm on
+AVX-512)."""
+NARROW_TAPS = 12
+"""Filter taps per dW tile for ``LANES`` channels or fewer (LeNet's 6 and 16): one vector
+of channels per tap, so no half-empty second vector (12 sums)."""
 TILE_MAJOR_BYTES = 24 << 10
 """conv_tiles: packed filters up to this size are all run tile by tile (see there)."""
+RUN_BLOCK_BYTES = 24 << 10
+"""conv_tiles: a panel's weights past this size are taken in blocks of about this size,
+each block serving all the tiles of a task from the L1 cache (see there)."""
 
 
 @register_jitable
@@ -81,50 +97,30 @@ def _window_starts(starts, g0, pixels, x_shape, geometry):
                     n += 1
 
 
-@register_jitable
-def tile_step(x0, x1, x2, x3, w_lo, w_hi, tile_sums):
-    """One step of the 4 pixel x 16 channel register tile: ``tile_sums`` holds 8 vectors,
-    pixel p's channels 0-7 and 8-15 at ``2p`` and ``2p + 1``; each gets ``x_p * w`` added
-    (``x_p``: pixel p's input number in all lanes; ``w_lo``, ``w_hi``: the 16 weights).
-    8 FMAs on registers: a tuple of vectors is plain values once inlined, kept in ymm
-    registers like separately named sums (tests/test_conv_direct.py checks the assembly)."""
-    a00, a01, a10, a11, a20, a21, a30, a31 = tile_sums
-    return (fma8(x0, w_lo, a00), fma8(x0, w_hi, a01), fma8(x1, w_lo, a10), fma8(x1, w_hi, a11),
-            fma8(x2, w_lo, a20), fma8(x2, w_hi, a21), fma8(x3, w_lo, a30), fma8(x3, w_hi, a31))
-
-
-@register_jitable
-def store_tile(dst, at, pitch, tile_sums, last=True):
-    """Pixel p's 16 sums to ``dst[at + p * pitch ...]``, for p = 0, 1, 2, and 3 if ``last``."""
-    a00, a01, a10, a11, a20, a21, a30, a31 = tile_sums
-    store8(dst, at, a00)
-    store8(dst, at + 8, a01)
-    store8(dst, at + pitch, a10)
-    store8(dst, at + pitch + 8, a11)
-    store8(dst, at + 2 * pitch, a20)
-    store8(dst, at + 2 * pitch + 8, a21)
-    if last:
-        store8(dst, at + 3 * pitch, a30)
-        store8(dst, at + 3 * pitch + 8, a31)
-
-
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
-    """The tiled loop nest (4 pixels x 16 channels). All arrays are flat float32:
+    """The tiled loop nest (``PIXELS`` pixels x ``CHANNELS`` channels). All arrays are flat float32:
 
     * ``xf``: the padded input, shape ``x_shape = (N, Hp, Wp, C)`` (see ``padded_input``), so
       window (h_out, w_out) starts at row ``h_out * s_h``, column ``w_out * s_w``;
-    * ``Wf``: the packed filters ``(ceil(K / 16), f_h, f_w, C, 16)`` (see ``pack_filters``):
-      one tap's 16 weights are 64 contiguous bytes, the next tap's right after them. (The
-      step is the constant 16 on purpose: a step read from an argument, to walk a dense
+    * ``Wf``: the packed filters ``(ceil(K / CHANNELS), f_h, f_w, C, CHANNELS)`` (see
+      ``pack_filters``): one tap's weights are contiguous, the next tap's right after them.
+      (The step is the constant CHANNELS on purpose: a step read from an argument, to walk a dense
       layer's ``W`` in place, cost 5-10% on every conv.)
     * ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
-    * ``bias``: ``ceil(K / 16) * 16`` numbers; ``out``: ``(N, H_out, W_out, K)``.
+    * ``bias``: ``ceil(K / CHANNELS) * CHANNELS`` numbers; ``out``: ``(N, H_out, W_out, K)``.
 
-    A tile is 4 *consecutive* output pixels in NHWC order, so it may run on into the next row
-    (or image): each pixel keeps its own window start ``b0 .. b3``, and the tile's outputs
-    are always 4 consecutive pixels of ``out``. (Tiles along one row only would waste 2 of
-    every 12 pixel slots on LeNet's 10-pixel rows.) The last tile repeats its last pixel.
+    A tile is ``PIXELS`` *consecutive* output pixels in NHWC order, so it may run on into the
+    next row (or image): each pixel keeps its own window start (the tuple ``window``, held in
+    general registers), and the tile's outputs are always consecutive pixels of ``out``.
+    (Tiles along one row only would waste 2 of every 12 pixel slots on LeNet's 10-pixel
+    rows.) The last tile repeats its last pixel.
+
+    Long reductions are cut into blocks (GEMM's "k blocking"): each filter row's run is
+    taken ``run_block`` numbers at a time, so a panel's block of weights (about
+    ``RUN_BLOCK_BYTES``) stays in the L1 cache while every tile of the task uses it; the
+    tiles' sums wait in ``partial`` between blocks (VGG's 512-channel layers, 590 KB of
+    weights per panel: 0.5x torch unblocked).
     """
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
@@ -138,6 +134,10 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
     # output pixels are written front to back; otherwise a panel serves all the task's
     # tiles before the next panel is loaded.
     tile_major = panels * f_h * run * CHANNELS * 4 <= TILE_MAJOR_BYTES
+    # blocks of the reduction: one when a panel's weights fit in RUN_BLOCK_BYTES (then
+    # also whenever tile_major: TILE_MAJOR_BYTES is smaller)
+    run_block = max(LANES, RUN_BLOCK_BYTES // (f_h * CHANNELS * 4))
+    blocks = 1 if f_h * run * CHANNELS * 4 <= RUN_BLOCK_BYTES else (run + run_block - 1) // run_block
     for task in prange((tiles + per_task - 1) // per_task):
         edge = np.empty(PIXELS * CHANNELS, np.float32)  # a tile that does not fit in `out`
         t0 = task * per_task
@@ -145,62 +145,70 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
         # the window starts of the task's pixels, found once for all panels
         starts = np.empty((t1 - t0) * PIXELS, np.int64)
         _window_starts(starts, t0 * PIXELS, pixels, x_shape, geometry)
-        for step in range((t1 - t0) * panels):
+        # the sums of the task's tiles between two blocks of the reduction
+        partial = np.empty((t1 - t0) * panels * PIXELS * CHANNELS if blocks > 1 else 0, np.float32)
+        for step in range((t1 - t0) * panels * blocks):
             if tile_major:
-                tile, kb = t0 + step // panels, step % panels
-            else:
-                kb, tile = step // (t1 - t0), t0 + step % (t1 - t0)
+                tile, kb, block = t0 + step // panels, step % panels, 0
+            else:  # panel, then block, then tile: a block of weights serves all the task's tiles
+                kb, block, tile = step // ((t1 - t0) * blocks), (step // (t1 - t0)) % blocks, t0 + step % (t1 - t0)
             g0 = tile * PIXELS
-            s0 = (tile - t0) * PIXELS
-            b0, b1, b2, b3 = starts[s0], starts[s0 + 1], starts[s0 + 2], starts[s0 + 3]
-            lo = load8(bias, kb * CHANNELS)  # the sums start from the bias
-            hi = load8(bias, kb * CHANNELS + 8)
-            tile_sums = (lo, hi, lo, hi, lo, hi, lo, hi)
+            window = ints_at(starts, (tile - t0) * PIXELS, PIXELS)  # each pixel's window start
+            kept = ((tile - t0) * panels + kb) * PIXELS * CHANNELS  # the tile's place in `partial`
+            if block == 0:  # the sums start from the bias: PIXELS rows of 2 vectors
+                tile_sums = repeat((loadv(bias, kb * CHANNELS), loadv(bias, kb * CHANNELS + LANES)), PIXELS)
+            else:
+                tile_sums = load_tile(partial, kept, CHANNELS, PIXELS, 2, LANES)
+            j0 = block * run_block
+            j1 = min(run, j0 + run_block) if blocks > 1 else run
             for i in range(f_h):
                 row = i * Wp * C  # filter row i, from each window's start
                 w_row = (kb * f_h + i) * run * CHANNELS
-                for jc in range(run):
-                    o = row + jc
-                    tile_sums = tile_step(splat_at8(xf, b0 + o), splat_at8(xf, b1 + o), splat_at8(xf, b2 + o),
-                                          splat_at8(xf, b3 + o), load8(Wf, w_row + jc * CHANNELS),
-                                          load8(Wf, w_row + jc * CHANNELS + 8), tile_sums)
+                for jc in range(j0, j1):
+                    w = w_row + jc * CHANNELS
+                    tile_sums = tile_fma(splat_each(xf, window, row + jc, LANES), (loadv(Wf, w), loadv(Wf, w + LANES)),
+                                         tile_sums)
+            if block < blocks - 1:
+                store_tile_rows(partial, kept, CHANNELS, tile_sums, 2, 0, PIXELS)
+                continue
             k0 = kb * CHANNELS
             base = g0 * K + k0
             valid = min(PIXELS, pixels - g0)
             full = valid == PIXELS
             whole = full and k0 + CHANNELS <= K
-            # one panel, 8 < K < 16, 4 real pixels: overlapping stores, as in
-            # conv_tiles_narrow (pixel 2's lanes end inside the tile: 2 * K + 16 <= 4 * K;
-            # with several panels the overlap would clobber the earlier panels of the
-            # next pixel, so those go through `edge`)
+            # one panel, LANES < K < CHANNELS, all pixels real: overlapping stores, as in
+            # conv_tiles_narrow (the last-but-one pixel's lanes end inside the tile:
+            # (PIXELS - 2) * K + 2 * LANES <= PIXELS * K; with several panels the overlap
+            # would clobber the earlier panels of the next pixel, so those go through `edge`)
             overlap = full and panels == 1 and K > LANES
-            dst = out if whole or overlap else edge
-            at = base if whole or overlap else 0
-            pitch = K if whole or overlap else CHANNELS
-            store_tile(dst, at, pitch, tile_sums, whole)  # pixels 0-2, and 3 when whole
-            if overlap:
-                store8(edge, 0, tile_sums[6])
-                store8(edge, 8, tile_sums[7])
+            if whole:
+                store_tile_rows(out, base, K, tile_sums, 2, 0, PIXELS)
+            elif overlap:  # rows in order: each store overwrites the previous one's spill-over
+                store_tile_rows(out, base, K, tile_sums, 2, 0, PIXELS - 1)
+                store_tile_rows(edge, 0, CHANNELS, tile_sums, 2, PIXELS - 1, PIXELS)
                 for k in range(K):
-                    out[base + 3 * K + k] = edge[k]
-            elif not whole:
-                store8(edge, 3 * CHANNELS, tile_sums[6])
-                store8(edge, 3 * CHANNELS + 8, tile_sums[7])
+                    out[base + (PIXELS - 1) * K + k] = edge[(PIXELS - 1) * CHANNELS + k]
+            else:
+                store_tile_rows(edge, 0, CHANNELS, tile_sums, 2, 0, PIXELS)
                 for p in range(valid):
                     for k in range(min(CHANNELS, K - k0)):
                         out[base + p * K + k] = edge[p * CHANNELS + k]
 
 
 NARROW_PIXELS = 8
-"""Pixels per tile of the narrow kernel (one 8-lane vector of channels each)."""
+"""Pixels per tile of the narrow kernel (one vector of ``LANES`` channels each)."""
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
-    """``conv_tiles`` for at most 8 output channels (LeNet's 6, the dX of a 6-channel layer):
-    a 16-channel tile would leave 10 of its 16 lanes idle, so this tile is 8 pixels x 8
-    channels instead (8 vector sums, one weight vector per step). ``Wf`` is packed with
-    ``pack_filters(W, 8)``, ``bias`` holds 8 numbers. Otherwise the same loop nest."""
+def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out, lane_slots):
+    """``conv_tiles`` for at most ``LANES`` output channels (LeNet's 6 and 16, the dX of a
+    6-channel layer): a ``2 * LANES``-channel tile would leave most of its lanes idle, so
+    this tile is ``NARROW_PIXELS`` pixels x one vector of channels (8 vector sums, one weight
+    vector per step). The vector has ``len(lane_slots)`` lanes (a tuple: one compiled version
+    per width): ``LANES``, or 8 for 8 channels or fewer on AVX-512 (3 channels fill 3 of 8
+    lanes, not 3 of 16; see ``narrow_lanes``). ``Wf`` is packed with ``pack_filters(W,
+    lanes)``, ``bias`` holds ``lanes`` numbers. Otherwise the same loop nest."""
+    lanes = len(lane_slots)
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
     run = f_w * C
@@ -208,86 +216,62 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out):
     tiles = (pixels + NARROW_PIXELS - 1) // NARROW_PIXELS
     per_task = (W_out + NARROW_PIXELS - 1) // NARROW_PIXELS
     for task in prange((tiles + per_task - 1) // per_task):
-        edge = np.empty(NARROW_PIXELS * LANES, np.float32)
+        edge = np.empty(NARROW_PIXELS * lanes, np.float32)
         t0 = task * per_task
         t1 = min(t0 + per_task, tiles)
         starts = np.empty((t1 - t0) * NARROW_PIXELS, np.int64)
         _window_starts(starts, t0 * NARROW_PIXELS, pixels, x_shape, geometry)
         for tile in range(t0, t1):
             g0 = tile * NARROW_PIXELS
-            s0 = (tile - t0) * NARROW_PIXELS
-            b0, b1, b2, b3 = starts[s0], starts[s0 + 1], starts[s0 + 2], starts[s0 + 3]
-            b4, b5, b6, b7 = starts[s0 + 4], starts[s0 + 5], starts[s0 + 6], starts[s0 + 7]
-            a0 = load8(bias, 0)
-            a1 = a0
-            a2 = a0
-            a3 = a0
-            a4 = a0
-            a5 = a0
-            a6 = a0
-            a7 = a0
+            window = ints_at(starts, (tile - t0) * NARROW_PIXELS, NARROW_PIXELS)
+            tile_sums = repeat((load_lanes(bias, 0, lane_slots),), NARROW_PIXELS)
             for i in range(f_h):
                 row = i * Wp * C
-                w_row = i * run * LANES
+                w_row = i * run * lanes
                 for jc in range(run):
-                    wv = load8(Wf, w_row + jc * LANES)
-                    o = row + jc
-                    a0 = fma8(splat_at8(xf, b0 + o), wv, a0)
-                    a1 = fma8(splat_at8(xf, b1 + o), wv, a1)
-                    a2 = fma8(splat_at8(xf, b2 + o), wv, a2)
-                    a3 = fma8(splat_at8(xf, b3 + o), wv, a3)
-                    a4 = fma8(splat_at8(xf, b4 + o), wv, a4)
-                    a5 = fma8(splat_at8(xf, b5 + o), wv, a5)
-                    a6 = fma8(splat_at8(xf, b6 + o), wv, a6)
-                    a7 = fma8(splat_at8(xf, b7 + o), wv, a7)
+                    tile_sums = tile_fma(splat_each(xf, window, row + jc, lane_slots),
+                                         (load_lanes(Wf, w_row + jc * lanes, lane_slots),), tile_sums)
             base = g0 * K
             valid = min(NARROW_PIXELS, pixels - g0)
-            # 4 <= K < 8 and 8 real pixels: pixel p's vector overlaps the first channels of
-            # pixel p + 1, which the next store then overwrites (stores run in pixel order,
-            # and the task owns the tile); only the last pixel goes through `edge`. (K >= 4
-            # keeps pixel 6's 8 lanes inside the tile: 6 * K + 8 <= 8 * K.)
-            full = valid == NARROW_PIXELS and K >= LANES // 2
-            dst = out if full else edge
-            at = base if full else 0
-            pitch = K if full else LANES
-            store8(dst, at, a0)
-            store8(dst, at + pitch, a1)
-            store8(dst, at + 2 * pitch, a2)
-            store8(dst, at + 3 * pitch, a3)
-            store8(dst, at + 4 * pitch, a4)
-            store8(dst, at + 5 * pitch, a5)
-            store8(dst, at + 6 * pitch, a6)
-            if full and K == LANES:
-                store8(out, at + 7 * pitch, a7)
+            # lanes / 2 <= K < lanes and all pixels real: pixel p's vector overlaps the first
+            # channels of pixel p + 1, which the next store then overwrites (stores run in
+            # pixel order, and the task owns the tile); only the last pixel goes through
+            # `edge`. (K >= lanes / 2 keeps the last-but-one pixel's lanes inside the tile:
+            # (NARROW_PIXELS - 2) * K + lanes <= NARROW_PIXELS * K.)
+            full = valid == NARROW_PIXELS and 2 * K >= lanes
+            if full and K == lanes:
+                store_tile_rows(out, base, K, tile_sums, 1, 0, NARROW_PIXELS)
             elif full:
-                store8(edge, 0, a7)
+                store_tile_rows(out, base, K, tile_sums, 1, 0, NARROW_PIXELS - 1)
+                store_tile_rows(edge, 0, lanes, tile_sums, 1, NARROW_PIXELS - 1, NARROW_PIXELS)
                 for k in range(K):
-                    out[base + 7 * K + k] = edge[k]
+                    out[base + (NARROW_PIXELS - 1) * K + k] = edge[(NARROW_PIXELS - 1) * lanes + k]
             else:
-                store8(edge, 7 * LANES, a7)
+                store_tile_rows(edge, 0, lanes, tile_sums, 1, 0, NARROW_PIXELS)
                 for p in range(valid):
                     for k in range(K):
-                        out[base + p * K + k] = edge[p * LANES + k]
+                        out[base + p * K + k] = edge[p * lanes + k]
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts):
+def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, tap_slots, vector_slots, lane_slots):
     """dW as the same kind of register tile, the reduction now running over output pixels::
 
         dW[r, k] = sum over (n, h_out, w_out) of x_window[(n, h_out, w_out), r] * dz[n, h_out, w_out, k]
 
     with r = i * run + m a filter tap (filter row i, m = j * C + c along the row's ``run =
-    f_w * C`` contiguous numbers). A tile is 6 consecutive taps of one filter row x 16
-    channels (12 vector sums); each pixel loads 2 vectors of ``dz`` and broadcasts the 6 input
-    numbers under the taps, which lie next to each other in x (NHWC): one address plus the
-    constants 0..5, so the loop needs no register per tap. A row's last tile is moved back to
+    f_w * C`` contiguous numbers). A tile is ``TAPS`` consecutive taps of one filter row x
+    ``CHANNELS`` channels (6 x 16: 12 ymm sums on AVX2; 12 x 32: 24 zmm sums on AVX-512); each
+    pixel loads 2 vectors of ``dz`` and broadcasts the input numbers under the taps, which
+    lie next to each other in x (NHWC): one address plus the constants ``TAP_OFFSETS``, so
+    the loop needs no register per tap. A row's last tile is moved back to
     end at the row's end (its first taps are the previous tile's: computed twice, stored once).
-    ``dzf`` is ``dz`` flat, with at least 16 numbers more after it when K is not a multiple of
-    16: a pixel's last vector then runs into the next pixel's numbers, which only reach the
-    columns k >= K of ``parts``, never read. (Rows shorter than a tile, run < 6, read past the
-    row: the caller gives ``xf`` 8 numbers of slack, and those taps are not stored.)
+    ``dzf`` is ``dz`` flat, with at least CHANNELS numbers more after it when K is not a
+    multiple of CHANNELS: a pixel's last vector then runs into the next pixel's numbers, which only reach the
+    columns k >= K of ``parts``, never read. (Rows shorter than a tile, run < TAPS, read past
+    the row: the caller gives ``xf`` TAPS numbers of slack, and those taps are not stored.)
 
-    ``parts`` is ``(splits, f_h * run + 6, Kp)``, zeroed by the caller; split s sums its own
+    ``parts`` is ``(splits, f_h * run + TAPS, Kp)``, zeroed by the caller; split s sums its own
     share of the output rows, and the caller adds the splits in a fixed order (the same bits
     every run). Task = (split, tap tile, panel).
 
@@ -297,14 +281,18 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts):
     tasks, instead of every task streaming all of ``dz`` from memory (VGG's 56x56x256 layer
     has 6,144 tasks: 2.2 s unblocked).
     """
+    # the tile's shape: taps x vectors of `lanes` lanes, given as tuples of those lengths (one
+    # compiled version per shape, with the shape a constant inside: see filter_grad_shape)
+    taps, vectors, lanes = len(tap_slots), len(vector_slots), len(lane_slots)
+    width = vectors * lanes  # channels per tile
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
     run = f_w * C
-    per_row = (run + TAPS - 1) // TAPS  # tiles per filter row
+    per_row = (run + taps - 1) // taps  # tiles per filter row
     tiles = f_h * per_row
-    panels = (K + CHANNELS - 1) // CHANNELS
-    Kp = panels * CHANNELS
-    splits = parts.size // ((f_h * run + TAPS) * Kp)
+    panels = (K + width - 1) // width
+    Kp = panels * width
+    splits = parts.size // ((f_h * run + taps) * Kp)
     rows = N * H_out
     for chunk0 in range(0, rows, chunk_rows):
         chunk = min(chunk_rows, rows - chunk0)
@@ -313,73 +301,27 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts):
             tile = (task // panels) % tiles
             kb = task % panels
             i = tile // per_row
-            m0 = (tile % per_row) * TAPS
+            m0 = (tile % per_row) * taps
             first = 0  # taps of this tile already stored by the row's previous tile
-            if m0 + TAPS > run and run >= TAPS:
-                first = m0 - (run - TAPS)
-                m0 = run - TAPS
-            valid = min(TAPS, run - m0)
+            if m0 + taps > run and run >= taps:
+                first = m0 - (run - taps)
+                m0 = run - taps
+            valid = min(taps, run - m0)
             tap_offset = i * Wp * C + m0  # where the tile's first tap sits in the window
-            k0 = kb * CHANNELS
-            at = ((split * (f_h * run + TAPS)) + i * run + m0) * Kp + k0
-            a00 = load8(parts, at + 0 * Kp)
-            a01 = load8(parts, at + 0 * Kp + 8)
-            a10 = load8(parts, at + 1 * Kp)
-            a11 = load8(parts, at + 1 * Kp + 8)
-            a20 = load8(parts, at + 2 * Kp)
-            a21 = load8(parts, at + 2 * Kp + 8)
-            a30 = load8(parts, at + 3 * Kp)
-            a31 = load8(parts, at + 3 * Kp + 8)
-            a40 = load8(parts, at + 4 * Kp)
-            a41 = load8(parts, at + 4 * Kp + 8)
-            a50 = load8(parts, at + 5 * Kp)
-            a51 = load8(parts, at + 5 * Kp + 8)
+            k0 = kb * width
+            at = ((split * (f_h * run + taps)) + i * run + m0) * Kp + k0
+            tile_sums = load_tile(parts, at, Kp, tap_slots, vector_slots, lane_slots)  # `taps` rows of `vectors` vectors
             for row in range(chunk0 + split * chunk // splits, chunk0 + (split + 1) * chunk // splits):
                 n = row // H_out
                 h_out = row % H_out
                 corner = (n * Hp + h_out * s_h) * Wp * C + tap_offset
                 q = row * W_out * K + k0
                 for w_out in range(W_out):
-                    g_lo = load8(dzf, q)
-                    g_hi = load8(dzf, q + 8)
+                    # the input numbers under the taps: consecutive in x (offsets 0, 1, ...)
+                    under = splat_each(xf, ints_from(0, 1, tap_slots), corner + w_out * s_w * C, lane_slots)
+                    tile_sums = tile_fma(under, load_tile(dzf, q, 0, 1, vector_slots, lane_slots), tile_sums)
                     q += K
-                    o = corner + w_out * s_w * C
-                    v = splat_at8(xf, o + 0)
-                    a00 = fma8(v, g_lo, a00)
-                    a01 = fma8(v, g_hi, a01)
-                    v = splat_at8(xf, o + 1)
-                    a10 = fma8(v, g_lo, a10)
-                    a11 = fma8(v, g_hi, a11)
-                    v = splat_at8(xf, o + 2)
-                    a20 = fma8(v, g_lo, a20)
-                    a21 = fma8(v, g_hi, a21)
-                    v = splat_at8(xf, o + 3)
-                    a30 = fma8(v, g_lo, a30)
-                    a31 = fma8(v, g_hi, a31)
-                    v = splat_at8(xf, o + 4)
-                    a40 = fma8(v, g_lo, a40)
-                    a41 = fma8(v, g_hi, a41)
-                    v = splat_at8(xf, o + 5)
-                    a50 = fma8(v, g_lo, a50)
-                    a51 = fma8(v, g_hi, a51)
-            if first <= 0 < valid:
-                store8(parts, at + 0 * Kp, a00)
-                store8(parts, at + 0 * Kp + 8, a01)
-            if first <= 1 < valid:
-                store8(parts, at + 1 * Kp, a10)
-                store8(parts, at + 1 * Kp + 8, a11)
-            if first <= 2 < valid:
-                store8(parts, at + 2 * Kp, a20)
-                store8(parts, at + 2 * Kp + 8, a21)
-            if first <= 3 < valid:
-                store8(parts, at + 3 * Kp, a30)
-                store8(parts, at + 3 * Kp + 8, a31)
-            if first <= 4 < valid:
-                store8(parts, at + 4 * Kp, a40)
-                store8(parts, at + 4 * Kp + 8, a41)
-            if first <= 5 < valid:
-                store8(parts, at + 5 * Kp, a50)
-                store8(parts, at + 5 * Kp + 8, a51)
+            store_tile_rows(parts, at, Kp, tile_sums, vector_slots, first, valid)
 
 
 def pack_filters(W, width=CHANNELS):
@@ -401,7 +343,7 @@ def _pack_rows(rows, width, out):
     whole = K // width
     for kb in range(whole):
         for r in range(F):
-            for v in range(0, width, LANES):
+            for v in range(0, width, 8):  # width: a multiple of 8 (LANES or CHANNELS)
                 store8(out, (kb * F + r) * width + v, load8(flat, r * K + kb * width + v))
     rest = K - whole * width
     if rest:  # the last, partial panel: its columns, then zeros
@@ -456,21 +398,49 @@ def _pad_rows(x, xp, top, left):
         row[w1 * C:] = 0  # loop indexing src[e - left * C] was not: 2-2.6x slower)
 
 
+def narrow_lanes(K):
+    """The vector width of the narrow tile for K <= LANES output channels: 8 when K <= 8
+    (on AVX-512 a 16-lane vector would idle at least half its lanes: the dX of LeNet's
+    6-channel layer ran 0.75x the 8-lane tile's speed), else LANES."""
+    return 8 if K <= 8 else LANES
+
+
 def tile_name(K):
-    """The tile ``forward`` uses for K output channels (for NBCNN_DEBUG)."""
-    return "direct 8x8 tile" if K <= LANES else "direct 4x16 tile"
+    """The tile ``forward`` uses for K output channels (for NBCNN_DEBUG): pixels x channels,
+    "direct 8x8 tile" / "direct 4x16 tile" on AVX2, "direct 8x8 tile" / "direct 8x16 tile" /
+    "direct 8x32 tile" on AVX-512."""
+    if K <= LANES:
+        return f"direct {NARROW_PIXELS}x{narrow_lanes(K)} tile"
+    return f"direct {PIXELS}x{CHANNELS} tile"
+
+
+def filter_grad_shape(K):
+    """(taps, vectors, lanes) of the dW tile for K output channels: ``TAPS`` x two vectors of
+    ``LANES``; for ``LANES`` channels or fewer ``NARROW_TAPS`` x one vector, of 8 lanes for
+    8 channels or fewer (``narrow_lanes``: 1.5x a 16-lane vector's speed on a 3 -> 8 layer)."""
+    return (NARROW_TAPS, 1, narrow_lanes(K)) if K <= LANES else (TAPS, 2, LANES)
+
+
+def filter_grad_tile_name(K):
+    """The dW tile (for NBCNN_DEBUG): taps x channels, "dW 6x16 tile" / "dW 12x8 tile" on
+    AVX2, "dW 12x32 tile" / "dW 12x16 tile" / "dW 12x8 tile" on AVX-512."""
+    taps, vectors, lanes = filter_grad_shape(K)
+    return f"dW {taps}x{vectors * lanes} tile"
 
 
 def forward(x, W, b, win, z, scratch):
     """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous); ``win`` a ``checks.Window``."""
     N, H_out, W_out, K = z.shape
-    width = LANES if K <= LANES else CHANNELS  # the narrow tile for 8 channels or fewer
+    width = narrow_lanes(K) if K <= LANES else CHANNELS  # the narrow tile for LANES channels or fewer
     xp = padded_input(x, win, H_out, W_out, scratch)
     bias = np.zeros(-(-K // width) * width, np.float32)
     bias[:K] = b
     geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
-    tiles = conv_tiles_narrow if width == LANES else conv_tiles
-    tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1))
+    if K <= LANES:
+        conv_tiles_narrow(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1),
+                          (0,) * width)
+    else:
+        conv_tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1))
 
 
 def dense_forward(x, W, b, y):
@@ -498,28 +468,31 @@ def backward_filter(x, dz, win, dW, scratch):
     """``dW = sum over pixels of window(x) outer dz`` for float32 (see ``filter_grad_tiles``)."""
     N, H_out, W_out, K = dz.shape
     f_h, f_w, C, _ = dW.shape
+    taps, vectors, lanes = filter_grad_shape(K)
+    width = vectors * lanes
     run = f_w * C
-    slack = LANES if run < TAPS else 0  # a row shorter than a tile reads past its end
+    slack = taps if run < taps else 0  # a row shorter than a tile reads past its end
     xp = padded_input(x, win, H_out, W_out, scratch, slack=slack)
-    Kp = -(-K // CHANNELS) * CHANNELS
+    Kp = -(-K // width) * width
     dzf = dz.reshape(-1)
-    if Kp != K:  # the last pixel's vectors read up to 16 numbers past the end: give them room
-        dzf = scratch("dz_tail_room", dz.size + CHANNELS)
+    if Kp != K:  # the last pixel's vectors read up to `width` numbers past the end: give them room
+        dzf = scratch("dz_tail_room", dz.size + width)
         dzf[:dz.size] = dz.reshape(-1)
         dzf[dz.size:] = 0
     F = f_h * run
-    tiles = f_h * -(-run // TAPS)
-    tasks = tiles * (Kp // CHANNELS)
+    tiles = f_h * -(-run // taps)
+    tasks = tiles * (Kp // width)
     if tasks >= TASKS_WANTED and dz.nbytes > CHUNK_BYTES:
         # big: enough tasks in a chunk, no splits, cache-sized chunks of rows
         splits, chunk_rows = 1, max(1, CHUNK_PIXELS // W_out)
     else:  # few tasks (small filters): split the rows, one chunk
         splits, chunk_rows = max(1, min(N * H_out, TASKS_WANTED // tasks)), N * H_out
-    parts = np.zeros((splits, F + TAPS, Kp), np.float32)
+    parts = np.zeros((splits, F + taps, Kp), np.float32)
     geometry = (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K)
     # the copy's flat buffer with its slack: the same scratch memory padded_input filled
     xf = scratch("padded_x", xp.size + slack) if slack else xp.reshape(-1)
-    filter_grad_tiles(xf, xp.shape, dzf, geometry, chunk_rows, parts.reshape(-1))
+    filter_grad_tiles(xf, xp.shape, dzf, geometry, chunk_rows, parts.reshape(-1), (0,) * taps, (0,) * vectors,
+                      (0,) * lanes)
     total = parts[0]
     for s in range(1, splits):  # a fixed order
         total += parts[s]

@@ -39,7 +39,11 @@ from numba.extending import overload, register_jitable
 from ...backend import note_route
 from .. import pool as readable
 from .pool_rows import WIDE_C, _chunk, _compact, _inside, _launch, spans_far_past_the_image, stride_map
-from .simd import LANES, keep_where_eq8, load8, store8
+from .simd import keep_where_eq8, load8, store8
+
+LANES = 8
+"""Channels per vector here: pooling moves memory more than it computes, so it keeps the
+8-lane helpers (``load8``) whatever the CPU's width (``simd.LANES``)."""
 
 
 # --------------------------------------------------------------------------- forward

@@ -1,50 +1,116 @@
-"""Eight float32 lanes as one Numba value: the vector registers of an AVX2 CPU, spelled out.
+"""Float32 vectors as Numba values: the vector registers of the CPU, spelled out.
 
-Why this exists: a register-blocked kernel keeps a small tile of outputs (say 6 pixels x 16
+Why this exists: a register-blocked kernel keeps a small tile of outputs (say 4 pixels x 16
 channels) in registers while it runs the whole reduction. Written as ``acc[p, k] += x * w[k]``
-on a small array, LLVM kept ``acc`` in memory on these AVX2 machines (scalar
-``vfmadd231ss`` and a load and a store per multiply-add, 2-8 GFLOP/s); with AVX-512 it had
-found the register tile by itself (NUMBA_NOTES.md section 4). So the fast kernels say it
-directly, as one would with C intrinsics:
+on a small array, LLVM kept ``acc`` in memory on AVX2 machines (scalar ``vfmadd231ss`` and a
+load and a store per multiply-add, 2-8 GFLOP/s); with AVX-512 it had found the register tile
+by itself (NUMBA_NOTES.md section 4). So the fast kernels say it directly, as one would with
+C intrinsics:
 
-    w0 = load8(Wf, i)               # 8 consecutive float32 of a flat array -> one ymm register
-    acc = fma8(splat8(x), w0, acc)  # acc + x * w0 in all 8 lanes: one vfmadd231ps
-    store8(out, j, acc)             # back to memory
+    w0 = loadv(Wf, i)               # LANES consecutive float32 of a flat array -> one register
+    acc = fmav(splatv(x), w0, acc)  # acc + x * w0 in all lanes: one vfmadd231ps
+    storev(out, j, acc)             # back to memory
 
-A ``f32x8`` is a value (like a float), so accumulators written ``a00 = fma8(.., a00)`` in a
-loop are SSA values that LLVM keeps in registers. Nothing here checks bounds: the caller must
-keep ``i .. i + 7`` inside the array (the kernels pad their weight panels to whole vectors).
-On a CPU without AVX2/FMA the same code still compiles (LLVM splits the vectors), only slower.
+Two widths:
+
+* ``LANES`` (``loadv``, ``storev``, ``splatv``, ``splat_atv``; ``f32xv``): the width of the
+  compile target's vector registers, chosen once at import (``host_lanes``): 16 on a CPU with
+  AVX-512 (zmm registers, 32 of them), 8 on AVX2 (ymm, 16 of them). The register tiles of
+  ``direct.py`` are written over it: one source, a wider tile where the CPU has one.
+* 8 lanes (``load8``, ``store8``, ``splat8``, ``splat_at8``; ``f32x8``): fixed, for the
+  kernels that move memory more than they multiply (pooling, Winograd's transforms).
+
+``fmav``/``fma8``, ``add8``, ``sub8`` take vectors of either width. A vector is a value (like
+a float), so accumulators written ``a00 = fmav(.., a00)`` in a loop are SSA values that LLVM
+keeps in registers. Nothing here checks bounds: the caller must keep ``i .. i + lanes - 1``
+inside the array (the kernels pad their weight panels to whole vectors). On a CPU without
+the width's instructions the same code still compiles (LLVM splits a 16-lane vector into
+two 8-lane halves on AVX2), only slower.
 """
 
+import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config as numba_config
+
+from ... import config
 from numba.extending import intrinsic, models, register_model
 
-LANES = 8
-_VEC = ir.VectorType(ir.FloatType(), LANES)
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
 
 
-class F32x8Type(types.Type):
-    """Numba type of 8 float32 lanes (an LLVM ``<8 x float>``)."""
+# ------------------------------------------------------------------ which width: host_lanes
 
-    def __init__(self):
-        super().__init__(name="f32x8")
+def _target_cpu():
+    """(LLVM cpu name, feature string) Numba compiles for: ``NUMBA_CPU_NAME`` and
+    ``NUMBA_CPU_FEATURES`` when set (features ``""``: the named CPU's own), else the host's
+    (the rule of numba.core.codegen.CPUCodegen)."""
+    name = numba_config.CPU_NAME or llvm.get_host_cpu_name()
+    features = numba_config.CPU_FEATURES
+    if features is None:
+        features = llvm.get_host_cpu_features().flatten()
+    return name, features
 
 
-f32x8 = F32x8Type()
+def _sixteen_lanes_fit(cpu, features):
+    """Whether a ``<16 x float>`` add compiles to one zmm instruction for this cpu: asking
+    LLVM itself covers every way a target can have (or lack, or avoid) 512-bit vectors."""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    module = llvm.parse_assembly(
+        "define <16 x float> @add16(<16 x float> %a, <16 x float> %b) {\n"
+        "  %c = fadd <16 x float> %a, %b\n  ret <16 x float> %c\n}\n")
+    machine = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features, opt=2)
+    return "zmm" in machine.emit_assembly(module)
 
 
-@register_model(F32x8Type)
-class _F32x8Model(models.PrimitiveModel):
+def host_lanes():
+    """float32 lanes of one vector register of the CPU Numba compiles for: 16 with AVX-512,
+    else 8. ``NBCNN_LANES=8`` or ``16`` forces a width (to run the other width's kernels,
+    e.g. the 16-lane tiles on an AVX2 machine, where LLVM splits each vector in two); give
+    such a process its own ``NUMBA_CACHE_DIR``: Numba's cache keys compiled code by the CPU,
+    not by this constant, so a shared cache would hand it the other width's kernels."""
+    forced = config.get("NBCNN_LANES").strip()
+    if forced:
+        if forced not in ("8", "16"):
+            raise ValueError(f"NBCNN_LANES must be 8 or 16, got {forced!r}")
+        return int(forced)
+    return 16 if _sixteen_lanes_fit(*_target_cpu()) else 8
+
+
+LANES = host_lanes()
+"""float32 lanes of the register tiles' vectors (``loadv`` ...): 16 on AVX-512, 8 on AVX2."""
+
+
+# ------------------------------------------------------------------ the vector type
+
+class F32xNType(types.Type):
+    """Numba type of ``lanes`` float32 lanes (an LLVM ``<lanes x float>``)."""
+
+    def __init__(self, lanes):
+        self.lanes = lanes
+        super().__init__(name=f"f32x{lanes}")
+
+
+@register_model(F32xNType)
+class _F32xNModel(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _VEC)
+        super().__init__(dmm, fe_type, ir.VectorType(ir.FloatType(), fe_type.lanes))
 
 
-def _lane_pointer(context, builder, array_type, array, index):
+f32x8 = F32xNType(8)
+f32xv = F32xNType(LANES)
+"""The two vector types: 8 lanes, and the host's ``LANES``."""
+
+
+def _llvm_vector(vec_type):
+    return ir.VectorType(ir.FloatType(), vec_type.lanes)
+
+
+def _lane_pointer(context, builder, array_type, array, index, vec):
     data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), _VEC.as_pointer())
+    return builder.bitcast(builder.gep(data, [index]), vec.as_pointer())
 
 
 def _check_flat_float32(arr, idx):
@@ -54,92 +120,119 @@ def _check_flat_float32(arr, idx):
         raise TypeError(f"simd: the index must be an integer, got {idx}")
 
 
-@intrinsic
-def load8(typingctx, arr, idx):
-    """``arr[idx : idx + 8]`` as one vector (unaligned load, no bounds check)."""
-    _check_flat_float32(arr, idx)
-
-    def codegen(context, builder, sig, args):
-        return builder.load(_lane_pointer(context, builder, sig.args[0], args[0], args[1]), align=4)
-
-    return f32x8(arr, idx), codegen
+def _broadcast(builder, x, vec):
+    """``x`` in every lane of ``vec``'s type (``vbroadcastss``)."""
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(_I32, 0))
+    lanes0 = ir.Constant(ir.VectorType(_I32, vec.count), [0] * vec.count)
+    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), lanes0)
 
 
-@intrinsic
-def store8(typingctx, arr, idx, v):
-    """``arr[idx : idx + 8] = v`` (unaligned store, no bounds check)."""
-    _check_flat_float32(arr, idx)
+def _memory_ops(vec_type):
+    """load, store, splat, splat_at for vectors of ``vec_type``."""
+    vec = _llvm_vector(vec_type)
+    n = vec_type.lanes
 
-    def codegen(context, builder, sig, args):
-        builder.store(args[2], _lane_pointer(context, builder, sig.args[0], args[0], args[1]), align=4)
-        return context.get_dummy_value()
+    @intrinsic
+    def load(typingctx, arr, idx):
+        _check_flat_float32(arr, idx)
 
-    return types.none(arr, idx, v), codegen
+        def codegen(context, builder, sig, args):
+            return builder.load(_lane_pointer(context, builder, sig.args[0], args[0], args[1], vec), align=4)
+
+        return vec_type(arr, idx), codegen
+
+    @intrinsic
+    def store(typingctx, arr, idx, v):
+        _check_flat_float32(arr, idx)
+        if v != vec_type:
+            raise TypeError(f"simd: storing {v} with the store of {vec_type}")
+
+        def codegen(context, builder, sig, args):
+            builder.store(args[2], _lane_pointer(context, builder, sig.args[0], args[0], args[1], vec), align=4)
+            return context.get_dummy_value()
+
+        return types.none(arr, idx, v), codegen
+
+    @intrinsic
+    def splat(typingctx, x):
+        if x != types.float32:
+            raise TypeError(f"simd.splat: needs a float32, got {x}")
+
+        def codegen(context, builder, sig, args):
+            return _broadcast(builder, args[0], vec)
+
+        return vec_type(types.float32), codegen
+
+    @intrinsic
+    def splat_at(typingctx, arr, idx):
+        _check_flat_float32(arr, idx)
+
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            return _broadcast(builder, builder.load(builder.gep(data, [args[1]]), align=4), vec)
+
+        return vec_type(arr, idx), codegen
+
+    load.__doc__ = f"``arr[idx : idx + {n}]`` as one vector (unaligned load, no bounds check)."
+    store.__doc__ = f"``arr[idx : idx + {n}] = v`` (unaligned store, no bounds check)."
+    splat.__doc__ = f"``x`` copied into all {n} lanes (``vbroadcastss``)."
+    splat_at.__doc__ = (f"``arr[idx]`` copied into all {n} lanes (one ``vbroadcastss`` from memory). Unlike "
+                        "``splat(arr[idx])`` it skips Numba's negative-index wrap-around (a compare and an add "
+                        "per load, and a general register each: enough to push a register tile into spilling).")
+    return load, store, splat, splat_at
 
 
-@intrinsic
-def splat8(typingctx, x):
-    """``x`` copied into all 8 lanes (``vbroadcastss``)."""
-    if x != types.float32:
-        raise TypeError(f"simd.splat8: needs a float32, got {x}")
-
-    def codegen(context, builder, sig, args):
-        one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
-        lanes0 = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined), lanes0)
-
-    return f32x8(types.float32), codegen
+load8, store8, splat8, splat_at8 = _memory_ops(f32x8)
+loadv, storev, splatv, splat_atv = _memory_ops(f32xv)
 
 
-@intrinsic
-def splat_at8(typingctx, arr, idx):
-    """``arr[idx]`` copied into all 8 lanes (one ``vbroadcastss`` from memory). Unlike
-    ``splat8(arr[idx])`` it skips Numba's negative-index wrap-around (a compare and an add
-    per load, and a general register each: enough to push a register tile into spilling)."""
-    _check_flat_float32(arr, idx)
-
-    def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        x = builder.load(builder.gep(data, [args[1]]), align=4)
-        one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
-        lanes0 = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined), lanes0)
-
-    return f32x8(arr, idx), codegen
+def _same_vectors(*vs):
+    if not (isinstance(vs[0], F32xNType) and all(v == vs[0] for v in vs)):
+        raise TypeError(f"simd: needs vectors of one width, got {vs}")
+    return vs[0]
 
 
 @intrinsic
 def fma8(typingctx, a, b, c):
-    """``a * b + c`` lane by lane, rounded once (``vfmadd231ps``)."""
+    """``a * b + c`` lane by lane, rounded once (``vfmadd231ps``), for vectors of any one width."""
+    vt = _same_vectors(a, b, c)
+    vec = _llvm_vector(vt)
 
     def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v8f32")
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.v{vt.lanes}f32")
         return builder.call(fn, args)
 
-    return f32x8(f32x8, f32x8, f32x8), codegen
+    return vt(vt, vt, vt), codegen
+
+
+fmav = fma8
+"""The same function: ``fmav`` reads better next to ``loadv``."""
 
 
 @intrinsic
 def add8(typingctx, a, b):
-    """``a + b`` lane by lane."""
+    """``a + b`` lane by lane (either width)."""
+    vt = _same_vectors(a, b)
 
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
 
-    return f32x8(f32x8, f32x8), codegen
+    return vt(vt, vt), codegen
 
 
 @intrinsic
 def sub8(typingctx, a, b):
-    """``a - b`` lane by lane."""
+    """``a - b`` lane by lane (either width)."""
+    vt = _same_vectors(a, b)
 
     def codegen(context, builder, sig, args):
         return builder.fsub(args[0], args[1])
 
-    return f32x8(f32x8, f32x8), codegen
+    return vt(vt, vt), codegen
 
 
-_INT8 = ir.VectorType(ir.IntType(32), LANES)
+_INT8 = ir.VectorType(ir.IntType(32), 8)
+_VEC8 = ir.VectorType(ir.FloatType(), 8)
 
 
 @intrinsic
@@ -162,9 +255,197 @@ def keep_where_eq8(typingctx, v, keys, idx, k):
         key32 = context.cast(builder, key, sig.args[3], types.int32)
         one = builder.insert_element(ir.Constant(_INT8, ir.Undefined), key32, ir.Constant(ir.IntType(32), 0))
         keys_k = builder.shuffle_vector(one, ir.Constant(_INT8, ir.Undefined),
-                                        ir.Constant(_INT8, [0] * LANES))
-        zero = ir.Constant(_VEC, [0.0] * LANES)
+                                        ir.Constant(_INT8, [0] * 8))
+        zero = ir.Constant(_VEC8, [0.0] * 8)
         kept = builder.select(builder.icmp_signed("==", lanes, keys_k), vec, zero)
         return builder.fadd(zero, kept)
 
     return f32x8(v, keys, idx, k), codegen
+
+
+# ------------------------------------------------------------------ register tiles as tuples
+#
+# A register tile of ``rows`` x ``per_row`` vectors (say 8 pixels x 2 vectors of 16 channels)
+# is a tuple of vectors: plain SSA values once inlined, kept in registers like separately
+# named sums. These helpers build and update such tuples for any tile shape, so a kernel
+# is written once over the tile-shape constants instead of with one named sum per register
+# (``tile_fma`` of a tuple of 8 broadcasts and 2 weight vectors is 16 FMAs in a row).
+
+def _literal_count(count, what):
+    """A count known when compiling: an integer constant (a module global), or a tuple whose
+    length is the count (an argument: Numba compiles one version per tuple length, where an
+    int argument would be one version for every value, or a slow ``numba.literally``)."""
+    if isinstance(count, types.IntegerLiteral):
+        return count.literal_value
+    if isinstance(count, (types.UniTuple, types.Tuple)):
+        return count.count
+    raise TypeError(f"simd.{what}: the count must be a compile-time constant or a tuple, got {count}")
+
+
+def _int_offset(context, builder, base_type, base, offset):
+    return builder.add(context.cast(builder, base, base_type, types.int64), ir.Constant(_I64, offset))
+
+
+@intrinsic(prefer_literal=True)
+def ints_at(typingctx, arr, at, count):
+    """``(arr[at], arr[at + 1], ..., arr[at + count - 1])`` of a 1-D int64 array, as a tuple
+    (``count`` a constant; no bounds check): a tile's window starts, held in registers."""
+    n = _literal_count(count, "ints_at")
+    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1):
+        raise TypeError(f"simd.ints_at: needs a 1-D int64 array, got {arr}")
+    tup = types.UniTuple(types.int64, n)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        values = [builder.load(builder.gep(data, [_int_offset(context, builder, sig.args[1], args[1], p)]))
+                  for p in range(n)]
+        return context.make_tuple(builder, tup, values)
+
+    return tup(arr, at, count), codegen
+
+
+@intrinsic(prefer_literal=True)
+def ints_from(typingctx, start, step, count):
+    """``(start, start + step, ..., start + (count - 1) * step)`` (``count`` a constant)."""
+    n = _literal_count(count, "ints_from")
+    tup = types.UniTuple(types.int64, n)
+
+    def codegen(context, builder, sig, args):
+        s0 = context.cast(builder, args[0], sig.args[0], types.int64)
+        step = context.cast(builder, args[1], sig.args[1], types.int64)
+        values = [builder.add(s0, builder.mul(step, ir.Constant(_I64, p))) for p in range(n)]
+        return context.make_tuple(builder, tup, values)
+
+    return tup(start, step, count), codegen
+
+
+@intrinsic(prefer_literal=True)
+def load_lanes(typingctx, arr, idx, lanes):
+    """``arr[idx : idx + lanes]`` as one vector of ``lanes`` lanes (a constant, or a tuple of
+    that length): ``loadv`` or ``load8`` chosen when compiling."""
+    _check_flat_float32(arr, idx)
+    vt = F32xNType(_literal_count(lanes, "load_lanes"))
+    vec = _llvm_vector(vt)
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_lane_pointer(context, builder, sig.args[0], args[0], args[1], vec), align=4)
+
+    return vt(arr, idx, lanes), codegen
+
+
+@intrinsic(prefer_literal=True)
+def splat_each(typingctx, arr, starts, offset, lanes):
+    """``arr[starts[p] + offset]`` in all ``lanes`` lanes (a constant, or a tuple of that
+    length) of vector p, for each p: a tile's input numbers, one broadcast per pixel (on
+    AVX-512 folded into the FMA)."""
+    _check_flat_float32(arr, offset)
+    if not (isinstance(starts, types.UniTuple) and isinstance(starts.dtype, types.Integer)):
+        raise TypeError(f"simd.splat_each: needs a tuple of integers, got {starts}")
+    vt = F32xNType(_literal_count(lanes, "splat_each"))
+    tup = types.UniTuple(vt, starts.count)
+    vec = _llvm_vector(vt)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        o = context.cast(builder, args[2], sig.args[2], types.int64)
+        values = []
+        for p, start in enumerate(cgutils.unpack_tuple(builder, args[1], starts.count)):
+            at = builder.add(context.cast(builder, start, starts.dtype, types.int64), o)
+            values.append(_broadcast(builder, builder.load(builder.gep(data, [at]), align=4), vec))
+        return context.make_tuple(builder, tup, values)
+
+    return tup(arr, starts, offset, lanes), codegen
+
+
+@intrinsic(prefer_literal=True)
+def repeat(typingctx, row, count):
+    """The tuple ``row`` repeated ``count`` times (a constant): a tile's starting sums,
+    e.g. ``repeat((bias_lo, bias_hi), 8)``."""
+    n = _literal_count(count, "repeat")
+    if not isinstance(row, types.UniTuple):
+        raise TypeError(f"simd.repeat: needs a tuple, got {row}")
+    tup = types.UniTuple(row.dtype, row.count * n)
+
+    def codegen(context, builder, sig, args):
+        return context.make_tuple(builder, tup, cgutils.unpack_tuple(builder, args[0], row.count) * n)
+
+    return tup(row, count), codegen
+
+
+@intrinsic
+def tile_fma(typingctx, xs, ws, sums):
+    """One step of a register tile of ``len(xs)`` rows x ``len(ws)`` vectors:
+    ``sums[r * len(ws) + v] + xs[r] * ws[v]`` for every r, v, as a new tuple (one FMA each,
+    registers only)."""
+    for t in (xs, ws, sums):
+        if not (isinstance(t, types.UniTuple) and isinstance(t.dtype, F32xNType)):
+            raise TypeError(f"simd.tile_fma: needs tuples of vectors, got {t}")
+    if sums.count != xs.count * ws.count or not (xs.dtype == ws.dtype == sums.dtype):
+        raise TypeError(f"simd.tile_fma: {sums} is not a tile of {xs} x {ws}")
+    vt = sums.dtype
+    vec = _llvm_vector(vt)
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.v{vt.lanes}f32")
+        x = cgutils.unpack_tuple(builder, args[0], xs.count)
+        w = cgutils.unpack_tuple(builder, args[1], ws.count)
+        s = cgutils.unpack_tuple(builder, args[2], sums.count)
+        out = [builder.call(fn, [x[r], w[v], s[r * ws.count + v]]) for r in range(xs.count) for v in range(ws.count)]
+        return context.make_tuple(builder, sums, out)
+
+    return sums(xs, ws, sums), codegen
+
+
+@intrinsic(prefer_literal=True)
+def load_tile(typingctx, arr, at, pitch, rows, per_row, lanes):
+    """A tile of ``rows`` x ``per_row`` vectors of ``lanes`` lanes (all three constants, or
+    tuples of those lengths) from ``arr``: row r's vector v at ``arr[at + r * pitch + v *
+    lanes]``."""
+    _check_flat_float32(arr, at)
+    n_rows, n_per = _literal_count(rows, "load_tile"), _literal_count(per_row, "load_tile")
+    vt = F32xNType(_literal_count(lanes, "load_tile"))
+    tup = types.UniTuple(vt, n_rows * n_per)
+    vec = _llvm_vector(vt)
+
+    def codegen(context, builder, sig, args):
+        a0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        p = context.cast(builder, args[2], sig.args[2], types.int64)
+        values = []
+        for r in range(n_rows):
+            row = builder.add(a0, builder.mul(p, ir.Constant(_I64, r)))
+            for v in range(n_per):
+                at = builder.add(row, ir.Constant(_I64, v * vt.lanes))
+                values.append(builder.load(_lane_pointer(context, builder, sig.args[0], args[0], at, vec), align=4))
+        return context.make_tuple(builder, tup, values)
+
+    return tup(arr, at, pitch, rows, per_row, lanes), codegen
+
+
+@intrinsic(prefer_literal=True)
+def store_tile_rows(typingctx, arr, at, pitch, sums, per_row, first, stop):
+    """Rows ``first <= r < stop`` of a tile (``per_row`` vectors each, a constant) to
+    ``arr[at + r * pitch + v * LANES]``; the other rows are not stored."""
+    _check_flat_float32(arr, at)
+    if not (isinstance(sums, types.UniTuple) and isinstance(sums.dtype, F32xNType)):
+        raise TypeError(f"simd.store_tile_rows: needs a tuple of vectors, got {sums}")
+    n_per = _literal_count(per_row, "store_tile_rows")
+    vec = _llvm_vector(sums.dtype)
+
+    def codegen(context, builder, sig, args):
+        a0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        p = context.cast(builder, args[2], sig.args[2], types.int64)
+        lo = context.cast(builder, args[5], sig.args[5], types.int64)
+        hi = context.cast(builder, args[6], sig.args[6], types.int64)
+        values = cgutils.unpack_tuple(builder, args[3], sums.count)
+        for r in range(sums.count // n_per):
+            r_ = ir.Constant(_I64, r)
+            wanted = builder.and_(builder.icmp_signed("<=", lo, r_), builder.icmp_signed("<", r_, hi))
+            with builder.if_then(wanted, likely=True):
+                row = builder.add(a0, builder.mul(p, r_))
+                for v in range(n_per):
+                    at = builder.add(row, ir.Constant(_I64, v * sums.dtype.lanes))
+                    builder.store(values[r * n_per + v],
+                                  _lane_pointer(context, builder, sig.args[0], args[0], at, vec), align=4)
+        return context.get_dummy_value()
+
+    return types.none(arr, at, pitch, sums, per_row, first, stop), codegen

@@ -18,14 +18,14 @@ Summed over input channels c, the elementwise product becomes, for each of the 1
     M[ab][tile, k] = sum over c of V[ab][tile, c] * U[ab][c, k]
     V = B^T d B (the input, per tile and channel),  U = G g G^T (the filters, once per call)
 
-so the work is 16 small matrix products (on the same 4 x 16 register tile as the direct
+so the work is 16 small matrix products (on the same register tile as the direct
 kernel), and adds before and after: on ResNet's 56x56x64 layer about 2.25x fewer flops.
 Output tile (th, tw) covers pixels (2 th .. 2 th + 1, 2 tw .. 2 tw + 1) and reads the padded
 input's rows and columns 2 th .. 2 th + 3 (padded_input, grown to whole 2x2 tiles).
 
 Cache blocking: a task takes ``TILES`` consecutive output tiles (NHWC order, across rows
 and images), transforms their patches into ``V`` (16 x TILES x C floats), then for each
-16-channel panel of K runs the 16 products into ``M`` and transforms M straight into the
+``CHANNELS``-channel panel of K runs the 16 products into ``M`` and transforms M straight into the
 output: V and M stay in the core's caches (a whole-tensor V and M would be 4x the input
 and output in memory traffic, more than the multiplies saved on this machine).
 
@@ -39,19 +39,21 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .direct import pack_filters, padded_input, store_tile, tile_step
-from .simd import LANES, add8, load8, splat8, splat_at8, store8, sub8
+from .direct import CHANNELS, PIXELS, pack_filters, padded_input
+from .simd import (LANES, add8, ints_from, load8, loadv, repeat, splat_each, splatv, store8, store_tile_rows, sub8,
+                   tile_fma)
 
 TILES = 16
-"""Output tiles per task (a multiple of 4, the register tile's rows)."""
-CHANNELS = 16
-"""Output channels per panel, as in direct."""
+"""Output tiles per task (a multiple of ``direct.PIXELS``, the register tile's rows: 4 or 8)."""
+EIGHT = 8
+"""Channels per vector of the transforms (``load8``: they move memory more than they
+multiply; the products run on ``direct``'s tile of ``CHANNELS = 2 * LANES`` channels)."""
 
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
 
 
 def transform_filters(W):
-    """``U[a, b, c, k] = (G W[:, :, c, k] G^T)[a, b]``, packed as panels ``(16, K/16, C, 16)``."""
+    """``U[a, b, c, k] = (G W[:, :, c, k] G^T)[a, b]``, packed as panels ``(16, K / CHANNELS, C, CHANNELS)``."""
     f_h, f_w, C, K = W.shape
     U = np.tensordot(_G, W, axes=([1], [0]))  # (4, 3, C, K): G g
     U = np.tensordot(U, _G, axes=([1], [1]))  # (4, C, K, 4): (G g) G^T
@@ -63,7 +65,7 @@ def transform_filters(W):
 def winograd_tiles(xf, x_shape, Uf, out_shape, bias, workers, out):
     """The blocked loop nest. ``xf``: the padded input, flat, shape ``x_shape = (N, Hp, Wp, C)``
     with ``Hp >= 2 * ceil(H_out / 2) + 2`` (and Wp likewise), C a multiple of 8; ``Uf``: from
-    ``transform_filters``; ``out_shape = (N, H_out, W_out, K)``; ``bias``: ceil(K/16)*16 numbers;
+    ``transform_filters``; ``out_shape = (N, H_out, W_out, K)``; ``bias``: ceil(K / CHANNELS) * CHANNELS numbers;
     ``workers``: the thread count (each thread takes an equal share of the tasks, with its own
     buffers; which thread computes a tile does not change its bits)."""
     N, Hp, Wp, C = x_shape
@@ -78,8 +80,8 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, workers, out):
     # floats after the previous: a whole 4 KB multiple (16 tiles x 64 channels) would put
     # all 16 of a tile's values at the same 4 KB offset, where x86 loads wait for
     # unrelated stores ("4K aliasing": the transforms ran 5x slower)
-    pos_v = TILES * C + LANES
-    pos_m = TILES * CHANNELS + LANES
+    pos_v = TILES * C + EIGHT
+    pos_m = TILES * CHANNELS + EIGHT
     for worker in prange(workers):
         # buffers made once per thread, not per task: past 128 KB (C >= 128) each np.empty is
         # a fresh mmap, whose page faults cost more than the task's work
@@ -101,21 +103,21 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, workers, out):
                 whole[tt] = 2 * th + 1 < H_out and 2 * tw + 1 < W_out
             # 1. V = B^T d B for every tile and channel (8 channels per vector)
             for tt in range(TILES):
-                for c in range(0, C, LANES):
+                for c in range(0, C, EIGHT):
                     _input_transform(xf, corner[tt] + c, Wp * C, C, V, tt * C + c, pos_v)
             for kb in range(panels):
-                # 2. the 16 products over channels, one 4 x 16 register tile at a time
+                # 2. the 16 products over channels, one PIXELS x CHANNELS register tile at a time
                 for ab in range(16):
-                    for tt in range(0, TILES, 4):
+                    for tt in range(0, TILES, PIXELS):
                         _product_tile(V, ab * pos_v + tt * C, C, Uf, ((ab * panels + kb) * C) * CHANNELS,
                                       M, ab * pos_m + tt * CHANNELS)
                 # 3. Y = A^T M A + bias, stored where the 2x2 block is inside the output
                 for tt in range(count):
-                    for half in range(0, CHANNELS, LANES):
-                        k0 = kb * CHANNELS + half
+                    for part in range(0, CHANNELS, EIGHT):
+                        k0 = kb * CHANNELS + part
                         if k0 < K:
-                            _output_transform(M, tt * CHANNELS + half, pos_m, load8(bias, k0), out, first[tt] + k0,
-                                              whole[tt] and k0 + LANES <= K, t0 + tt, TH, TW, k0, H_out, W_out, K)
+                            _output_transform(M, tt * CHANNELS + part, pos_m, load8(bias, k0), out, first[tt] + k0,
+                                              whole[tt] and k0 + EIGHT <= K, t0 + tt, TH, TW, k0, H_out, W_out, K)
 
 
 @njit(inline="always")
@@ -145,15 +147,16 @@ def _input_transform(xf, at, row, C, V, dst, pos):
 
 @njit(inline="always")
 def _product_tile(V, v0, C, Uf, u0, M, m0):
-    """``M[m0 + i * 16 + k] = sum over c of V[v0 + i * C + c] * Uf[u0 + c * 16 + k]`` for 4 rows
-    i and 16 columns k: conv_direct's register tile (``tile_step``) over a plain matrix product."""
-    zero = splat8(np.float32(0))
-    tile_sums = (zero, zero, zero, zero, zero, zero, zero, zero)
+    """``M[m0 + i * CHANNELS + k] = sum over c of V[v0 + i * C + c] * Uf[u0 + c * CHANNELS + k]``
+    for ``PIXELS`` rows i and ``CHANNELS`` columns k: direct's register tile over a plain
+    matrix product."""
+    zero = splatv(np.float32(0))
+    tile_sums = repeat((zero, zero), PIXELS)
+    rows = ints_from(v0, C, PIXELS)  # where each row of V starts
     for c in range(C):
-        tile_sums = tile_step(splat_at8(V, v0 + c), splat_at8(V, v0 + C + c), splat_at8(V, v0 + 2 * C + c),
-                              splat_at8(V, v0 + 3 * C + c), load8(Uf, u0 + c * CHANNELS),
-                              load8(Uf, u0 + c * CHANNELS + 8), tile_sums)
-    store_tile(M, m0, CHANNELS, tile_sums)
+        u = u0 + c * CHANNELS
+        tile_sums = tile_fma(splat_each(V, rows, c, LANES), (loadv(Uf, u), loadv(Uf, u + LANES)), tile_sums)
+    store_tile_rows(M, m0, CHANNELS, tile_sums, 2, 0, PIXELS)
 
 
 @njit(inline="always")
@@ -193,10 +196,10 @@ def _store_edge(out, t, TH, TW, dy, dx, k0, H_out, W_out, K, y):
     h = 2 * ((t // TW) % TH) + dy
     w = 2 * (t % TW) + dx
     if h < H_out and w < W_out:
-        edge = np.empty(LANES, np.float32)
+        edge = np.empty(EIGHT, np.float32)
         store8(edge, 0, y)
         at = ((n * H_out + h) * W_out + w) * K + k0
-        for k in range(min(LANES, K - k0)):
+        for k in range(min(EIGHT, K - k0)):
             out[at + k] = edge[k]
 
 
@@ -216,7 +219,7 @@ def usable(x_shape, W_shape, win):
     f_h, f_w, C, K = W_shape
     Kp = -(-K // CHANNELS) * CHANNELS
     return (f_h == 3 and f_w == 3 and win.stride_h == 1 and win.stride_w == 1
-            and C % LANES == 0 and C >= 32 and 16 * C * Kp * 4 <= U_BYTES_MAX)
+            and C % EIGHT == 0 and C >= 32 and 16 * C * Kp * 4 <= U_BYTES_MAX)
 
 
 def forward(x, W, b, win, z, scratch):
