@@ -8,6 +8,7 @@
     nbcnn bench                    kernels and whole models against numpy and PyTorch
     nbcnn weights yolov3-tiny      fetch pretrained weights into the cache (sha256-checked)
     nbcnn detect PHOTO...          YOLOv3-tiny on photos: boxes printed and drawn
+    nbcnn detect data / eval       a generated detection set; mAP of a detector on a labelled set
 
 Every command runs the library's own functions (``nbcnn.conv2d`` and friends) on the
 backend you choose with ``--backend`` (or $NBCNN_BACKEND); nothing here has its own maths.
@@ -592,7 +593,31 @@ def weights(name, sdist, force):
         click.echo(f"{role:8s} {path}")
 
 
-@main.command()
+class DefaultCommandGroup(click.Group):
+    """A click group with a default subcommand: a first argument that names none of its
+    subcommands (a file, or an option of the default command) goes to ``default_command``, so
+    ``nbcnn detect dog.jpg`` is ``nbcnn detect run dog.jpg``. Add subcommands as usual
+    (``@detect.command()``); ``--help`` on its own still shows the group's help."""
+
+    def __init__(self, *args, default_command: str = "run", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_command = default_command
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=DefaultCommandGroup, default_command="run")
+def detect():
+    """Object detection: run YOLOv3-tiny on photos (`nbcnn detect PHOTO...`, short for
+    `nbcnn detect run PHOTO...`), make a labelled data set (`data`), score a detector (`eval`).
+
+    A file named like a subcommand: `nbcnn detect run eval`."""
+
+
+@detect.command("run")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("detections"),
               show_default=True, help="Folder for copies of the photos with the boxes drawn.")
@@ -608,7 +633,7 @@ def weights(name, sdist, force):
 @click.option("--names", "names_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="Class names, one per line (default: the cached coco.names).")
 @_backend_option()
-def detect(images, out_dir, conf, iou, as_json, cfg_path, weights_path, names_path, backend_name):
+def detect_run(images, out_dir, conf, iou, as_json, cfg_path, weights_path, names_path, backend_name):
     """Detect objects with YOLOv3-tiny, as `darknet detect` does: one line per detection (file,
     class, score, box x1 y1 x2 y2 in pixels), and a copy of each photo with its boxes drawn.
 
@@ -656,6 +681,278 @@ def detect(images, out_dir, conf, iou, as_json, cfg_path, weights_path, names_pa
         click.echo(_re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text))
     else:
         click.echo(f"drew {len(results)} image(s) into {out_dir}")
+
+
+_SYNTHETIC = click.Choice(["digits", "fashion", "mixed"])
+
+
+def _make_split(source, split, n, seed, size, min_object=12, max_object=64, max_objects=6, label="generating"):
+    """Generated scenes (nbcnn.detection.scenes) with a progress bar on stderr."""
+    from nbcnn.detection import scenes as _scenes
+
+    if seed is None:
+        seed = _scenes.SPLIT_SEEDS[split]
+    with click.progressbar(length=n, label=label, file=sys.stderr, show_pos=True, hidden=n < 50) as bar:
+        try:
+            return _scenes.make_scenes(n, seed=seed, source=source, split=split, size=size, min_object=min_object,
+                                       max_object=max_object, max_objects=max_objects,
+                                       callback=lambda done, total: bar.update(1))
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@detect.command("data")
+@click.option("--synthetic", "source", type=_SYNTHETIC, default="digits", show_default=True,
+              help="What to paste on the photos: handwritten digits, Fashion-MNIST items, or both (20 classes).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write: images/, labels/, classes.txt (and coco.json with --coco).")
+@click.option("--n", "count", type=click.IntRange(min=1), default=1000, show_default=True, help="Number of images.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True,
+              help="Which pool of digits / items to paste (the pools are disjoint).")
+@click.option("--seed", type=int, default=None, help="Default: the split's own seed (train 0, val 1, test 2).")
+@click.option("--size", type=click.IntRange(min=16), default=128, show_default=True, help="Image side in pixels.")
+@click.option("--min-object", type=click.IntRange(min=4), default=12, show_default=True,
+              help="Smallest object (longer side, pixels).")
+@click.option("--max-object", type=click.IntRange(min=4), default=64, show_default=True,
+              help="Largest object (longer side, pixels).")
+@click.option("--max-objects", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Objects per image: 1 to this many.")
+@click.option("--coco", is_flag=True, help="Also write the labels as COCO json (OUT/coco.json).")
+def detect_data(source, out_dir, count, split, seed, size, min_object, max_object, max_objects, coco):
+    """Write a generated detection set in the YOLO folder layout: real digits (or Fashion-MNIST
+    items) pasted at random sizes and places on crops of real photos, one label line
+    `class cx cy w h` (normalised) per object.
+
+        nbcnn detect data --out digits-train --n 2000
+        nbcnn detect data --out digits-test --split test --n 500 --coco
+    """
+    from nbcnn.detection import scenes as _scenes
+
+    scenes = _make_split(source, split, count, seed, size, min_object, max_object, max_objects)
+    try:
+        _scenes.write_yolo_folder(scenes, out_dir)
+        if coco:
+            _scenes.export_coco_json(scenes, out_dir / "coco.json")
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    objects = sum(len(b) for b in scenes.boxes)
+    used = _scenes.SPLIT_SEEDS[split] if seed is None else seed
+    click.echo(f"wrote {len(scenes)} images ({objects} objects, {len(scenes.class_names)} classes; "
+               f"{source}, {split} pool, seed {used}) into {out_dir}" + (f"; COCO json {out_dir / 'coco.json'}" if coco else ""))
+
+
+def _load_detector(path: Path):
+    """A detector saved by ``nbcnn detect train`` (nbcnn.detection.load_detector), as a predict callable."""
+    from nbcnn.detection.detector import load_detector as loader
+
+    try:
+        detector = loader(path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if hasattr(detector, "predict_boxes"):
+        # every box down to a low score: AP integrates over all confidences
+        return detector, (lambda images: detector.predict_boxes(images, conf=0.001))
+    return detector, getattr(detector, "predict", detector)
+
+
+@detect.command("eval")
+@click.argument("model_path", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Score these instead of a model: COCO results json "
+                                 '[{"image_id", "category_id", "bbox": [x, y, w, h] pixels, "score"}], '
+                                 "image_id i = the i-th image (file-name order, from 1), category_id = class + 1.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="A folder in the YOLO layout (images/, labels/, classes.txt).")
+@click.option("--synthetic", "source", type=_SYNTHETIC, default=None,
+              help="Generated scenes instead of --data (default: digits).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="The split of --synthetic.")
+@click.option("--n", "count", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Images of --synthetic.")
+@click.option("--size", type=click.IntRange(min=16), default=None,
+              help="Image side (--synthetic: default 128; --data: resize to it, needed for mixed sizes).")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Score threshold of the precision and recall shown.")
+@click.option("--voc", is_flag=True, help="VOC's all-point interpolated AP instead of COCO's 101 points.")
+@click.option("--pr-curve", "pr_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the per-class precision-recall curves (IoU 0.5) as a PNG.")
+@click.option("--save-predictions", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the model's predictions as COCO results json.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_backend_option()
+def detect_eval(model_path, predictions_path, data_dir, source, split, count, size, conf, voc, pr_path, save_path,
+                as_json, backend_name):
+    """Score a detector: per-class AP@0.5 and AP@0.5:0.95, mAP@0.5, mAP@0.5:0.95 (COCO's rules,
+    101-point interpolation; --voc for VOC's all-point AP), precision and recall at --conf.
+
+    MODEL_PATH: a detector checkpoint (nbcnn detect train --save), or pass --predictions.
+    The ground truth: --data DIR, or --synthetic digits|fashion (the held-out test split).
+
+        nbcnn detect eval digits-yolo.nbcnn --synthetic digits --pr-curve pr.png
+        nbcnn detect eval --predictions dt.json --data digits-test --voc
+    """
+    import json as _json
+
+    from nbcnn.detection import dataset as _dataset
+    from nbcnn.detection import metrics as _metrics
+
+    if (model_path is None) == (predictions_path is None):
+        raise click.UsageError("give a MODEL_PATH or --predictions FILE.json (one of them)")
+    if data_dir is not None and source is not None:
+        raise click.UsageError("give --data DIR or --synthetic, not both")
+    if data_dir is not None:
+        try:
+            scenes = _dataset.read_yolo_folder(data_dir, size=size)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    else:
+        scenes = _make_split(source or "digits", split, count, None, size or 128)
+    kwargs = {"conf": conf, "interpolation": "voc" if voc else "coco"}
+    with _backend(backend_name):
+        try:
+            if predictions_path is not None:
+                predictions = _metrics.read_coco_predictions(predictions_path, len(scenes), scenes.images.shape[1:3])
+            else:
+                detector, predict = _load_detector(model_path)
+                names = list(getattr(detector, "class_names", None) or [])
+                if names and len(names) != len(scenes.class_names):
+                    raise click.ClickException(f"the model knows {len(names)} classes {names}, the data "
+                                               f"has {len(scenes.class_names)} {list(scenes.class_names)}")
+                if names and names != list(scenes.class_names):
+                    click.echo(f"note: the model's class names {names} differ from the data's "
+                               f"{list(scenes.class_names)}; matching by class number", err=True)
+                with click.progressbar(length=len(scenes), label="predicting", file=sys.stderr,
+                                       show_pos=True) as bar:
+                    predictions = _metrics.predict_all(predict, scenes.images,
+                                                       callback=lambda done, total: bar.update(done - bar.pos))
+                if save_path is not None:
+                    _metrics.write_coco_predictions(predictions, scenes.images.shape[1:3], save_path)
+            result = _metrics.evaluate_scenes(scenes, predictions, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    if pr_path is not None:
+        from nbcnn import plot
+
+        _save_figure(plot.detection_pr_curves(result), pr_path)
+    if as_json:
+        click.echo(_json.dumps(result.as_dict(), indent=1))
+        return
+    where = str(data_dir) if data_dir is not None else f"generated {source or 'digits'} scenes, {split} split"
+    click.echo(f"{len(scenes)} images ({where}), {int(result.num_ground_truth.sum())} objects")
+    click.echo(result.table())
+    if pr_path is not None:
+        click.echo(f"precision-recall curves: {pr_path}")
+
+
+class _DetectionBars:
+    """``nbcnn.detection.fitting.fit``'s progress callback: a progress bar per epoch showing the
+    running loss terms, then one line per epoch (validation mAP included)."""
+
+    def __init__(self):
+        self._bar = None
+
+    def __call__(self, progress) -> None:
+        if progress.record is not None:
+            self.close()
+            click.echo(f"epoch {progress.epoch}/{progress.epochs}: " +
+                       "  ".join(f"{k} {v:.4g}" for k, v in progress.record.items()))
+        elif progress.step == 0:
+            self.close()
+            self._bar = click.progressbar(length=progress.steps, label=f"epoch {progress.epoch}/{progress.epochs}",
+                                          show_eta=True, file=sys.stderr, item_show_func=lambda status: status)
+            self._bar.__enter__()
+        elif self._bar is not None:
+            self._bar.update(1, " ".join(f"{k} {v:.3f}" for k, v in progress.terms.items()))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+@detect.command("train")
+@click.option("--step", type=click.Choice(["yolo", "localization", "landmarks"]), default="yolo", show_default=True,
+              help="The lecture's step: yolo (many objects, a grid), localization (one object: p_c, box, "
+                   "class) or landmarks (five points of one object).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Train on a folder in the YOLO layout (images/, labels/; train/ and val/ inside, or a tenth "
+                   "held out). Default: generated scenes.")
+@click.option("--synthetic", "source", type=_SYNTHETIC, default=None, help="Generated scenes (default: digits).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs in all (with --resume: up to this many). Default: 12 (yolo), 8 (the others).")
+@click.option("--size", type=click.IntRange(min=16), default=None,
+              help="Network input side in pixels. Default: 128 (yolo), 64 (the others).")
+@click.option("--n", "count", type=click.IntRange(min=8), default=None,
+              help="Training images (generated). Default: 3000.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
+@click.option("--from", "transfer_from", type=click.Choice(["yolov3-tiny"]), default=None,
+              help="Transfer learning: YOLOv3-tiny's pretrained backbone, frozen, with a new head "
+                   "(needs `nbcnn weights yolov3-tiny`).")
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="With --from: the .weights file, instead of the cache.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Checkpoint, written after every epoch (default: detector-<step>.nbcnn).")
+@click.option("--resume", is_flag=True, help="Continue the run saved in --out (same data and settings).")
+@click.option("--picture", "picture_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a picture of the trained model on held-out images (PNG).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_backend_option()
+def detect_train(step, data_dir, source, epochs, size, count, batch_size, learning_rate, transfer_from, weights_path,
+                 out_path, resume, picture_path, seed, backend_name):
+    """Train a detector with a progress bar (loss terms shown) and a checkpoint every epoch.
+
+        nbcnn detect train --synthetic digits --epochs 12 --out digits-yolo.nbcnn
+        nbcnn detect train --from yolov3-tiny --out digits-transfer.nbcnn
+        nbcnn detect train --out digits-yolo.nbcnn --resume --epochs 16
+        nbcnn detect train --step localization --picture step1.png
+        nbcnn detect train --step landmarks --picture step2.png
+
+    Then: nbcnn detect eval digits-yolo.nbcnn --synthetic digits
+    """
+    from nbcnn.detection import pictures as _pictures
+    from nbcnn.detection import training as _training
+    from nbcnn.weights.cache import WeightsNotFound
+
+    if data_dir is not None and source is not None:
+        raise click.UsageError("give --data DIR or --synthetic, not both")
+    if step != "yolo" and (data_dir is not None or transfer_from is not None or resume):
+        raise click.UsageError(f"--step {step} trains on generated one-object scenes: --data, --from and --resume "
+                               "are for --step yolo")
+    if source not in (None, "digits") and step != "yolo":
+        raise click.UsageError(f"--step {step} uses digits")
+    out_path = out_path or Path(f"detector-{step}.nbcnn")
+    bars = _DetectionBars()
+    with _backend(backend_name):
+        try:
+            if step == "yolo":
+                result = _training.train_yolo(
+                    data=data_dir, synthetic=None if data_dir is not None else (source or "digits"),
+                    epochs=epochs or 12, size=size or 128, transfer_from=transfer_from, out=out_path, resume=resume,
+                    n_train=count or 3000, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                    callback=bars, weights_path=weights_path)
+                detector = result["detector"]
+                click.echo(f"anchors (w, h relative): {np.round(detector.anchors, 3).tolist()}; "
+                           f"{result['seconds']:.0f} s; checkpoint {out_path}")
+                if picture_path is not None:
+                    _, val = _training.load_yolo_data(data_dir, source or "digits", detector.size, 8, 8, seed)
+                    _save_figure(_pictures.detections_picture(detector, val), picture_path)
+            else:
+                train = _training.train_localization if step == "localization" else _training.train_landmarks
+                result = train(epochs=epochs or 8, size=size or 64, n_train=count or 3000, batch_size=batch_size,
+                               learning_rate=learning_rate, seed=seed, out=out_path, callback=bars)
+                click.echo("held-out test split: " + "  ".join(f"{k} {v:.4g}" for k, v in result["test"].items()))
+                if picture_path is not None:
+                    draw = _pictures.localization_picture if step == "localization" else _pictures.landmarks_picture
+                    _save_figure(draw(result["detector"], *result["test_data"]), picture_path)
+        except WeightsNotFound as exc:
+            raise click.ClickException(str(exc)) from None
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            bars.close()
+    if picture_path is not None:
+        click.echo(f"picture: {picture_path}")
 
 
 
@@ -819,7 +1116,10 @@ def faces():
     `faces train` trains on some classes of the shipped digits (or Fashion-MNIST, or your own
     photos in people/NAME/*.jpg), chooses a distance threshold on validation pairs, and
     `faces eval` measures verification and one-shot recognition on classes it never saw.
-    `enroll`, `verify`, `who`, `list` and `remove` keep a face database (one SQLite file).
+    `enroll`, `verify`, `who`, `list` and `remove` keep a face database (one SQLite file); they
+    take real photos with the pretrained encoder (`--encoder dlib`, the default: face-api's tiny
+    face detector finds the faces, dlib's ResNet encodes them) or images with a trained one
+    (`--encoder faces-encoder.nbcnn`).
     """
 
 
@@ -845,6 +1145,25 @@ def _face_encoder(path: Path):
                                    f"`nbcnn faces train --out {path}`") from None
     except (ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _encoder_option():
+    return click.option("--encoder", "--model", "encoder_spec", default="dlib", show_default=True,
+                        help="'dlib': the pretrained encoder of real photos (dlib's ResNet, face-api's weights; "
+                             "faces found by the tiny face detector, Euclidean distance, threshold 0.6); or "
+                             "the path of an encoder written by `nbcnn faces train` (whole images, e.g. digits).")
+
+
+def _any_face_encoder(spec: str):
+    """``--encoder``: the pretrained dlib encoder, or a trained one from its file."""
+    if spec.strip().lower() == "dlib":
+        from nbcnn.triplet import app as faces_app
+
+        try:
+            return faces_app.load_face_encoder("dlib")
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(f"the shipped dlib encoder cannot be read: {exc}") from None
+    return _face_encoder(Path(spec))
 
 
 @contextlib.contextmanager
@@ -894,8 +1213,9 @@ class _TripletBars:
 @click.option("--unseen", default=None, help="Identities held out of training, comma-separated names or class "
               "numbers (default: 6,7,8,9 for digits and MNIST; Shirt, Sneaker, Bag, Ankle boot; a folder's "
               "last quarter).")
-@click.option("--loss", type=click.Choice(["triplet", "logistic"]), default="triplet", show_default=True,
-              help="triplet: the triplet loss; logistic: the lecture's binary classifier on |f(x1) - f(x2)|.")
+@click.option("--loss", type=click.Choice(["triplet", "logistic", "softmax"]), default="triplet", show_default=True,
+              help="triplet: the triplet loss; logistic: the lecture's binary classifier on |f(x1) - f(x2)|; "
+                   "softmax: train the encoder as a classifier of the training identities (see the README).")
 @click.option("--mining", type=click.Choice(["semi-hard", "hard", "random"]), default="semi-hard", show_default=True,
               help="Which triplets of each P x K batch to train on (see the README).")
 @click.option("--alpha", type=float, default=0.2, show_default=True, help="The triplet margin.")
@@ -910,7 +1230,8 @@ class _TripletBars:
 @click.option("--dim", "embedding_dim", type=click.IntRange(min=1), default=32, show_default=True,
               help="Filters of the last conv (flat head) or units of the Dense (dense head).")
 @click.option("--width", type=click.IntRange(min=1), default=32, show_default=True, help="Filters of the first conv.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Adam's learning rate (default: 0.003 for softmax, 0.001 for triplet and logistic).")
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Train on random variants of each image (handwriting: warps and stroke width; photos: "
                    "flips, shifts).")
@@ -919,12 +1240,17 @@ class _TripletBars:
 @click.option("--grey", is_flag=True, help="folder: read the photos in grey.")
 @click.option("--per-class", type=click.IntRange(min=3), default=None,
               help="Keep at most this many images of each identity (default: all; 1,000 for (Fashion-)MNIST).")
+@click.option("--extra", default=None,
+              help="Identities added to training, made from the seen ones: comma-separated among mirror, rot90, "
+                   "rot270 (digits mirrored or turned a quarter), pairs (two seen digits side by side), fashion "
+                   "(the 10 Fashion-MNIST classes); default none (see the README).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=FACES_MODEL,
               show_default=True, help="Where to save the encoder (weights and threshold).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def faces_train(backend_name, dataset, data_dir, unseen, loss, mining, alpha, epochs, P, K, steps_per_epoch,
-                head, embedding_dim, width, learning_rate, augment, size, grey, per_class, seed, out_path, quiet):
+                head, embedding_dim, width, learning_rate, augment, size, grey, per_class, extra, seed, out_path,
+                quiet):
     """Train a face encoder on the seen identities, choose its threshold on their validation pairs,
     report ROC AUC on pairs of the unseen identities, and save it (--out)."""
     from nbcnn.triplet import train_faces
@@ -936,7 +1262,7 @@ def faces_train(backend_name, dataset, data_dir, unseen, loss, mining, alpha, ep
                                  K=K, steps_per_epoch=steps_per_epoch, embedding_dim=embedding_dim, width=width,
                                  head=head,
                                  learning_rate=learning_rate, augment=augment, seed=seed, size=(size, size),
-                                 grey=grey, per_class=per_class, save_path=out_path, callback=bars)
+                                 grey=grey, per_class=per_class, extra=extra, save_path=out_path, callback=bars)
         finally:
             if bars is not None:
                 bars.close()
@@ -944,6 +1270,9 @@ def faces_train(backend_name, dataset, data_dir, unseen, loss, mining, alpha, ep
     click.echo(f"backend: {used}   trained in {result['seconds']:.1f} s ({result['images_per_second']:.0f} images/s)")
     click.echo(f"seen identities:   {', '.join(split.names[c] for c in split.seen)} "
                f"({len(split.x_train)} training + {len(split.x_val)} validation images)")
+    if split.source.get("extra"):
+        click.echo(f"extra identities:  {split.source['extra_identities']} made from the seen ones "
+                   f"({', '.join(split.source['extra'])}), in the training images above")
     click.echo(f"unseen identities: {', '.join(split.names[c] for c in split.unseen)} ({len(split.x_unseen)} images)")
     click.echo(f"threshold {result['threshold']:.4f}: validation accuracy {result['val_accuracy']:.2%} "
                f"(AUC {result['val_auc']:.4f})")
@@ -1007,14 +1336,16 @@ def faces_eval(model_path, backend_name, data_dir, folds, pairs, far_target, tri
 @faces.command("enroll")
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_faces_model_option()
+@_encoder_option()
 @_faces_db_option
 @_backend_option()
-def faces_enroll(name, images, model_path, db_path, backend_name):
-    """Enrol NAME from one or more IMAGES (all kept; a new photo is matched to the nearest)."""
+def faces_enroll(name, images, encoder_spec, db_path, backend_name):
+    """Enrol NAME from one or more IMAGES (all kept; a new photo is matched to the nearest).
+
+    With the dlib encoder (the default) each image is a photo and its largest face is enrolled."""
     from nbcnn.triplet import app as faces_app
 
-    encoder = _face_encoder(model_path)
+    encoder = _any_face_encoder(encoder_spec)
     with _backend(backend_name), _faces_errors():
         r = faces_app.enroll(db_path, encoder, name, images)
     note = f" ({r['skipped']} already enrolled)" if r["skipped"] else ""
@@ -1025,14 +1356,16 @@ def faces_enroll(name, images, model_path, db_path, backend_name):
 @faces.command("verify")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("name")
-@_faces_model_option()
+@_encoder_option()
 @_faces_db_option
 @_backend_option()
-def faces_verify(image, name, model_path, db_path, backend_name):
-    """Is IMAGE the person enrolled as NAME? (distance to the nearest of NAME's images < threshold)"""
+def faces_verify(image, name, encoder_spec, db_path, backend_name):
+    """Is IMAGE the person enrolled as NAME? (distance to the nearest of NAME's images < threshold)
+
+    With the dlib encoder (the default) IMAGE is a photo and its largest face is compared."""
     from nbcnn.triplet import app as faces_app
 
-    encoder = _face_encoder(model_path)
+    encoder = _any_face_encoder(encoder_spec)
     with _backend(backend_name), _faces_errors():
         v = faces_app.verify_file(db_path, encoder, image, name)
     verdict = "yes" if v.match else "no"
@@ -1042,14 +1375,42 @@ def faces_verify(image, name, model_path, db_path, backend_name):
 
 @faces.command("who")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_faces_model_option()
+@_encoder_option()
 @_faces_db_option
+@click.option("-o", "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Draw every face found with its name (or unknown) and distance into this PNG "
+                   "(dlib encoder, one photo).")
 @_backend_option()
-def faces_who(images, model_path, db_path, backend_name):
-    """Who is in each of IMAGES: the nearest enrolled identity, or unknown beyond the threshold."""
+def faces_who(images, encoder_spec, db_path, out_path, backend_name):
+    """Who is in each of IMAGES: the nearest enrolled identity, or unknown beyond the threshold.
+
+    With the dlib encoder (the default) every face the detector finds in each photo is named."""
     from nbcnn.triplet import app as faces_app
 
-    encoder = _face_encoder(model_path)
+    encoder = _any_face_encoder(encoder_spec)
+    if faces_app.is_photo_encoder(encoder):
+        if out_path is not None and len(images) != 1:
+            raise click.UsageError("-o/--out draws one photo: give one image with it")
+        with _backend(backend_name), _faces_errors():
+            for path in images:
+                labelled = faces_app.who_faces(db_path, encoder, path)
+                if not labelled:
+                    click.echo(f"{path}: no face found")
+                for k, (face, r) in enumerate(labelled, start=1):
+                    where = "(" + ", ".join(f"{v:.0f}" for v in face.box) + ")"
+                    if r.nearest_name is None:
+                        verdict = "unknown (nobody enrolled with this encoder)"
+                    elif r.name is None:
+                        verdict = (f"unknown (nearest: {r.nearest_name} at distance {r.distance:.4f}, beyond the "
+                                   f"threshold {encoder.threshold})")
+                    else:
+                        verdict = f"{r.name} (distance {r.distance:.4f})"
+                    click.echo(f"{path}: face {k} at {where} score {face.score:.2f}: {verdict}")
+                if out_path is not None:
+                    click.echo(f"wrote {faces_app.draw_who(path, labelled, out_path, encoder.threshold)}")
+        return
+    if out_path is not None:
+        raise click.UsageError("-o/--out draws the faces found in a photo: it needs --encoder dlib")
     with _backend(backend_name), _faces_errors():
         found = faces_app.who(db_path, encoder, images)
     for path, r in found:
@@ -1063,13 +1424,14 @@ def faces_who(images, model_path, db_path, backend_name):
 
 
 @faces.command("list")
-@_faces_model_option()
+@_encoder_option()
 @_faces_db_option
-def faces_list(model_path, db_path):
+def faces_list(encoder_spec, db_path):
     """The enrolled identities and how many images of each (for this encoder, and in all)."""
     from nbcnn.triplet import app as faces_app
 
-    encoder = _face_encoder(model_path) if model_path.exists() else None
+    is_dlib = encoder_spec.strip().lower() == "dlib"
+    encoder = _any_face_encoder(encoder_spec) if is_dlib or Path(encoder_spec).exists() else None
     with _faces_errors():
         people = faces_app.list_identities(db_path, encoder)
     if not people:

@@ -29,6 +29,8 @@ from .ops import (
     conv2d_backward,
     dense,
     dense_backward,
+    depthwise_conv2d,
+    depthwise_conv2d_backward,
     iou,
     leaky_relu,
     leaky_relu_backward,
@@ -59,6 +61,7 @@ from .layers import (  # noqa: E402
 )
 from .layers import DarknetBatchNorm, LeakyReLU, Route, UpSampling2D  # noqa: E402
 from .layers import L2Normalize  # noqa: E402
+from .layers import DepthwiseConv2D, SeparableConv2D  # noqa: E402
 from .model import Model, Sequential, load_model  # noqa: E402
 from .train import NotFiniteError  # noqa: E402  (fit stops with it on a NaN or inf loss or gradient)
 
@@ -78,5 +81,6 @@ __all__ = [
     "DarknetBatchNorm", "LeakyReLU", "Route", "UpSampling2D",
 ]
 __all__ += ["gram", "gram_backward", "conv2d_backward_input", "NotFiniteError"]
+__all__ += ["depthwise_conv2d", "depthwise_conv2d_backward", "DepthwiseConv2D", "SeparableConv2D"]
 __all__ += ["triplet_loss", "triplet_loss_backward", "l2_normalize", "l2_normalize_backward",
             "pairwise_squared_distances", "L2Normalize"]

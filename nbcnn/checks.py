@@ -233,6 +233,37 @@ def conv_inputs(x, W, b=None):
     return x, W, b.reshape(-1)
 
 
+def depthwise_inputs(x, W, b=None):
+    """Check the NHWC input, the (f_h, f_w, C) depthwise filters and the (C,) bias.
+
+    W may also be (f_h, f_w, C, 1), TensorFlow's layout for a channel multiplier of 1; it is
+    returned as (f_h, f_w, C) either way. Returns ``(x, W, b)`` in one common dtype (b may be None).
+    """
+    arrays = [as_array(x, "x", 4), as_array(W, "W (depthwise filters)")]
+    if b is not None:
+        arrays.append(as_array(b, "b (bias)"))
+    dtype = common_dtype(*arrays)
+    x = as_array(arrays[0], "x", 4, dtype)
+    W = as_array(arrays[1], "W (depthwise filters)", None, dtype)
+    if len(W.shape) == 4 and W.shape[3] == 1:
+        W = W.reshape(W.shape[:3])
+    if len(W.shape) != 3:
+        raise ValueError(f"depthwise filters W must have shape (f_h, f_w, C) or (f_h, f_w, C, 1) (one filter "
+                         f"per channel), got shape {tuple(W.shape)}")
+    if x.shape[3] != W.shape[2]:
+        raise ValueError(
+            f"channel mismatch: x has {x.shape[3]} channels (shape {tuple(x.shape)}, NHWC) but the depthwise "
+            f"filters W have {W.shape[2]} (shape {tuple(W.shape)}, (f_h, f_w, C)): one filter per channel"
+        )
+    if b is None:
+        return x, W, None
+    b = as_array(arrays[2], "b (bias)", None, dtype)
+    if len(b.shape) != 1 or b.shape[0] != W.shape[2]:
+        raise ValueError(f"bias b has shape {tuple(b.shape)} but the depthwise filters W (shape {tuple(W.shape)}) "
+                         f"have {W.shape[2]} channels: b must have shape ({W.shape[2]},)")
+    return x, W, b
+
+
 def dense_inputs(x, W, b=None):
     """Check x (N, D), W (D, M) and b (M,); returns them in one common dtype (b may be None)."""
     arrays = [as_array(x, "x", 2), as_array(W, "W", 2)] + ([as_array(b, "b", 1)] if b is not None else [])

@@ -823,3 +823,124 @@ class L2Normalize(Layer):
 
 
 LAYER_CLASSES[L2Normalize.__name__] = L2Normalize
+
+
+# --------------------------------------------------------------------------- depthwise(-separable) convolution (MobileNet)
+
+
+class DepthwiseConv2D(Layer):
+    """One ``kernel_size`` filter per input channel, channels kept apart, plus bias (NHWC).
+
+    Output: ``(H_out, W_out, C)`` with ``H_out = (H + pad_top + pad_bottom - f) // stride + 1``;
+    ``padding`` is "valid", "same" or ints as in ``nbcnn.depthwise_conv2d``. Parameters: W
+    ``(f_h, f_w, C)`` and b ``(C,)``: ``f_h * f_w * C + C`` numbers (channel multiplier 1;
+    Keras' ``depth_multiplier`` other than 1 is not offered).
+    """
+
+    def __init__(self, kernel_size, strides=1, padding="valid", use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", name: str | None = None):
+        super().__init__(name)
+        self.kernel_size = int_pair(kernel_size, "DepthwiseConv2D kernel_size", 1)
+        int_pair(strides, "DepthwiseConv2D strides", 1)  # checked now, kept as given
+        self.strides = strides
+        self.padding = padding
+        self.use_bias = use_bias
+        self.kernel_initializer = _check_initialiser(kernel_initializer)
+
+    def compute_output_shape(self, input_shape):
+        return window_output_shape(input_shape, self.kernel_size, self.strides, self.padding,
+                                   input_shape[-1] if len(input_shape) == 3 else None, self._describe())
+
+    def build(self, input_shape, rng):
+        if len(input_shape) != 3:
+            raise ValueError(f"DepthwiseConv2D expects (H, W, C) inputs, got shape {tuple(input_shape)}")
+        out = super().build(input_shape, rng)
+        f_h, f_w = self.kernel_size
+        c = input_shape[2]
+        # each output sees f_h * f_w inputs and each input feeds f_h * f_w outputs, of one channel
+        self.params["W"] = initialise(self.kernel_initializer, (f_h, f_w, c), f_h * f_w, f_h * f_w, rng)
+        if self.use_bias:
+            self.params["b"] = np.zeros(c, DTYPE)
+        return out
+
+    def _bias(self):
+        return self.params["b"] if self.use_bias else None
+
+    def forward(self, x, training=False):
+        self._x = x
+        return ops.depthwise_conv2d(x, self.params["W"], self._bias(), self.strides, self.padding)
+
+    def backward(self, dy):
+        dx, dW, db = ops.depthwise_conv2d_backward(dy, self._x, self.params["W"], self.strides, self.padding,
+                                                   need_dx=self.need_input_grad)
+        self.grads["W"] = _host(dW)
+        if self.use_bias:
+            self.grads["b"] = _host(db)
+        return dx
+
+    def macs(self):
+        H_out, W_out, C = self.output_shape
+        return H_out * W_out * C * self.kernel_size[0] * self.kernel_size[1]
+
+
+class SeparableConv2D(Layer):
+    """A depthwise-separable convolution: a ``DepthwiseConv2D`` (no bias) then a 1x1 ``Conv2D``
+    with ``filters`` outputs and bias (Keras' ``SeparableConv2D``, depth multiplier 1).
+
+    Output: ``(H_out, W_out, filters)``, H_out as in ``DepthwiseConv2D``. Parameters:
+    ``depthwise_W (f_h, f_w, C)``, ``pointwise_W (1, 1, C, filters)``, ``b (filters,)``:
+    ``f_h * f_w * C + C * filters + filters`` numbers, against ``f_h * f_w * C * filters +
+    filters`` for a ``Conv2D`` of the same shape (about 1/9 for 3x3 filters and many channels).
+    """
+
+    def __init__(self, filters: int, kernel_size, strides=1, padding="valid", use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", name: str | None = None):
+        super().__init__(name)
+        self.filters = int_arg(filters, "SeparableConv2D filters")
+        self.kernel_size = int_pair(kernel_size, "SeparableConv2D kernel_size", 1)
+        int_pair(strides, "SeparableConv2D strides", 1)
+        self.strides = strides
+        self.padding = padding
+        self.use_bias = use_bias
+        self.kernel_initializer = _check_initialiser(kernel_initializer)
+
+    def compute_output_shape(self, input_shape):
+        return window_output_shape(input_shape, self.kernel_size, self.strides, self.padding, self.filters,
+                                   self._describe())
+
+    def build(self, input_shape, rng):
+        if len(input_shape) != 3:
+            raise ValueError(f"SeparableConv2D expects (H, W, C) inputs, got shape {tuple(input_shape)}")
+        out = super().build(input_shape, rng)
+        f_h, f_w = self.kernel_size
+        c = input_shape[2]
+        self.params["depthwise_W"] = initialise(self.kernel_initializer, (f_h, f_w, c), f_h * f_w, f_h * f_w, rng)
+        self.params["pointwise_W"] = initialise(self.kernel_initializer, (1, 1, c, self.filters), c, self.filters,
+                                                rng)
+        if self.use_bias:
+            self.params["b"] = np.zeros(self.filters, DTYPE)
+        return out
+
+    def forward(self, x, training=False):
+        self._x = x
+        self._mid = ops.depthwise_conv2d(x, self.params["depthwise_W"], None, self.strides, self.padding)
+        b = self.params["b"] if self.use_bias else None
+        return ops.conv2d(self._mid, self.params["pointwise_W"], b)
+
+    def backward(self, dy):
+        x = self._x  # read first: before any forward this names the problem
+        dmid, dWp, db = ops.conv2d_backward(dy, self._mid, self.params["pointwise_W"])
+        dx, dWd, _ = ops.depthwise_conv2d_backward(dmid, x, self.params["depthwise_W"], self.strides, self.padding,
+                                                   need_dx=self.need_input_grad)
+        self.grads["depthwise_W"], self.grads["pointwise_W"] = _host(dWd), _host(dWp)
+        if self.use_bias:
+            self.grads["b"] = _host(db)
+        return dx
+
+    def macs(self):
+        H_out, W_out, K = self.output_shape
+        c = self.input_shape[2]
+        return H_out * W_out * c * (self.kernel_size[0] * self.kernel_size[1] + K)
+
+
+LAYER_CLASSES.update({cls.__name__: cls for cls in (DepthwiseConv2D, SeparableConv2D)})

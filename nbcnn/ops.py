@@ -21,6 +21,10 @@ Boxes (corners x1, y1, x2, y2; no gradients):
     iou = box_iou(boxes1, boxes2)  (N, M)       iou(box1, box2) -> float
     keep = nms(boxes, scores, iou_threshold, max_boxes)           indices, best score first
     keep = batched_nms(boxes, scores, classes, iou_threshold, max_boxes)   per class
+
+The YOLO training loss (targets from nbcnn.detection.targets.encode_targets):
+
+    terms = yolo_loss(pred, target, B)          dpred = yolo_loss_backward(pred, target, B, dloss=1 / N)
 """
 
 from __future__ import annotations
@@ -83,6 +87,54 @@ def conv2d_backward(dz, x, W, stride=1, pad=0, need_dx=True):
     dx = _run(conv.BACKWARD_INPUT, (dz_, W_), (win,), x.shape, x.dtype, device) if need_dx else None
     dW = _run(conv.BACKWARD_FILTER, (x_, dz_), (win,), W.shape, x.dtype, device)
     db = _run(bias.BACKWARD, (dz_.reshape(-1, W.shape[3]),), (), (W.shape[3],), x.dtype, device)
+    return tuple(None if g is None else backend.like_inputs(g, dz, x, W) for g in (dx, dW, db))
+
+
+# --------------------------------------------------------------------------- depthwise convolution
+
+from .kernels import depthwise  # noqa: E402  (kept with the ops it serves)
+
+
+def depthwise_conv2d(x, W, b=None, stride=1, pad=0):
+    """Depthwise convolution: filter c slides over channel c only (channel multiplier 1).
+
+    x (N, H, W, C), W (f_h, f_w, C) (or TensorFlow's (f_h, f_w, C, 1)), b (C,) -> z (N, H_out, W_out, C)
+
+        z[n, h, w, c] = b[c] + sum over (i, j) of x[n, h_in, w_in, c] * W[i, j, c]
+        h_in = h * stride - pad_top + i                  (w_in likewise)
+        H_out = (H + 2 * pad - f_h) // stride + 1        (W_out likewise)
+
+    ``stride`` and ``pad`` as in ``conv2d``. Followed by a 1x1 ``conv2d`` it is a
+    depthwise-separable convolution (MobileNet; ``nbcnn.layers.SeparableConv2D``). The kernel:
+    ``nbcnn/kernels/depthwise.py``.
+    """
+    x, W, b = checks.depthwise_inputs(x, W, b)
+    b = _no_bias_is_zero(b, W.shape[2], x.dtype)
+    win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "depthwise_conv2d")
+    device = backend.get_backend()
+    z = _run(depthwise.FORWARD, (x, W, b), (win,), (x.shape[0], H_out, W_out, x.shape[3]), x.dtype, device)
+    return backend.like_inputs(z, x, W, b)
+
+
+def depthwise_conv2d_backward(dz, x, W, stride=1, pad=0, need_dx=True):
+    """Gradients of ``depthwise_conv2d``: returns ``(dx, dW, db)`` shaped like x, W (as given:
+    (f_h, f_w, C) or (f_h, f_w, C, 1)) and (C,). ``need_dx=False`` skips dx (returned as None)::
+
+        dx[n, h_in, w_in, c] = sum over the windows covering (h_in, w_in) of dz[n, h_out, w_out, c] * W[i, j, c]
+        dW[i, j, c]          = sum over (n, h_out, w_out) of x[n, h_in, w_in, c] * dz[n, h_out, w_out, c]
+        db[c]                = sum of dz[..., c]
+    """
+    W_shape = tuple(getattr(W, "shape", np.shape(W)))
+    x, W, _ = checks.depthwise_inputs(x, W)
+    win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "depthwise_conv2d_backward")
+    dz = checks.as_array(dz, "dz", 4, x.dtype)
+    checks.grad_shape(dz, "dz", (x.shape[0], H_out, W_out, x.shape[3]))
+    device = backend.get_backend()
+    x_, W_, dz_ = (backend.to_backend(a, device) for a in (x, W, dz))
+    dx = _run(depthwise.BACKWARD_INPUT, (dz_, W_), (win,), x.shape, x.dtype, device) if need_dx else None
+    dW = _run(depthwise.BACKWARD_FILTER, (x_, dz_), (win,), W.shape, x.dtype, device)
+    db = _run(bias.BACKWARD, (dz_.reshape(-1, x.shape[3]),), (), (x.shape[3],), x.dtype, device)
+    dW = dW.reshape(W_shape)  # the layout the caller gave: (f_h, f_w, C) or (f_h, f_w, C, 1)
     return tuple(None if g is None else backend.like_inputs(g, dz, x, W) for g in (dx, dW, db))
 
 
@@ -856,3 +908,79 @@ def darknet_batch_norm(x, mean, variance, gamma, beta, epsilon=1e-6):
     x_hat, y = backend.empty(rows.shape, x.dtype, device), backend.empty(rows.shape, x.dtype, device)
     backend.launch(batchnorm_kernels.DARKNET_FORWARD, *args, x_hat, y, backend=device)
     return backend.like_inputs(y, x).reshape(x.shape), backend.like_inputs(x_hat, x).reshape(x.shape)
+
+
+# --------------------------------------------------------------------------- detection: the YOLO training loss
+
+from .kernels import yolo_loss as yolo_loss_kernels  # noqa: E402  (kept with the ops it serves)
+
+YOLO_LOSS_TERMS = ("coord", "obj", "noobj", "cls")
+
+
+def _yolo_loss_inputs(pred, target, anchors, lambdas):
+    """pred (N, S_h, S_w, B * (5 + C)) and target (N, S_h, S_w, B, 7), checked, as (M, E) and (M, 7) rows."""
+    pred = checks.as_array(pred, "pred", 4)
+    if not isinstance(anchors, (int, np.integer)) or isinstance(anchors, bool) or anchors < 1:
+        raise ValueError(f"anchors (B, the anchors per cell) must be an int >= 1, got {anchors!r}")
+    B = int(anchors)
+    if pred.shape[-1] % B or pred.shape[-1] // B < 6:
+        raise ValueError(f"pred has {pred.shape[-1]} channels: it must be B * (5 + C) with B = {B} anchors and "
+                         f"C >= 1 classes (shape {tuple(pred.shape)})")
+    E = pred.shape[-1] // B
+    target = checks.as_array(target, "target", 5, pred.dtype)
+    N, S_h, S_w = pred.shape[:3]
+    if tuple(target.shape) != (N, S_h, S_w, B, yolo_loss_kernels.TARGET_COLUMNS):
+        raise ValueError(f"target has shape {tuple(target.shape)}; for pred of shape {tuple(pred.shape)} it must be "
+                         f"{(N, S_h, S_w, B, yolo_loss_kernels.TARGET_COLUMNS)} (x*, y*, w*, h*, state, class, scale "
+                         f"per anchor: see nbcnn.detection.targets.encode_targets)")
+    t = backend.to_host(target)
+    state, label = t[..., 4], t[..., 5]
+    if not np.all(np.isin(state, (-1, 0, 1))):
+        raise ValueError("target[..., 4] (state) must be 1 (object), 0 (no object) or -1 (ignored)")
+    held = label[state == 1]
+    if held.size and (np.any(held != np.round(held)) or held.min() < 0 or held.max() >= E - 5):
+        raise ValueError(f"target[..., 5] (class) must be a whole number in [0, {E - 5}) where state is 1, "
+                         f"got values from {held.min()} to {held.max()}")
+    lam = np.asarray(lambdas, dtype=pred.dtype)
+    if lam.shape != (4,) or not np.all(np.isfinite(lam)) or np.any(lam < 0):
+        raise ValueError(f"lambdas must be 4 finite numbers >= 0 (coord, obj, noobj, cls), got {lambdas!r}")
+    return pred.reshape(-1, E), target.reshape(-1, yolo_loss_kernels.TARGET_COLUMNS), lam
+
+
+def yolo_loss(pred, target, anchors, lambdas=(5.0, 1.0, 0.5, 1.0), reduction="sum"):
+    """The YOLO loss of a batch: coordinate, objectness, no-object and class terms.
+
+    pred (N, S_h, S_w, B * (5 + C)): the raw conv output (``tx, ty, tw, th, to, c_0 ...`` per
+    anchor, anchor-major as darknet's); target (N, S_h, S_w, B, 7) from
+    ``nbcnn.detection.targets.encode_targets``; ``anchors``: B; ``lambdas``: the weights of the
+    four terms (coord, obj, noobj, cls). Returns a dict ``{"coord", "obj", "noobj", "cls",
+    "loss"}`` of floats (sums over the batch, divided by N for ``reduction="mean"``), or the
+    (N, S_h, S_w, B, 4) array of every anchor's weighted terms (``reduction="none"``). The
+    formulas: ``nbcnn/kernels/yolo_loss.py``.
+    """
+    if reduction not in ("sum", "mean", "none"):
+        raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
+    rows, t, lam = _yolo_loss_inputs(pred, target, anchors, lambdas)
+    device = backend.get_backend()
+    terms = _run(yolo_loss_kernels.YOLO_LOSS, (rows, t, lam), (), (rows.shape[0], 4), rows.dtype, device)
+    if reduction == "none":
+        return backend.like_inputs(terms, pred, target).reshape(tuple(target.shape[:4]) + (4,))
+    sums = np.sum(np.asarray(backend.to_host(terms), np.float64), axis=0)
+    if reduction == "mean":
+        sums = sums / target.shape[0]
+    out = {name: float(v) for name, v in zip(YOLO_LOSS_TERMS, sums)}
+    out["loss"] = float(np.sum(sums))
+    return out
+
+
+def yolo_loss_backward(pred, target, anchors, lambdas=(5.0, 1.0, 0.5, 1.0), dloss=1.0):
+    """Gradient of ``yolo_loss``'s summed loss with respect to ``pred``, times ``dloss`` (1 / N
+    for the mean): an array shaped like pred."""
+    rows, t, lam = _yolo_loss_inputs(pred, target, anchors, lambdas)
+    if isinstance(dloss, (bool, np.bool_)) or not isinstance(dloss, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(dloss):
+        raise ValueError(f"dloss must be a finite number, got {dloss!r}")
+    g = np.array([dloss], rows.dtype)
+    device = backend.get_backend()
+    d = _run(yolo_loss_kernels.YOLO_LOSS_BACKWARD, (g, rows, t, lam), (), rows.shape, rows.dtype, device)
+    return backend.like_inputs(d, pred, target).reshape(pred.shape)

@@ -29,7 +29,9 @@ except Exception as exc:
 SCRIPT = PREAMBLE + """
 from nbcnn.checks import Window
 from nbcnn.kernels import activations, batchnorm, bias, boxes, conv, dense, gram, pool, triplet, upsample
+from nbcnn.kernels import yolo_loss
 from nbcnn.kernels.fast import cuda_nms
+from nbcnn.kernels import depthwise
 
 x4, W4, v = np.zeros((2, 5, 5, 3)), np.zeros((3, 3, 3, 4)), np.zeros(4)
 m, g3, sq = np.zeros((3, 4)), np.zeros((3, 3, 4)), np.zeros((3, 3))
@@ -55,6 +57,12 @@ cases = [
     (triplet.TRIPLET_LOSS, (m, m, m, 0.2, v[:3])), (triplet.TRIPLET_LOSS_BACKWARD, (v[:3], m, m, m, 0.2, g3)),
     (triplet.L2_NORMALIZE, (m, 1e-12, m)), (triplet.L2_NORMALIZE_BACKWARD, (m, m, 1e-12, m)),
     (triplet.PAIRWISE_SQUARED_DISTANCES, (m, m, sq)),
+    (yolo_loss.YOLO_LOSS, (np.zeros((4, 8)), np.zeros((4, 7)), v, np.zeros((4, 4)))),
+    (yolo_loss.YOLO_LOSS_BACKWARD, (np.zeros(1), np.zeros((4, 8)), np.zeros((4, 7)), v, np.zeros((4, 8)))),
+]
+cases += [  # depthwise convolution: x (N, H, W, C), W (f_h, f_w, C), b (C,)
+    (depthwise.FORWARD, (x4, g3, v[:3], win, x4)), (depthwise.BACKWARD_INPUT, (x4, g3, win, x4)),
+    (depthwise.BACKWARD_FILTER, (x4, x4, win, g3)),
 ]
 # darknet divides in double on purpose (its C code does): that kernel keeps its float64 denominator
 DOUBLE_BY_DESIGN = {"darknet_batch_norm": (m, v, np.zeros(4, np.float64), v, v, m, m)}
@@ -95,7 +103,7 @@ sys.exit(1 if failures else 0)
 """
 
 # every readable kernel, the NMS bitmask and darknet's batch norm, in float32 and float64
-KERNELS_COMPILED = 34
+KERNELS_COMPILED = 39
 
 
 def run_compile_script(script: str) -> str:

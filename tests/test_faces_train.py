@@ -135,4 +135,60 @@ def test_the_default_recipe_learns_identities_it_never_saw():
     (about 0.73) or by chance (0.5). The full run reaches about 0.89."""
     r = train_faces("digits", per_class=150)
     assert r["unseen_auc"] > 0.8 and r["val_auc"] > 0.85
-    assert r["encoder"].info["unseen"] == ["6", "7", "8", "9"]
+    assert r["encoder"].info["unseen"] == ["6", "7", "8", "9"] and r["encoder"].info["loss"] == "triplet"
+    assert "extra" not in r["encoder"].info  # no made-up identities by default
+
+
+class _KeepGradients:
+    """An optimiser that only copies the gradients it is given (the step is a no-op)."""
+
+    def __init__(self):
+        self.grads = {}
+
+    def step(self, parameters):
+        self.grads = {(path, key): np.array(layer.grads[key], np.float64) for path, layer, key in parameters}
+
+
+def test_softmax_step_gradient_matches_finite_differences(rng):
+    """loss="softmax": the cross-entropy of softmax(classifier(s * f(x))); its gradient reaches the
+    encoder's weights (checked against central differences in float64 arithmetic of the forward)."""
+    from nbcnn.triplet.training import SOFTMAX_SCALE, make_softmax_head, softmax_step
+
+    x, y = toy_identities(rng, n_ids=3, per_id=2, size=6)
+    enc = build_encoder((6, 6, 1), embedding_dim=3, width=2, seed=0, batch_norm=False)
+    head = make_softmax_head(enc.embedding_dim, 3, seed=0)
+    keep = _KeepGradients()
+    loss, count = softmax_step(enc, head, keep, x, y)
+    assert count == len(x)
+
+    def loss_now():
+        E = np.asarray(enc.forward(x, training=True), np.float64)
+        z = SOFTMAX_SCALE * E @ head.params["W"].astype(np.float64) + head.params["b"].astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        return float(-np.mean(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))))
+
+    assert loss_now() == pytest.approx(loss, rel=1e-5)
+    conv = next(layer for layer in enc.layers if "W" in layer.params)
+    path = next(p for (p, k) in keep.grads if k == "W" and keep.grads[(p, k)].shape == conv.params["W"].shape)
+    g = keep.grads[(path, "W")]
+    for flat in rng.choice(conv.params["W"].size, 4, replace=False):
+        idx = np.unravel_index(flat, conv.params["W"].shape)
+        old = conv.params["W"][idx]
+        h = 1e-3
+        conv.params["W"][idx] = old + h
+        up = loss_now()
+        conv.params["W"][idx] = old - h
+        down = loss_now()
+        conv.params["W"][idx] = old
+        assert g[idx] == pytest.approx((up - down) / (2 * h), rel=0.05, abs=2e-4)
+
+
+def test_softmax_training_separates_identities(rng):
+    x, y = toy_identities(rng, n_ids=3, per_id=8)
+    enc = build_encoder((8, 8, 1), embedding_dim=4, width=2, seed=0)
+    history = train_encoder(enc, x, 10 * y, loss="softmax", epochs=3, P=3, K=4, steps_per_epoch=6,
+                            learning_rate=0.01)
+    assert history["loss"][-1] < history["loss"][0] and enc.distance == "squared_l2"
+    d = enc.distances(enc.embed(x))
+    same = y[:, None] == y[None, :]
+    assert d[same].mean() < d[~same].mean()

@@ -14,6 +14,14 @@ Faces: triplet training of the digit encoder of ``nbcnn.triplet`` (P x K batches
 mining), images per second, next to the same encoder, mining and loss in torch
 (``nbcnn.triplet.bench``).
 
+Small YOLO: training images per second of the detector of ``nbcnn.detection.small_yolo`` on
+128x128 digit scenes (forward, target encoding, YOLO loss kernel, backward, Adam), next to
+the same network and loss in torch (``nbcnn.detection.bench``); cpu backend only.
+
+Real faces: faces per second of the photo pipeline (tiny face detector + crop + dlib ResNet
+encoder) on the shipped group photo, next to the same two networks in torch from the same
+weights (``real_faces``, ``torch_faces``); cpu backend only.
+
 Style transfer: one optimisation step of ``nbcnn.style`` (features, costs, the gradient to the
 pixels, Adam) at 256x256 on the same backbone, next to the same step in torch from the same
 weights (``nbcnn.style.torch_peer``); it runs with the YOLOv3-tiny row.
@@ -178,6 +186,21 @@ def run_models(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = Tr
         # in one worker of their own (nbcnn.triplet.bench times both, one after the other)
         results["faces"] = _run_worker("faces", ["--steps", str(max(5, steps)), "--backend", backend]
                                        + ([] if peers and torch_available() else ["--no-peers"]))
+        # real faces (detect + crop + encode, nbcnn.benchmark.real_faces): nbcnn and torch in
+        # processes of their own, alternating, the best of the rounds kept
+        if backend == "cpu":
+            from . import real_faces
+
+            impls = ["nbcnn"] + (["torch"] if peers and torch_available() else [])
+            tiny = yolo_size < yolo.FULL_SIZE  # --tiny: one round, one timed run a side (the same photo)
+            rounds = [{impl: _run_worker("real_faces", ["--impl", impl, "--repeat", str(1 if tiny else max(3, repeat)),
+                                                        "--backend", backend]) for impl in impls}
+                      for _ in range(1 if tiny else real_faces.ROUNDS)]
+            results["real_faces"] = real_faces.summarise(rounds)
+            # the small YOLO of nbcnn.detection (training steps), nbcnn then torch, each in its own process
+            results["small_yolo"] = {impl: _run_worker("small_yolo", ["--impl", impl, "--steps", "3", "--repeat",
+                                                                      str(max(2, repeat)), "--backend", backend])
+                                     for impl in impls}
     out = {"batch": batch, "steps": steps, "repeat": repeat, "backend": backend, "results": results}
     out["yolo"] = yolo_summary(results, yolo_size if yolo_workers else 0, notes)
     return out
@@ -225,6 +248,14 @@ def format_models(r) -> str:
         if "images_per_second" in faces.get("torch", {}):
             lines.append(f"  ratio nbcnn / torch: "
                          f"{faces['nbcnn']['images_per_second'] / faces['torch']['images_per_second']:.2f}x")
+    if "real_faces" in res:
+        from .real_faces import format_real_faces
+
+        lines += format_real_faces(res["real_faces"])
+    if res.get("small_yolo"):
+        from ..detection.bench import format_throughput as format_small_yolo
+
+        lines += format_small_yolo(res["small_yolo"])
     return "\n".join(lines)
 
 
@@ -280,7 +311,9 @@ def format_yolo(r) -> list[str]:
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m nbcnn.benchmark.models")
-    p.add_argument("--worker", choices=("nbcnn", "torch", "darknet", "faces"))
+    p.add_argument("--worker", choices=("nbcnn", "torch", "darknet", "faces", "real_faces", "small_yolo"))
+    p.add_argument("--impl", choices=("nbcnn", "torch"), default="nbcnn",
+                   help="real_faces and small_yolo workers: which side")
     p.add_argument("--no-peers", action="store_true", help="faces worker: nbcnn only")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=20)
@@ -295,6 +328,17 @@ def main(argv=None):
         from ..triplet.bench import triplet_training_throughput
 
         print(json.dumps(triplet_training_throughput(steps=a.steps, backend=a.backend, peers=not a.no_peers)))
+        return
+    if a.worker == "small_yolo":
+        from ..detection import bench as small_yolo_bench
+
+        print(json.dumps(small_yolo_bench.time_nbcnn(steps=a.steps, repeat=a.repeat, backend=a.backend)
+                         if a.impl == "nbcnn" else small_yolo_bench.time_torch(steps=a.steps, repeat=a.repeat)))
+        return
+    if a.worker == "real_faces":
+        from .real_faces import main_worker
+
+        print(json.dumps(main_worker(a.impl, a.repeat, a.backend)))
         return
     if a.worker == "darknet":  # YOLOv3-tiny only: darknet has no LeNet or VGG here
         print(json.dumps({YOLO_KEY: yolo.time_darknet(a.yolo or yolo.FULL_SIZE, a.repeat, a.yolo_dir)}))

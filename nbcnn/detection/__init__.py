@@ -37,3 +37,10 @@ __all__ = ["DarknetNetwork", "Detection", "YoloLayer", "decode", "detect", "dete
            "xyxy_to_cxcywh"]
 __all__ += ["Scenes", "export_coco_json", "make_scenes", "make_split", "write_yolo_folder",
             "LabelError", "read_yolo_folder"]
+# training the lecture's three steps: anchors, targets, the small YOLO, a saved detector
+# (anchors.py, targets.py, small_yolo.py, detector.py, training.py; the loss kernel: nbcnn.ops.yolo_loss)
+from .anchors import kmeans_anchors
+from .detector import Detector, load_detector
+from .targets import decode_grid, encode_targets
+
+__all__ += ["kmeans_anchors", "Detector", "load_detector", "decode_grid", "encode_targets"]

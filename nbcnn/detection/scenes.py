@@ -218,7 +218,7 @@ def _photo(name: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _background(rng, size: int) -> np.ndarray:
+def random_background(rng, size: int) -> np.ndarray:
     """A random square crop of a shipped photo, resized to ``size``, blurred and dimmed."""
     from PIL import Image, ImageFilter
 
@@ -291,7 +291,7 @@ def _scene(rng, background_rng, pool: _Pool, num_classes: int, size: int, min_ob
            max_object: int, max_objects: int, background: bool, max_overlap: float, max_cover: float):
     # the background has its own random stream: the objects land in the same places with or
     # without it (tests compare a scene with its black-canvas twin)
-    canvas = _background(background_rng, size) if background else np.zeros((size, size, 3), np.float32)
+    canvas = random_background(background_rng, size) if background else np.zeros((size, size, 3), np.float32)
     count = int(rng.integers(1, max_objects + 1))
     placed, classes, instances = [], [], []
     for _ in range(count):

@@ -15,6 +15,7 @@ from .darknet import (
     read_weights,
 )
 from .cache import WeightsNotFound, cache_dir, fetch, find
+from .tfjs import TfjsError, read_tfjs_model
 
 __all__ = ["DarknetError", "load_darknet", "load_pretrained", "parse_cfg", "read_header", "read_names",
-           "read_weights", "WeightsNotFound", "cache_dir", "fetch", "find"]
+           "read_weights", "WeightsNotFound", "cache_dir", "fetch", "find", "TfjsError", "read_tfjs_model"]

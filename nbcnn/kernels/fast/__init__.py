@@ -21,6 +21,12 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
     dense.FORWARD                        dense.forward: direct tile | BLAS         readable
     dense.BACKWARD_INPUT / _WEIGHT       dense.backward_input / _weight: BLAS      readable
     gram.GRAM / GRAM_BACKWARD            gram.gram_blas / gram_backward_blas: BLAS readable
+    depthwise.FORWARD                    depthwise.depthwise_forward: output       readable
+                                           rows, taps added over C (SIMD)
+    depthwise.BACKWARD_INPUT             depthwise.depthwise_backward_input: dx    readable
+                                           rows, taps added over C (SIMD)
+    depthwise.BACKWARD_FILTER            depthwise.depthwise_backward_filter: 16   readable
+                                           row slices over C, summed in order
     boxes.NMS                            nms.nms: a shrinking list of survivors    cuda_nms: IoU bitmask, 64x64
                                                                                      boxes per block, host scan
 
@@ -39,6 +45,8 @@ until a cuda launcher is first asked for.
 
 from .. import bias as _bias, boxes as _boxes, conv as _conv, dense as _dense, gram as _gram, pool as _pool
 from . import avg_pool, bias, conv, cuda_conv, cuda_nms, dense, gram, max_pool, nms
+from .. import depthwise as _depthwise
+from . import depthwise
 
 # own_threads=True: the kernel picks its threads itself (the register tiles use every thread
 # however small the call; pooling has its own threshold; BLAS its own rule), so the
@@ -65,3 +73,7 @@ _boxes.NMS.register_fast(cpu=nms.nms, cuda=cuda_nms.nms_bitmask_launcher, own_th
 
 _gram.GRAM.register_fast(cpu=gram.gram_blas, own_threads=True)
 _gram.GRAM_BACKWARD.register_fast(cpu=gram.gram_backward_blas, own_threads=True)
+
+_depthwise.FORWARD.register_fast(cpu=depthwise.depthwise_forward)
+_depthwise.BACKWARD_INPUT.register_fast(cpu=depthwise.depthwise_backward_input)
+_depthwise.BACKWARD_FILTER.register_fast(cpu=depthwise.depthwise_backward_filter)
