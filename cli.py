@@ -612,7 +612,8 @@ class DefaultCommandGroup(click.Group):
 @main.group(cls=DefaultCommandGroup, default_command="run")
 def detect():
     """Object detection: run YOLOv3-tiny on photos (`nbcnn detect PHOTO...`, short for
-    `nbcnn detect run PHOTO...`), make a labelled data set (`data`), score a detector (`eval`).
+    `nbcnn detect run PHOTO...`), make a labelled data set (`data`), train a detector on it
+    (`train`: the lecture's localisation, landmarks or YOLO step), score one (`eval`).
 
     A file named like a subcommand: `nbcnn detect run eval`."""
 
@@ -879,11 +880,11 @@ class _DetectionBars:
                    "held out). Default: generated scenes.")
 @click.option("--synthetic", "source", type=_SYNTHETIC, default=None, help="Generated scenes (default: digits).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Epochs in all (with --resume: up to this many). Default: 12 (yolo), 8 (the others).")
+              help="Epochs in all (with --resume: up to this many). Default: 20 (yolo), 8 (the others).")
 @click.option("--size", type=click.IntRange(min=16), default=None,
               help="Network input side in pixels. Default: 128 (yolo), 64 (the others).")
 @click.option("--n", "count", type=click.IntRange(min=8), default=None,
-              help="Training images (generated). Default: 3000.")
+              help="Training images (generated). Default: 4000 (yolo), 3000 (the others).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
 @click.option("--from", "transfer_from", type=click.Choice(["yolov3-tiny"]), default=None,
@@ -902,9 +903,9 @@ def detect_train(step, data_dir, source, epochs, size, count, batch_size, learni
                  out_path, resume, picture_path, seed, backend_name):
     """Train a detector with a progress bar (loss terms shown) and a checkpoint every epoch.
 
-        nbcnn detect train --synthetic digits --epochs 12 --out digits-yolo.nbcnn
-        nbcnn detect train --from yolov3-tiny --out digits-transfer.nbcnn
-        nbcnn detect train --out digits-yolo.nbcnn --resume --epochs 16
+        nbcnn detect train --synthetic digits --out digits-yolo.nbcnn
+        nbcnn detect train --from yolov3-tiny --epochs 8 --out digits-transfer.nbcnn
+        nbcnn detect train --out digits-yolo.nbcnn --resume --epochs 24
         nbcnn detect train --step localization --picture step1.png
         nbcnn detect train --step landmarks --picture step2.png
 
@@ -928,8 +929,8 @@ def detect_train(step, data_dir, source, epochs, size, count, batch_size, learni
             if step == "yolo":
                 result = _training.train_yolo(
                     data=data_dir, synthetic=None if data_dir is not None else (source or "digits"),
-                    epochs=epochs or 12, size=size or 128, transfer_from=transfer_from, out=out_path, resume=resume,
-                    n_train=count or 3000, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                    epochs=epochs or 20, size=size or 128, transfer_from=transfer_from, out=out_path, resume=resume,
+                    n_train=count or 4000, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                     callback=bars, weights_path=weights_path)
                 detector = result["detector"]
                 click.echo(f"anchors (w, h relative): {np.round(detector.anchors, 3).tolist()}; "
@@ -1244,13 +1245,16 @@ class _TripletBars:
               help="Identities added to training, made from the seen ones: comma-separated among mirror, rot90, "
                    "rot270 (digits mirrored or turned a quarter), pairs (two seen digits side by side), fashion "
                    "(the 10 Fashion-MNIST classes); default none (see the README).")
+@click.option("--members", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Train this many encoders (seeds SEED, SEED+1, ...) and put them together: the distance is "
+                   "the mean of theirs; --members 1 is the single 9-second encoder (see the README).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=FACES_MODEL,
               show_default=True, help="Where to save the encoder (weights and threshold).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def faces_train(backend_name, dataset, data_dir, unseen, loss, mining, alpha, epochs, P, K, steps_per_epoch,
-                head, embedding_dim, width, learning_rate, augment, size, grey, per_class, extra, seed, out_path,
-                quiet):
+                head, embedding_dim, width, learning_rate, augment, size, grey, per_class, extra, members, seed,
+                out_path, quiet):
     """Train a face encoder on the seen identities, choose its threshold on their validation pairs,
     report ROC AUC on pairs of the unseen identities, and save it (--out)."""
     from nbcnn.triplet import train_faces
@@ -1262,7 +1266,8 @@ def faces_train(backend_name, dataset, data_dir, unseen, loss, mining, alpha, ep
                                  K=K, steps_per_epoch=steps_per_epoch, embedding_dim=embedding_dim, width=width,
                                  head=head,
                                  learning_rate=learning_rate, augment=augment, seed=seed, size=(size, size),
-                                 grey=grey, per_class=per_class, extra=extra, save_path=out_path, callback=bars)
+                                 grey=grey, per_class=per_class, extra=extra, members=members,
+                                 save_path=out_path, callback=bars)
         finally:
             if bars is not None:
                 bars.close()

@@ -51,6 +51,26 @@ def test_boxes_move_with_the_pixels():
     assert moved >= 10  # the transforms did move them
 
 
+def test_digit_scenes_are_never_mirrored():
+    """Digits are not mirror-symmetric: their batches keep left and right (the box of a shape
+    painted left of centre stays left), other data mirror about half the images."""
+    from nbcnn.detection.training import default_mirror
+
+    assert default_mirror("digits") == 0.0 and default_mirror("mixed") == 0.0
+    assert default_mirror("fashion") == 0.5 and default_mirror(None) == 0.5
+
+    class Scenes:  # what yolo_batches reads
+        boxes = [np.array([[0.25, 0.5, 0.2, 0.4]], np.float32)] * 16
+        classes = [np.array([1])] * 16
+        images = painted(boxes, 32)
+
+    idx = np.arange(16)
+    for mirror, low, high in ((0.0, 16, 16), (0.5, 3, 13)):
+        _, (boxes, _) = yolo_batches(Scenes, mirror=mirror)(idx, np.random.default_rng(1))
+        on_left = sum(len(b) > 0 and b[0, 0] < 0.5 for b in boxes)
+        assert low <= on_left <= high, (mirror, on_left)
+
+
 def test_mirror_and_crop_box_formulas_by_hand():
     np.testing.assert_allclose(box_augment.mirror_boxes([[0.2, 0.3, 0.1, 0.2]]), [[0.8, 0.3, 0.1, 0.2]])
     # 100 px image, crop the 50 px window at (top 10, left 20), no pad: x0 = 30 -> (30 - 20) / 50

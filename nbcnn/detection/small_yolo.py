@@ -1,12 +1,12 @@
 """A small YOLO made of nbcnn layers, and the loss that trains it (step 3 of the lecture).
 
-The network (128 x 128 input, the default widths; 141k parameters)::
+The network (128 x 128 input, the default widths; 405k parameters with 10 classes, 3 anchors)::
 
     conv 3x3 16, leaky 0.1, maxpool 2      128 -> 64     (no BatchNorm on the two big layers:
     conv 3x3 32, leaky 0.1, maxpool 2       64 -> 32      its numpy statistics cost more there
     conv 3x3 64, BN, leaky, maxpool 2       32 -> 16      than the convolutions themselves)
-    conv 3x3 64, BN, leaky, maxpool 2       16 -> 8       stride 16: an 8 x 8 grid
-    conv 3x3 128, BN, leaky                  8 -> 8
+    conv 3x3 128, BN, leaky, maxpool 2      16 -> 8       stride 16: an 8 x 8 grid
+    conv 3x3 256, BN, leaky                  8 -> 8
     conv 1x1 B * (5 + C)                   the head: per cell and anchor tx, ty, tw, th, to, c_j
 
 The loss of a batch (``yolo_loss_and_gradient``): encode the ground truth on the grid

@@ -1,6 +1,6 @@
 """Training the detectors: the YOLO of step 3 on generated scenes or a labelled folder.
 
-    result = train_yolo(synthetic="digits", epochs=12, out="digits-yolo.nbcnn")
+    result = train_yolo(synthetic="digits", epochs=20, out="digits-yolo.nbcnn")
     result = train_yolo(data="my-folder", epochs=30, out="mine.nbcnn")        # images/ + labels/
     result = train_yolo(..., resume=True)                  # continue from the checkpoint in `out`
     det = load_detector("digits-yolo.nbcnn")               # det.predict_boxes(images)
@@ -12,7 +12,8 @@ own seeds and object instances); a ``data`` folder in the YOLO layout is read wi
 ``dataset.read_yolo_folder`` (a folder with ``train/`` and ``val/`` inside uses those, else a
 tenth of its images, chosen by the seed, is held out for validation).
 
-Each epoch: the batches are augmented (``box_augment``: mirror, crop and scale, colour),
+Each epoch: the batches are augmented (``box_augment``: mirror (not for digits), crop and
+scale, colour),
 the loss is ``small_yolo.yolo_loss_and_gradient``, the optimiser Adam with a cosine learning
 rate (``fitting.fit``); after it, mAP@0.5 on the validation scenes, and a checkpoint in ``out``.
 ``transfer_from="yolov3-tiny"``: see ``transfer.py``.
@@ -60,14 +61,22 @@ def load_yolo_data(data=None, synthetic: str | None = "digits", size: int = 128,
     return train, val
 
 
-def yolo_batches(scenes, augment: bool = True):
-    """``make_batch(indices, rng) -> (images, (boxes, classes))`` over ``scenes`` for ``fitting.fit``."""
+def default_mirror(synthetic: str | None) -> float:
+    """How often training mirrors an image: never for scenes of digits (a mirrored 5 is no
+    digit at all, and mirrored 2s and 5s look alike, so mirroring teaches the class head
+    shapes it never meets), half the time for anything else."""
+    return 0.0 if synthetic in ("digits", "mixed") else 0.5
+
+
+def yolo_batches(scenes, augment: bool = True, mirror: float = 0.5):
+    """``make_batch(indices, rng) -> (images, (boxes, classes))`` over ``scenes`` for ``fitting.fit``;
+    ``mirror``: the probability of flipping an image left <-> right."""
     def make_batch(idx, rng):
         x = scenes.images[idx]
         boxes = [scenes.boxes[i] for i in idx]
         classes = [scenes.classes[i] for i in idx]
         if augment:
-            x, boxes, classes = box_augment.augment_scenes(x, boxes, classes, rng)
+            x, boxes, classes = box_augment.augment_scenes(x, boxes, classes, rng, mirror=mirror)
         return x, (boxes, classes)
     return make_batch
 
@@ -79,16 +88,17 @@ def evaluate_detector(detector: Detector, scenes, batch_size: int = 32):
     return evaluate_model(lambda images: detector.predict_boxes(images), scenes, batch_size=batch_size)
 
 
-def train_yolo(data=None, synthetic: str | None = "digits", epochs: int = 12, size: int = 128,
+def train_yolo(data=None, synthetic: str | None = "digits", epochs: int = 20, size: int = 128,
                transfer_from: str | None = None, out=None, resume: bool = False, n_train: int = 4000,
                n_val: int = 200, batch_size: int = 32, learning_rate: float = 2e-3, num_anchors: int = 3,
-               seed: int = 0, ignore_threshold: float | None = 0.6, callback=None, data_callback=None,
-               weights_path=None) -> dict:
+               seed: int = 0, ignore_threshold: float | None = 0.6, mirror: float | None = None, callback=None,
+               data_callback=None, weights_path=None) -> dict:
     """Train a YOLO detector; returns ``{"detector", "history", "anchors", "seconds", "val_map50"}``.
 
     ``out``: the checkpoint, written after every epoch; ``resume=True`` continues from it (the
     data, anchors and settings are those the checkpoint was started with, and the result is
-    the one an uninterrupted run gives). ``callback``: ``fitting.DetectionProgress`` updates;
+    the one an uninterrupted run gives). ``mirror``: probability of flipping a training image
+    (None: ``default_mirror(synthetic)``, never for digits, else 0.5). ``callback``: ``fitting.DetectionProgress`` updates;
     ``data_callback(what, i, n)``: progress of generating scenes.
     """
     if out is not None:
@@ -106,8 +116,11 @@ def train_yolo(data=None, synthetic: str | None = "digits", epochs: int = 12, si
         n_train, n_val, batch_size = settings["n_train"], settings["n_val"], settings["batch_size"]
         learning_rate, seed = settings["learning_rate"], settings["seed"]
         ignore_threshold = settings.get("ignore_threshold")
+        mirror = settings.get("mirror", 0.5)  # checkpoints from before the setting mirrored half the images
         train, val = load_yolo_data(data, synthetic, size, n_train, n_val, seed, data_callback)
     else:
+        if mirror is None:
+            mirror = default_mirror(None if data is not None else synthetic)
         train, val = load_yolo_data(data, synthetic, size, n_train, n_val, seed, data_callback)
         wh = np.concatenate([b[:, 2:] for b in train.boxes if len(b)])
         anchors = kmeans_anchors(wh, num_anchors, seed=seed)
@@ -121,7 +134,8 @@ def train_yolo(data=None, synthetic: str | None = "digits", epochs: int = 12, si
         detector.info["settings"] = {"data": None if data is None else str(data), "synthetic": synthetic,
                                      "n_train": len(train), "n_val": len(val), "batch_size": batch_size,
                                      "learning_rate": learning_rate, "seed": seed, "epochs": epochs,
-                                     "ignore_threshold": ignore_threshold, "transfer_from": transfer_from}
+                                     "ignore_threshold": ignore_threshold, "transfer_from": transfer_from,
+                                     "mirror": mirror}
         detector.info["anchor_mean_iou"] = mean_best_iou(wh, anchors)
     anchors = detector.anchors
     C = detector.num_classes
@@ -137,7 +151,7 @@ def train_yolo(data=None, synthetic: str | None = "digits", epochs: int = 12, si
         return {"val_map50": m.map50, "val_map50_95": m.map50_95}
 
     detector.info["settings"]["epochs"] = epochs
-    history = fitting.fit(detector, len(train), yolo_batches(train), loss_and_gradient, epochs, batch_size,
+    history = fitting.fit(detector, len(train), yolo_batches(train, mirror=mirror), loss_and_gradient, epochs, batch_size,
                           learning_rate, seed, checkpoint=out, callback=callback, validate=validate)
     return {"detector": detector, "history": history, "anchors": anchors, "seconds": time.perf_counter() - start,
             "val_map50": history.get("val_map50", [None])[-1]}

@@ -34,7 +34,7 @@ from .app import (DEFAULT_DB, DEFAULT_MODEL, embed_files, enroll, evaluate_faces
 from .bench import format_throughput, triplet_training_throughput
 from .database import FaceDatabase, FaceDatabaseError, Identity
 from .datasets import IdentitySplit, load_folder, load_identities, prepare_image
-from .encoder import FaceEncoder, build_encoder, load_encoder
+from .encoder import FaceEncoder, build_encoder, ensemble, load_encoder
 from .face_detector import Face, detect_faces, load_tiny_face_detector
 from .mining import STRATEGIES, mine_triplets, pk_batches
 from .recognition import Recognition, Verification, recognise_embeddings, verify_embedding
@@ -45,7 +45,7 @@ __all__ = [
     "DEFAULT_DB", "DEFAULT_MODEL", "embed_files", "enroll", "evaluate_faces", "list_identities", "remove", "split_of",
     "train_faces", "verify_file", "who", "format_throughput", "triplet_training_throughput", "FaceDatabase",
     "FaceDatabaseError", "Identity", "IdentitySplit", "load_folder", "load_identities", "prepare_image", "FaceEncoder",
-    "build_encoder", "load_encoder", "STRATEGIES", "mine_triplets", "pk_batches", "Recognition", "Verification",
+    "build_encoder", "ensemble", "load_encoder", "STRATEGIES", "mine_triplets", "pk_batches", "Recognition", "Verification",
     "recognise_embeddings", "verify_embedding", "TripletProgress", "logistic_step", "train_encoder", "triplet_step",
     "all_pairs", "choose_threshold", "lfw_protocol", "one_shot", "roc", "roc_auc", "sample_pairs",
 ]

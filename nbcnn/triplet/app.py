@@ -20,7 +20,7 @@ from . import augmentations
 from . import verification as V
 from .database import FaceDatabase, file_sha256
 from .datasets import IdentitySplit, load_identities, prepare_image
-from .encoder import FaceEncoder, build_encoder
+from .encoder import FaceEncoder, build_encoder, ensemble
 from .more_identities import add_identities
 from .recognition import recognise_embeddings, verify_embedding
 from .training import train_encoder
@@ -37,6 +37,13 @@ DEFAULT_EXTRA: dict = {}
 """No extra identities by default: trained as a classifier with the 50 made from the seen digits
 (``--loss softmax --extra mirror,rot90,rot270,pairs --epochs 6 --P 12 --K 8``) the unseen 6-9
 scored 0.89-0.91 instead of 0.88-0.89, but other held-out digits 0.01 lower (the README)."""
+DEFAULT_MEMBERS = 5
+"""Five encoders of the recipe above, each from its own random start, put together (``ensemble``).
+Chosen on the seen digits alone (trained on 0-3, measured on 4 and 5; 6-9 left out entirely): one
+encoder 0.951, two 0.959, three 0.960 (still rising; five keeps training under a minute on a quiet
+machine). Deeper ConvNets (two convs a stage, BatchNorm, 3-8x the weights, 150-300 steps) scored
+0.78-0.89 there: they fit the seen digits better and the unseen worse. ``members=1`` is the single
+encoder of before."""
 LEARNING_RATES = {"softmax": 3e-3, "triplet": 1e-3, "logistic": 1e-3}
 
 
@@ -54,8 +61,8 @@ def train_faces(dataset: str = "digits", data_dir=None, unseen=None, *, loss: st
                 mining: str = "semi-hard", alpha: float = 0.2, epochs: int = DEFAULT_EPOCHS, P: int = 6, K: int = 16,
                 steps_per_epoch: int | None = None, embedding_dim: int = 32, width: int = 32, head: str = "flat",
                 learning_rate: float | None = None, augment: bool = True, seed: int = 0, size=(64, 64),
-                grey: bool = False, per_class: int | None = None, extra=None, save_path=None, callback=None,
-                split: IdentitySplit | None = None) -> dict:
+                grey: bool = False, per_class: int | None = None, extra=None, members: int = DEFAULT_MEMBERS,
+                save_path=None, callback=None, split: IdentitySplit | None = None) -> dict:
     """Train a face encoder on the seen identities of ``dataset``, choose its threshold on their
     validation pairs, measure it on the unseen identities, and save it (``save_path``).
 
@@ -63,7 +70,9 @@ def train_faces(dataset: str = "digits", data_dir=None, unseen=None, *, loss: st
     ``per_class``, ``build_encoder`` for ``embedding_dim``, ``width``, ``head``, and
     ``train_encoder`` for the rest (``learning_rate`` None: ``LEARNING_RATES[loss]``). ``extra``:
     identities added to the training images, made from the seen ones (``more_identities.EXTRAS``,
-    e.g. "mirror,rot90,pairs"; "none" or None for nothing). ``loss="softmax"`` trains the encoder as
+    e.g. "mirror,rot90,pairs"; "none" or None for nothing). ``members``: train this many encoders,
+    each from its own random start and batches (seeds ``seed``, ``seed + 1``, ...), and put them
+    together (``encoder.ensemble``: the mean of their squared distances). ``loss="softmax"`` trains the encoder as
     a classifier of the training identities instead (the README compares them). ``split``: an
     ``IdentitySplit`` to use
     instead of loading one. Returns {"encoder", "split", "history", "threshold",
@@ -80,18 +89,30 @@ def train_faces(dataset: str = "digits", data_dir=None, unseen=None, *, loss: st
     split = add_identities(split, extra, seed=seed)
     if learning_rate is None:
         learning_rate = LEARNING_RATES.get(loss, 1e-3)
-    encoder = build_encoder(split.input_shape, embedding_dim, width, seed=seed, head=head)
+    members = int_arg(members, "members (encoders trained and put together)", 1)
+    if members > 1 and loss == "logistic":
+        raise ValueError("members > 1 puts squared-distance encoders together; the logistic loss makes its own "
+                         "distance")
     start = time.perf_counter()
-    history = train_encoder(encoder, split.x_train, split.y_train, loss=loss, epochs=epochs, P=P, K=K, mining=mining,
-                            alpha=alpha, learning_rate=learning_rate, seed=seed, steps_per_epoch=steps_per_epoch,
-                            augment=augmentations.for_dataset(split.source.get("dataset", dataset)) if augment
-                            else None,
-                            callback=callback)
+    trained, history = [], {}
+    for k in range(members):
+        member = build_encoder(split.input_shape, embedding_dim, width, seed=seed + k, head=head)
+        h = train_encoder(member, split.x_train, split.y_train, loss=loss, epochs=epochs, P=P, K=K, mining=mining,
+                          alpha=alpha, learning_rate=learning_rate, seed=seed + k, steps_per_epoch=steps_per_epoch,
+                          augment=augmentations.for_dataset(split.source.get("dataset", dataset)) if augment else None,
+                          callback=None if callback is None else _member_progress(callback, k, members))
+        trained.append(member)
+        for key, value in h.items():  # the members' epochs one after the other
+            history.setdefault(key, []).extend(value)
+    encoder = trained[0] if members == 1 else ensemble(trained, seed=seed)
+    if members > 1:
+        encoder.epochs_done, encoder.history = sum(m.epochs_done for m in trained), history
     seconds = time.perf_counter() - start
     threshold, val_acc, val_auc = _validation_threshold(encoder, split)
     encoder.threshold = threshold
     encoder.info = {**split.source, "loss": loss, "mining": mining if loss == "triplet" else None, "alpha": alpha,
-                    "epochs": epochs, "P": P, "K": K, "augment": bool(augment), "head": head, "names": split.names,
+                    "epochs": epochs, "P": P, "K": K, "augment": bool(augment), "head": head, "members": members,
+                    "names": split.names,
                     "val_accuracy": val_acc, "val_auc": val_auc, "train_seconds": seconds}
     unseen_auc = unseen_acc = None
     if len(split.unseen) >= 2:  # pairs of different unseen identities exist
@@ -103,10 +124,21 @@ def train_faces(dataset: str = "digits", data_dir=None, unseen=None, *, loss: st
     if save_path is not None:
         encoder.save(save_path)
     steps = steps_per_epoch or max(1, -(-len(split.x_train) // (P * K)))
-    images = epochs * steps * P * K
+    images = members * epochs * steps * P * K
     return {"encoder": encoder, "split": split, "history": history, "threshold": threshold, "val_accuracy": val_acc,
             "val_auc": val_auc, "unseen_auc": unseen_auc, "unseen_accuracy": unseen_acc,
             "seconds": seconds, "images_per_second": images / max(seconds, 1e-9)}
+
+
+def _member_progress(callback, k: int, members: int):
+    """The progress of member k of ``members`` told as one run: epochs numbered on across the members."""
+    if members == 1:
+        return callback
+
+    def tell(p):
+        return callback(type(p)(p.epoch + k * p.epochs, p.epochs * members, p.step, p.steps, p.loss, p.triplets,
+                                p.record))
+    return tell
 
 
 def split_of(encoder: FaceEncoder, data_dir=None) -> IdentitySplit:

@@ -158,6 +158,35 @@ def build_encoder(input_shape=(20, 20, 1), embedding_dim: int = 32, width: int =
     return FaceEncoder(layers, input_shape=tuple(input_shape), seed=seed)
 
 
+def ensemble(members, seed: int = 0) -> FaceEncoder:
+    """One encoder made of several trained ones (same input shape), each encoding the image on its
+    own branch: ``f(x) = [f_1(x), ..., f_N(x)] / sqrt(N)``, a ``Concatenate`` of the members
+    followed by ``L2Normalize`` (each f_k is unit-length already, so this only divides by sqrt(N)).
+
+    The squared distance is then the *mean* of the members' squared distances,
+    ``d(x1, x2) = (1/N) sum_k ||f_k(x1) - f_k(x2)||^2``: encoders trained from different random
+    starts and batches make different mistakes on unseen identities, and their mean distance
+    ranked pairs of unseen digits a little better than one of them (the README's faces section). The members' weights
+    and BatchNorm statistics are copied; the result saves and loads as one plain model."""
+    members = list(members)
+    if not members or not all(isinstance(m, FaceEncoder) for m in members):
+        raise ValueError("ensemble needs one or more FaceEncoders")
+    shapes = {None if m.input_shape is None else tuple(m.input_shape) for m in members}
+    if len(shapes) != 1 or None in shapes:
+        raise ValueError(f"the members of an ensemble must be built for one input shape, "
+                         f"got {sorted(map(str, shapes))}")
+    if any(m.distance != "squared_l2" or len(m.output_shape) != 1 for m in members):
+        raise ValueError("only squared-distance encoders with (D,) embeddings can be put together")
+    fresh = [L.from_config(m.network.get_config()) for m in members]  # the same layers, unbuilt
+    enc = FaceEncoder([L.Concatenate(fresh), L.L2Normalize()], input_shape=shapes.pop(), seed=seed)
+    for member, branch in zip(members, fresh):
+        for (_, src), (_, dst) in zip(member.network.named_layers(), branch.named_layers()):
+            for group in ("params", "state"):
+                for key, value in getattr(src, group).items():
+                    getattr(dst, group)[key] = np.array(value, copy=True)
+    return enc
+
+
 def check_threshold(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{where}: the verification threshold must be a finite number, got {value!r}")

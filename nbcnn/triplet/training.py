@@ -21,7 +21,7 @@ of a pair, then one logistic unit on the element-wise ``|f(x1) - f(x2)|``::
 trained with the cross-entropy on the batch's same-identity pairs and as many random
 different-identity pairs; gradients flow through ``|.|`` (its sign) into both images.
 
-The classifier alternative (``softmax_step``, ``nbcnn faces train``'s default): a ``Dense``
+The classifier alternative (``softmax_step``, ``--loss softmax``): a ``Dense``
 classifier of the C training identities on the scaled embedding, thrown away after training::
 
     z = classifier(s * f(x));   loss = cross-entropy(softmax(z), identity)    # s = SOFTMAX_SCALE
