@@ -221,6 +221,24 @@ def window_output_shape(input_shape, f_hw, strides, padding, channels, what: str
 # --------------------------------------------------------------------------- convolution
 
 
+def _window_arguments(layer, kernel_size, strides, padding, use_bias, kernel_initializer) -> None:
+    """Check and keep the window arguments Conv2D, DepthwiseConv2D and SeparableConv2D share:
+    errors now, at construction, naming the layer's class; ``strides`` is kept as given (the
+    ops take an int or a pair)."""
+    what = type(layer).__name__
+    layer.kernel_size = int_pair(kernel_size, f"{what} kernel_size", 1)  # 3, np.int64(3) or (3, 3)
+    int_pair(strides, f"{what} strides", 1)
+    layer.strides = strides
+    layer.padding = padding
+    layer.use_bias = use_bias
+    layer.kernel_initializer = _check_initialiser(kernel_initializer)
+
+
+def _check_hwc(layer, input_shape) -> None:
+    if len(input_shape) != 3:
+        raise ValueError(f"{type(layer).__name__} expects (H, W, C) inputs, got shape {tuple(input_shape)}")
+
+
 class Conv2D(Layer):
     """``filters`` convolutions of size ``kernel_size``, plus bias (NHWC).
 
@@ -233,20 +251,14 @@ class Conv2D(Layer):
                  kernel_initializer: str = "glorot_uniform", name: str | None = None):
         super().__init__(name)
         self.filters = int_arg(filters, "Conv2D filters")
-        self.kernel_size = int_pair(kernel_size, "Conv2D kernel_size", 1)  # 3, np.int64(3) or (3, 3)
-        int_pair(strides, "Conv2D strides", 1)  # checked now, kept as given (the ops take either form)
-        self.strides = strides
-        self.padding = padding
-        self.use_bias = use_bias
-        self.kernel_initializer = _check_initialiser(kernel_initializer)
+        _window_arguments(self, kernel_size, strides, padding, use_bias, kernel_initializer)
 
     def compute_output_shape(self, input_shape):
         return window_output_shape(input_shape, self.kernel_size, self.strides, self.padding, self.filters,
                                    self._describe())
 
     def build(self, input_shape, rng):
-        if len(input_shape) != 3:
-            raise ValueError(f"Conv2D expects (H, W, C) inputs, got shape {tuple(input_shape)}")
+        _check_hwc(self, input_shape)
         out = super().build(input_shape, rng)
         f_h, f_w = self.kernel_size
         c_in = input_shape[2]
@@ -840,20 +852,14 @@ class DepthwiseConv2D(Layer):
     def __init__(self, kernel_size, strides=1, padding="valid", use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", name: str | None = None):
         super().__init__(name)
-        self.kernel_size = int_pair(kernel_size, "DepthwiseConv2D kernel_size", 1)
-        int_pair(strides, "DepthwiseConv2D strides", 1)  # checked now, kept as given
-        self.strides = strides
-        self.padding = padding
-        self.use_bias = use_bias
-        self.kernel_initializer = _check_initialiser(kernel_initializer)
+        _window_arguments(self, kernel_size, strides, padding, use_bias, kernel_initializer)
 
     def compute_output_shape(self, input_shape):
         return window_output_shape(input_shape, self.kernel_size, self.strides, self.padding,
                                    input_shape[-1] if len(input_shape) == 3 else None, self._describe())
 
     def build(self, input_shape, rng):
-        if len(input_shape) != 3:
-            raise ValueError(f"DepthwiseConv2D expects (H, W, C) inputs, got shape {tuple(input_shape)}")
+        _check_hwc(self, input_shape)
         out = super().build(input_shape, rng)
         f_h, f_w = self.kernel_size
         c = input_shape[2]
@@ -897,20 +903,14 @@ class SeparableConv2D(Layer):
                  kernel_initializer: str = "glorot_uniform", name: str | None = None):
         super().__init__(name)
         self.filters = int_arg(filters, "SeparableConv2D filters")
-        self.kernel_size = int_pair(kernel_size, "SeparableConv2D kernel_size", 1)
-        int_pair(strides, "SeparableConv2D strides", 1)
-        self.strides = strides
-        self.padding = padding
-        self.use_bias = use_bias
-        self.kernel_initializer = _check_initialiser(kernel_initializer)
+        _window_arguments(self, kernel_size, strides, padding, use_bias, kernel_initializer)
 
     def compute_output_shape(self, input_shape):
         return window_output_shape(input_shape, self.kernel_size, self.strides, self.padding, self.filters,
                                    self._describe())
 
     def build(self, input_shape, rng):
-        if len(input_shape) != 3:
-            raise ValueError(f"SeparableConv2D expects (H, W, C) inputs, got shape {tuple(input_shape)}")
+        _check_hwc(self, input_shape)
         out = super().build(input_shape, rng)
         f_h, f_w = self.kernel_size
         c = input_shape[2]
