@@ -37,3 +37,14 @@ def windows_covering(i, pad_before, f, stride, n_out):
     lowest = i + pad_before - f + 1
     first = 0 if lowest <= 0 else (lowest + stride - 1) // stride  # ceil, for lowest > 0
     return first, min(last + 1, n_out)
+
+
+@register_jitable
+def outputs_reading_inside(j, pad_before, stride, n_in, n_out):
+    """The output positions whose tap ``j`` reads inside the input (not its padding), as
+    ``range(first, stop)``: ``0 <= o*stride - pad_before + j < n_in``. A loop over them needs
+    no bounds test inside (the fast depthwise kernels run a SIMD channel loop there).
+    """
+    lowest = pad_before - j
+    first = 0 if lowest <= 0 else (lowest + stride - 1) // stride  # ceil, for lowest > 0
+    return first, min(n_out, (n_in - 1 + pad_before - j) // stride + 1)

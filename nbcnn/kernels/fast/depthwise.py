@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...backend import note_route
-from ..indexing import windows_covering
+from ..indexing import outputs_reading_inside, windows_covering
 
 _JIT = dict(parallel=True, cache=True, fastmath={"contract"})
 
@@ -44,9 +44,7 @@ def _depthwise_rows(x, W, b, f_h, f_w, stride_h, stride_w, pad_top, pad_left, z)
             src = x[n, h_in]  # (W_in, C)
             for j in range(f_w):
                 # the output columns whose tap j reads inside x: 0 <= w_out * stride_w - pad_left + j < W_in
-                lowest = pad_left - j
-                first = 0 if lowest <= 0 else (lowest + stride_w - 1) // stride_w
-                stop = min(W_out, (W_in - 1 + pad_left - j) // stride_w + 1)
+                first, stop = outputs_reading_inside(j, pad_left, stride_w, W_in, W_out)
                 tap = W[i, j]
                 for w_out in range(first, stop):
                     w_in = w_out * stride_w - pad_left + j
@@ -81,9 +79,7 @@ def _depthwise_dx_rows(dz, W, f_w, stride_h, stride_w, pad_top, pad_left, f_h, d
             grad = dz[n, h_out]  # (W_out, C)
             for j in range(f_w):
                 # the output columns whose tap j read inside x: they send grad * W[i, j] back there
-                lowest = pad_left - j
-                first = 0 if lowest <= 0 else (lowest + stride_w - 1) // stride_w
-                stop = min(W_out, (W_in - 1 + pad_left - j) // stride_w + 1)
+                first, stop = outputs_reading_inside(j, pad_left, stride_w, W_in, W_out)
                 tap = W[i, j]
                 for w_out in range(first, stop):
                     w_in = w_out * stride_w - pad_left + j
@@ -131,9 +127,7 @@ def _depthwise_dw_parts(x, dz, f_h, f_w, stride_h, stride_w, pad_top, pad_left, 
                     continue  # this tap sat on padding: zero input, zero gradient
                 src = x[n, h_in]
                 for j in range(f_w):
-                    lowest = pad_left - j
-                    first = 0 if lowest <= 0 else (lowest + stride_w - 1) // stride_w
-                    stop = min(W_out, (W_in - 1 + pad_left - j) // stride_w + 1)
+                    first, stop = outputs_reading_inside(j, pad_left, stride_w, W_in, W_out)
                     tap = acc[i, j]
                     for w_out in range(first, stop):
                         w_in = w_out * stride_w - pad_left + j
