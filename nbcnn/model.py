@@ -43,6 +43,17 @@ class Model:
         if input_shape is not None:
             self.build(input_shape)
 
+    @classmethod
+    def from_model(cls, model: "Model", **kwargs) -> "Model":
+        """Wrap a built (e.g. freshly loaded) model in this subclass (a ``FaceEncoder``, a
+        ``Detector``), keeping its layers, weights, optimiser and history; ``kwargs`` go to the
+        subclass's constructor (its threshold, anchors, ...)."""
+        wrapped = cls(model.network, seed=model.seed, name=model.name, **kwargs)
+        wrapped.input_shape = model.input_shape
+        wrapped.optimizer, wrapped.loss = model.optimizer, model.loss
+        wrapped.epochs_done, wrapped.history = model.epochs_done, model.history
+        return wrapped
+
     # --- structure
     @property
     def layers(self) -> list[L.Layer]:

@@ -44,14 +44,6 @@ class Detector(Model):
         self.anchors = None if anchors is None else np.asarray(anchors, np.float32).reshape(-1, 2)
         self.info = dict(info or {})
 
-    @classmethod
-    def from_model(cls, model: Model, **kwargs) -> "Detector":
-        det = cls(model.network, seed=model.seed, name=model.name, **kwargs)
-        det.input_shape = model.input_shape
-        det.optimizer, det.loss = model.optimizer, model.loss
-        det.epochs_done, det.history = model.epochs_done, model.history
-        return det
-
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

@@ -101,14 +101,6 @@ class FaceEncoder(Model):
             h.update(np.asarray(self.head["w"], np.float32).tobytes() + repr(self.head["b"]).encode())
         return h.hexdigest()[:16]
 
-    @classmethod
-    def from_model(cls, model: Model, **faces) -> "FaceEncoder":
-        """Wrap a built (e.g. freshly loaded) model, keeping its weights, optimiser and history."""
-        enc = cls(model.network, input_shape=None, seed=model.seed, name=model.name, **faces)
-        enc.input_shape = model.input_shape
-        enc.optimizer, enc.loss = model.optimizer, model.loss
-        enc.epochs_done, enc.history = model.epochs_done, model.history
-        return enc
 
 
 def logistic_same(abs_diff, w, b) -> np.ndarray:
