@@ -43,6 +43,9 @@ SWITCHES = (
            "8 or 16: the float32 lanes of the cpu register tiles (read once, at import); unset: "
            "the CPU's own (16 with AVX-512, else 8). For tests and timing; give such a process "
            "its own NUMBA_CACHE_DIR"),
+    Switch("NBCNN_KEEP_MEMORY", "1",
+           "0: training loops leave glibc's malloc as it is; 1: they ask it to keep freed memory "
+           "for the next step instead of unmapping blocks above 32 MB (nbcnn/memory.py)"),
     Switch("NBCNN_CACHE", "",
            "the folder for downloaded pretrained weights (`nbcnn weights NAME`); unset: "
            "$XDG_CACHE_HOME/nbcnn, else ~/.cache/nbcnn"),

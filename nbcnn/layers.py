@@ -12,9 +12,9 @@ updates ``params[k]`` from ``grads[k]``. ``layer.trainable = False`` freezes a l
 parameters are left alone. ``layer.state`` holds non-trainable numbers that are saved with
 the model (BatchNormalization's moving averages).
 
-The arithmetic of convolution, pooling, dense and activations runs on the dispatcher's
-kernels (``nbcnn.ops``), so a model runs on whichever backend is chosen. The bookkeeping
-(reshapes, the batch statistics of BatchNorm, dropout masks, adding a shortcut,
+The arithmetic of convolution, pooling, dense, activations and batch norm runs on the
+dispatcher's kernels (``nbcnn.ops``), so a model runs on whichever backend is chosen. The
+bookkeeping (reshapes, BatchNorm's moving averages, dropout masks, adding a shortcut,
 concatenating branches) is plain numpy.
 """
 
@@ -104,7 +104,7 @@ class Layer:
     """The protocol every layer implements (see the module docstring)."""
 
     # what forward keeps for backward; reading one before any forward is the error above
-    FORWARD_CACHE = frozenset({"_x", "_shape", "_x_hat", "_inv_std", "_axes", "_mask"})
+    FORWARD_CACHE = frozenset({"_x", "_shape", "_cache", "_mask"})
 
     def __init_subclass__(cls, **kwargs):
         # Remember each layer's constructor arguments, so a saved model can be rebuilt from them.
@@ -478,30 +478,21 @@ class BatchNormalization(Layer):
         return out
 
     def forward(self, x, training=False):
-        x = _host(x)
-        axes = tuple(range(x.ndim - 1))
         if training:
-            mean, var = x.mean(axis=axes), x.var(axis=axes)
+            y, self._cache = ops.batch_norm(x, self.params["gamma"], self.params["beta"], epsilon=self.epsilon)
             m = self.momentum
-            self.state["moving_mean"] = (m * self.state["moving_mean"] + (1 - m) * mean).astype(DTYPE)
-            self.state["moving_var"] = (m * self.state["moving_var"] + (1 - m) * var).astype(DTYPE)
+            self.state["moving_mean"] = (m * self.state["moving_mean"] + (1 - m) * self._cache.mean).astype(DTYPE)
+            self.state["moving_var"] = (m * self.state["moving_var"] + (1 - m) * self._cache.variance).astype(DTYPE)
         else:
-            mean, var = self.state["moving_mean"], self.state["moving_var"]
-        self._inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
-        self._x_hat = (x - mean) * self._inv_std
-        self._axes = axes
-        return (self.params["gamma"] * self._x_hat + self.params["beta"]).astype(x.dtype)
+            y, self._cache = ops.batch_norm(x, self.params["gamma"], self.params["beta"], self.state["moving_mean"],
+                                            self.state["moving_var"], self.epsilon)
+        return y
 
     def backward(self, dy):
-        dy = _host(dy)
-        axes, x_hat = self._axes, self._x_hat
-        m = x_hat.size // x_hat.shape[-1]
-        self.grads["beta"] = dy.sum(axis=axes).astype(DTYPE)
-        self.grads["gamma"] = (dy * x_hat).sum(axis=axes).astype(DTYPE)
-        dx_hat = dy * self.params["gamma"]
-        # the batch mean and variance depend on every x: the standard simplified form
-        dx = (self._inv_std / m) * (m * dx_hat - dx_hat.sum(axis=axes) - x_hat * (dx_hat * x_hat).sum(axis=axes))
-        return dx.astype(dy.dtype)
+        # after a training forward the batch's mean and variance depend on every x (the two
+        # extra terms of ops.batch_norm_backward); after an inference one they are constants
+        dx, self.grads["gamma"], self.grads["beta"] = ops.batch_norm_backward(dy, self._cache, self.params["gamma"])
+        return dx
 
 
 class Dropout(Layer):

@@ -16,6 +16,10 @@ Every backward takes the upstream gradient and the forward's *inputs* (not its c
     y = upsample2d(x, size=2)  (nearest)        dx = upsample2d_backward(dy, x, size=2)
     y = softmax(x)  (over the last axis)        dx = softmax_backward(dy, x)
 
+Batch norm is the exception that keeps a cache (its statistics are computed in the forward):
+
+    y, cache = batch_norm(x, gamma, beta)       dx, dgamma, dbeta = batch_norm_backward(dy, cache, gamma)
+
 Boxes (corners x1, y1, x2, y2; no gradients):
 
     iou = box_iou(boxes1, boxes2)  (N, M)       iou(box1, box2) -> float
@@ -30,6 +34,8 @@ The YOLO training loss (targets from nbcnn.detection.targets.encode_targets):
 from __future__ import annotations
 
 import functools
+import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -870,9 +876,115 @@ def conv2d_backward_input(dz, W, x_shape, stride=1, pad=0):
     return backend.like_inputs(dx, dz, W)
 
 
-# --------------------------------------------------------------------------- darknet's batch norm (inference)
+# --------------------------------------------------------------------------- batch norm (training and inference)
 
-from .kernels import batchnorm as batchnorm_kernels  # noqa: E402  (kept with the op it serves)
+from .kernels import batchnorm as batchnorm_kernels  # noqa: E402  (kept with the ops it serves)
+
+
+class BatchNormCache(NamedTuple):
+    """What ``batch_norm`` hands its backward: ``x_hat`` (x's shape), and per channel
+    ``inv_std = 1 / sqrt(variance + epsilon)``, the ``mean`` and ``variance`` used (the batch's
+    or the frozen ones) and whether they were the batch's (``batch_statistics``)."""
+
+    x_hat: object
+    inv_std: np.ndarray
+    mean: np.ndarray
+    variance: np.ndarray
+    batch_statistics: bool
+
+
+def _channel_vector(value, name, C, dtype):
+    value = backend.to_host(checks.as_array(value, name, 1, dtype))
+    if value.shape[0] != C:
+        raise ValueError(f"{name} has shape {tuple(value.shape)} but x has {C} channels")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} must be finite")
+    return value
+
+
+def _block_sums(kernel, rows_and_more, shape, dtype, device):
+    """Launch a block-sum kernel into a fresh ``partial`` of ``shape`` and add its blocks in float64."""
+    partial = backend.empty(shape, dtype, device)
+    backend.launch(kernel, *rows_and_more, partial, backend=device)
+    return backend.to_host(partial).sum(axis=0, dtype=np.float64)
+
+
+def batch_norm(x, gamma, beta, mean=None, variance=None, epsilon=1e-3):
+    """Batch normalisation over the last axis of ``x`` (C channels) -> ``(y, cache)``::
+
+        x_hat = (x - mean) / sqrt(variance + epsilon);   y = gamma * x_hat + beta
+
+    ``mean``/``variance`` None: the batch's own, per channel over every other axis (N, H, W);
+    given (the moving averages at inference): used as they are. ``cache`` (``BatchNormCache``)
+    holds what ``batch_norm_backward`` needs, and the statistics used (training updates its
+    moving averages from them). The sums: ``kernels/batchnorm.py``.
+    """
+    x = checks.as_array(x, "x")
+    C = x.shape[-1]
+    gamma, beta = _channel_vector(gamma, "gamma", C, x.dtype), _channel_vector(beta, "beta", C, x.dtype)
+    epsilon = float(epsilon)
+    if not math.isfinite(epsilon) or epsilon <= 0:
+        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+    if (mean is None) != (variance is None):
+        raise ValueError("give both mean and variance (frozen statistics) or neither (the batch's)")
+    device = backend.get_backend()
+    rows = backend.to_backend(x.reshape(-1, C), device)
+    M = rows.shape[0]
+    if mean is None:
+        blocks = -(-M // batchnorm_kernels.ROWS_PER_BLOCK)
+        mean = (_block_sums(batchnorm_kernels.CHANNEL_SUMS, (rows,), (blocks, C), x.dtype, device) / M).astype(x.dtype)
+        centred = (rows, backend.to_backend(mean, device))
+        variance = (_block_sums(batchnorm_kernels.CHANNEL_CENTRED_SQUARES, centred, (blocks, C), x.dtype, device)
+                    / M).astype(x.dtype)
+        batch_statistics = True
+    else:
+        mean, variance = _channel_vector(mean, "mean", C, x.dtype), _channel_vector(variance, "variance", C, x.dtype)
+        if np.any(variance < 0):
+            raise ValueError("variance must not be negative")
+        batch_statistics = False
+    inv_std = (1.0 / np.sqrt(variance.astype(np.float64) + epsilon)).astype(x.dtype)
+    args = [backend.to_backend(a, device) for a in (mean, inv_std, gamma, beta)]
+    x_hat, y = backend.empty(rows.shape, x.dtype, device), backend.empty(rows.shape, x.dtype, device)
+    backend.launch(batchnorm_kernels.FORWARD, rows, *args, x_hat, y, backend=device)
+    x_hat = backend.like_inputs(x_hat, x).reshape(x.shape)
+    return (backend.like_inputs(y, x).reshape(x.shape),
+            BatchNormCache(x_hat, inv_std, mean, variance, batch_statistics))
+
+
+def batch_norm_backward(dy, cache: BatchNormCache, gamma):
+    """Gradients of ``batch_norm`` -> ``(dx, dgamma, dbeta)``, given ``dy`` (y's shape)::
+
+        dbeta = sum dy;   dgamma = sum dy * x_hat          (per channel, over N, H, W)
+        batch statistics:  dx = gamma * inv_std * (dy - dbeta / M - x_hat * dgamma / M)
+        frozen ones:       dx = gamma * inv_std * dy
+
+    (M numbers per channel; the batch's mean and variance depend on every x, hence the two
+    correction terms.)
+    """
+    x_hat = cache.x_hat
+    dy = checks.as_array(dy, "dy", dtype=x_hat.dtype)
+    if tuple(dy.shape) != tuple(x_hat.shape):
+        raise ValueError(f"dy has shape {tuple(dy.shape)} but the forward's output had {tuple(x_hat.shape)}")
+    C = x_hat.shape[-1]
+    gamma = _channel_vector(gamma, "gamma", C, x_hat.dtype)
+    device = backend.get_backend()
+    dy_rows, x_hat_rows = (backend.to_backend(a.reshape(-1, C), device) for a in (dy, x_hat))
+    M = dy_rows.shape[0]
+    blocks = -(-M // batchnorm_kernels.ROWS_PER_BLOCK)
+    sums = _block_sums(batchnorm_kernels.GRADIENT_SUMS, (dy_rows, x_hat_rows), (blocks, 2, C), x_hat.dtype, device)
+    dbeta, dgamma = sums[0].astype(x_hat.dtype), sums[1].astype(x_hat.dtype)
+    if cache.batch_statistics:
+        mean_dy, mean_dy_x_hat = (sums / M).astype(x_hat.dtype)
+    else:
+        mean_dy = mean_dy_x_hat = np.zeros(C, x_hat.dtype)
+    scale = (gamma * cache.inv_std).astype(x_hat.dtype)
+    args = [backend.to_backend(a, device) for a in (scale, mean_dy, mean_dy_x_hat)]
+    dx = backend.empty(dy_rows.shape, x_hat.dtype, device)
+    backend.launch(batchnorm_kernels.BACKWARD, dy_rows, x_hat_rows, *args, dx, backend=device)
+    return backend.like_inputs(dx, dy).reshape(dy.shape), dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- darknet's batch norm (inference)
 
 
 def darknet_denominator(variance, epsilon=1e-6):

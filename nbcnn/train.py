@@ -34,6 +34,7 @@ from . import layers as L
 from .backend import is_device_array
 from .checks import class_labels, int_arg, real_arg
 from .losses import accuracy, cross_entropy_from_probabilities, softmax_cross_entropy
+from .memory import keep_freed_memory
 
 
 class NotFiniteError(FloatingPointError):
@@ -247,6 +248,7 @@ def fit(model, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None
         validation_data = _examples_and_labels(model, *validation_data, names=("x_val", "y_val"))
     if terminate_on_nan:
         _refuse_not_finite_data(x)
+    keep_freed_memory()  # every step allocates the same large arrays: reuse their pages
     seed = model.seed if seed is None else seed
     history = model.history
     first = model.epochs_done

@@ -64,6 +64,11 @@ cases += [  # depthwise convolution: x (N, H, W, C), W (f_h, f_w, C), b (C,)
     (depthwise.FORWARD, (x4, g3, v[:3], win, x4)), (depthwise.BACKWARD_INPUT, (x4, g3, win, x4)),
     (depthwise.BACKWARD_FILTER, (x4, x4, win, g3)),
 ]
+cases += [  # batch norm in training: x, dy, x_hat (M, C) = m, per-channel vectors v, partial sums
+    (batchnorm.CHANNEL_SUMS, (m, m)), (batchnorm.CHANNEL_CENTRED_SQUARES, (m, v, m)),
+    (batchnorm.GRADIENT_SUMS, (m, m, np.zeros((2, 2, 4)))), (batchnorm.FORWARD, (m, v, v, v, v, m, m)),
+    (batchnorm.BACKWARD, (m, m, v, v, v, m)),
+]
 # darknet divides in double on purpose (its C code does): that kernel keeps its float64 denominator
 DOUBLE_BY_DESIGN = {"darknet_batch_norm": (m, v, np.zeros(4, np.float64), v, v, m, m)}
 
@@ -103,7 +108,7 @@ sys.exit(1 if failures else 0)
 """
 
 # every readable kernel, the NMS bitmask and darknet's batch norm, in float32 and float64
-KERNELS_COMPILED = 39
+KERNELS_COMPILED = 44
 
 
 def run_compile_script(script: str) -> str:

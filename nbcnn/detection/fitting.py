@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..memory import keep_freed_memory
 from ..optim import Adam
 from ..train import NotFiniteError
 
@@ -80,6 +81,7 @@ def fit(model, n: int, make_batch: Callable, loss_and_gradient: Callable, epochs
     """
     if model.optimizer is None:
         model.compile(Adam(learning_rate))
+    keep_freed_memory()  # every step allocates the same large arrays: reuse their pages
     steps = -(-n // batch_size)
     history = model.history
     for epoch in range(model.epochs_done, epochs):
