@@ -6,6 +6,8 @@
     rotate(x, (-15, 15), rng)                     # each image turned by its own random angle
     shear(x, (-0.2, 0.2), rng, axis="x")          # slant rows sideways
     color_shift(x, 0.1, rng)                      # add a random offset to each channel
+    resize(x, 48)                                 # every image rescaled to 48x48
+    crop_and_resize(x, windows, 48)               # given (top, left, h, w) windows, each to 48x48
 
     aug = Augmenter([(mirror, 0.5), (partial(rotate, angle=(-10, 10)), 0.5)], seed=0)
     for xb, yb in batches(x_train, y_train, 64, seed=rng):
@@ -29,9 +31,12 @@ and shear pivot on the image centre ``((H - 1) / 2, (W - 1) / 2)``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["mirror", "random_crop", "resize", "rotate", "shear", "color_shift", "Augmenter"]
+__all__ = ["mirror", "random_crop", "resize", "crop_and_resize", "rotate", "shear", "color_shift",
+           "Augmenter"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,6 +116,57 @@ def _sample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, order: str, fill:
     return out
 
 
+def _centre_aligned(n_in: int, n_out: int) -> np.ndarray:
+    """Where the ``n_out`` output pixels of a resize fall in the ``n_in`` input pixels (centres
+    aligned, Pillow/OpenCV), clamped to ``[0, n_in - 1]``: float64, shape ``(n_out,)``."""
+    return np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+
+
+def _taps(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two bilinear taps of each coordinate ``t`` along one axis: pixels ``first = floor(t)``
+    and ``first + 1``, weighted ``1 - frac`` and ``frac`` with ``frac = t - first``."""
+    first = np.floor(coords)
+    return first.astype(np.intp), coords - first
+
+
+def _lerp_axis(x: np.ndarray, first: np.ndarray, frac: np.ndarray, axis: int, fill: float,
+               out: np.ndarray | None = None, spare: np.ndarray | None = None) -> np.ndarray:
+    """One bilinear pass along ``axis`` (1: rows, 2: columns) of an NHWC batch, same taps for
+    every image: ``out[:, k] = (1 - frac[k]) * x[:, first[k]] + frac[k] * x[:, first[k] + 1]``
+    (written for axis 1). A tap outside the image reads ``fill``.
+
+    Rows then columns gives the four-pixel bilinear blend of ``_sample`` (up to rounding):
+    the row pass blends the two rows around the point in every column, the column pass blends
+    the two columns of that. Cost: two gathers of whole rows or columns, three array operations.
+    ``out`` (the result) and ``spare`` (a work array): optional C-contiguous arrays of the
+    result's shape, so a loop over images can reuse its memory instead of asking for new.
+    """
+    size = x.shape[axis]
+    lead = (slice(None),) * axis
+    a = np.take(x, first, axis=axis, mode="clip", out=spare)   # clipped reads are replaced below
+    b = np.take(x, first + 1, axis=axis, mode="clip", out=out)
+    for v, idx in ((a, first), (b, first + 1)):
+        outside = (idx < 0) | (idx >= size)
+        if outside.any():
+            v[lead + (outside,)] = fill
+    # weights shaped to the gathered block; along columns repeated over the channels, so
+    # numpy runs one long inner loop instead of loops of C values
+    shape = [1] * x.ndim
+    shape[axis] = len(frac)
+    w = frac.astype(x.dtype).reshape(shape)
+    if axis == x.ndim - 2:
+        w = np.repeat(w, x.shape[-1], axis=-1)
+    b -= a          # a + frac * (b - a) = (1 - frac) * a + frac * b, in place
+    b *= w
+    b += a
+    return b
+
+
+def _first_as(memory: np.ndarray, shape) -> np.ndarray:
+    """The start of a flat work array seen as a C-contiguous array of ``shape``."""
+    return memory[:math.prod(shape)].reshape(shape)
+
+
 def _snap(v: np.ndarray) -> np.ndarray:
     """Round cos/sin values within 1e-12 of -1, 0 or 1 to them: cos(90 deg) is 6e-17 in floats,
     and snapping it makes quarter turns exact (rotate(x, 90) == np.rot90)."""
@@ -137,13 +193,66 @@ def resize(x, size, order: str = "bilinear") -> np.ndarray:
 
     Output pixel ``i`` samples input row ``(i + 0.5) * H / h - 0.5`` (the convention of
     Pillow and OpenCV), clamped to the image so the border is repeated rather than ``fill``ed.
+
+    Rows and columns map independently, so bilinear runs as two 1-D passes (blend pairs of
+    rows, then pairs of columns): the same four-pixel blend as ``rotate`` uses, at a fraction
+    of the cost of gathering four pixels for every output point.
     """
     x = _batch(x, "resize", floating=True)
     h_out, w_out = _pair(size, "resize")
     _, h, w, _ = x.shape
-    rows = np.clip((np.arange(h_out) + 0.5) * (h / h_out) - 0.5, 0, h - 1)
-    cols = np.clip((np.arange(w_out) + 0.5) * (w / w_out) - 0.5, 0, w - 1)
-    return _sample(x, rows[None, :, None], cols[None, None, :], order, 0.0)
+    rows, cols = _centre_aligned(h, h_out), _centre_aligned(w, w_out)
+    if order == "nearest":   # round half up, as _sample does
+        return np.take(np.take(x, np.floor(rows + 0.5).astype(np.intp), axis=1),
+                       np.floor(cols + 0.5).astype(np.intp), axis=2)
+    if order != "bilinear":
+        raise ValueError(f"order must be 'bilinear' or 'nearest', got {order!r}")
+    return _lerp_axis(_lerp_axis(x, *_taps(rows), axis=1, fill=0.0), *_taps(cols), axis=2, fill=0.0)
+
+
+def crop_and_resize(x, windows, size, *, fill: float = 0.0) -> np.ndarray:
+    """Cut a window of each image and resize it to ``size`` (an int or ``(h, w)``), in one step.
+
+    ``windows``: an ``(N, 4)`` int array, per image ``(top, left, height, width)`` in the
+    image's pixels. A window may reach past the image; there it reads ``fill``, as if the
+    image had been padded. The result equals, image by image,
+    ``resize(padded[None, top:top + height, left:left + width], size)``, without building the
+    padded image or the crops: with ``size = (h, w)``, output row ``i`` reads image row
+    ``top + clip((i + 0.5) * height / h - 0.5, 0, height - 1)`` (``resize``'s convention,
+    clamped to the window), and likewise for columns. Bilinear, one image at a time (the
+    windows differ), as ``resize``'s two 1-D passes.
+    """
+    x = _batch(x, "crop_and_resize", floating=True)
+    n, h_in, w_in, _ = x.shape
+    windows = np.asarray(windows)
+    if windows.shape != (n, 4) or not np.issubdtype(windows.dtype, np.integer):
+        raise ValueError(f"crop_and_resize: windows must be an ({n}, 4) int array of (top, left, "
+                         f"height, width), got shape {windows.shape} and dtype {windows.dtype}")
+    if n and windows[:, 2:].min() < 1:
+        raise ValueError("crop_and_resize: window heights and widths must be >= 1")
+    h_out, w_out = _pair(size, "crop_and_resize")
+    c = x.shape[3]
+    out = np.empty((n, h_out, w_out, c), x.dtype)
+    # work memory for one image, reused by all: the row pass's result and a spare for each pass
+    part_memory = np.empty(h_out * w_in * c, x.dtype)
+    spare_memory = np.empty(h_out * max(w_in, w_out) * c, x.dtype)
+    for k, (top, left, h, w) in enumerate(windows.tolist()):
+        row_first, row_frac = _taps(_centre_aligned(h, h_out))
+        col_first, col_frac = _taps(_centre_aligned(w, w_out))
+        row_first += top
+        col_first += left
+        # blend rows only in the columns the second pass reads (the taps first and first + 1)
+        lo, hi = max(int(col_first.min()), 0), min(int(col_first.max()) + 2, w_in)
+        if lo >= hi:   # the window lies left or right of the image
+            out[k] = fill
+            continue
+        part_shape = (1, h_out, hi - lo, c)
+        part = _lerp_axis(x[k:k + 1, :, lo:hi], row_first, row_frac, axis=1, fill=fill,
+                          out=_first_as(part_memory, part_shape),
+                          spare=_first_as(spare_memory, part_shape))
+        _lerp_axis(part, col_first - lo, col_frac, axis=2, fill=fill,
+                   out=out[k:k + 1], spare=_first_as(spare_memory, out[k:k + 1].shape))
+    return out
 
 
 def random_crop(x, size, rng=None, *, pad=0, resize_back: bool = False, fill: float = 0.0,
@@ -164,28 +273,29 @@ def random_crop(x, size, rng=None, *, pad=0, resize_back: bool = False, fill: fl
     ``return_params=True`` also returns the corners, an ``(N, 2)`` int array of
     ``(top, left)`` in the padded image's coordinates.
     """
-    x = _batch(x, "random_crop")
+    x = _batch(x, "random_crop", floating=resize_back)
     rng = np.random.default_rng(rng)
     pad_h, pad_w = (pad, pad) if np.ndim(pad) == 0 else tuple(pad)
     if pad_h < 0 or pad_w < 0:
         raise ValueError(f"random_crop: pad must be >= 0, got {pad!r}")
     n, h_in, w_in, _ = x.shape
-    if pad_h or pad_w:
-        x_p = np.pad(x, ((0, 0), (pad_h, pad_h), (pad_w, pad_w), (0, 0)), constant_values=fill)
-    else:
-        x_p = x
+    h_p, w_p = h_in + 2 * pad_h, w_in + 2 * pad_w   # the padded image's size
     h, w = _pair(size, "random_crop")
-    if h > x_p.shape[1] or w > x_p.shape[2]:
+    if h > h_p or w > w_p:
         raise ValueError(f"random_crop: a {h}x{w} window does not fit in images of "
-                         f"{x_p.shape[1]}x{x_p.shape[2]} (input {h_in}x{w_in}, pad {pad!r})")
-    top = rng.integers(0, x_p.shape[1] - h + 1, size=n)
-    left = rng.integers(0, x_p.shape[2] - w + 1, size=n)
-    # gather all windows at once: out[k, i, j] = x_p[k, top[k] + i, left[k] + j]
-    out = x_p[np.arange(n)[:, None, None],
-              (top[:, None] + np.arange(h))[:, :, None],
-              (left[:, None] + np.arange(w))[:, None, :]]
-    if resize_back:
-        out = resize(out, (h_in, w_in))
+                         f"{h_p}x{w_p} (input {h_in}x{w_in}, pad {pad!r})")
+    top = rng.integers(0, h_p - h + 1, size=n)
+    left = rng.integers(0, w_p - w + 1, size=n)
+    if resize_back:   # crop and rescale in one pass, reading fill where the window leaves x
+        windows = np.stack([top - pad_h, left - pad_w, np.full(n, h), np.full(n, w)], axis=1)
+        out = crop_and_resize(x, windows, (h_in, w_in), fill=fill)
+    else:
+        if pad_h or pad_w:
+            x = np.pad(x, ((0, 0), (pad_h, pad_h), (pad_w, pad_w), (0, 0)), constant_values=fill)
+        # gather all windows at once: out[k, i, j] = x_padded[k, top[k] + i, left[k] + j]
+        out = x[np.arange(n)[:, None, None],
+                (top[:, None] + np.arange(h))[:, :, None],
+                (left[:, None] + np.arange(w))[:, None, :]]
     if return_params:
         return out, np.stack([top, left], axis=1)
     return out
@@ -272,7 +382,12 @@ def color_shift(x, delta=0.1, rng=None, *, return_params: bool = False):
         raise ValueError(f"color_shift: delta must be >= 0, a number or {c} per-channel values, "
                          f"got {delta!r}")
     offsets = rng.uniform(-1.0, 1.0, size=(n, c)) * delta
-    out = np.clip(x + offsets[:, None, None, :].astype(x.dtype), 0, 1).astype(x.dtype, copy=False)
+    _, h, w, _ = x.shape
+    # each row of an image holds W pixels of C channels: add the offsets repeated W times, so
+    # numpy runs one loop of W * C values per row instead of W loops of C
+    row_offsets = np.tile(offsets.astype(x.dtype), w)[:, None, :]
+    out = x.reshape(n, h, w * c) + row_offsets
+    out = np.clip(out, 0, 1, out=out).reshape(x.shape).astype(x.dtype, copy=False)
     if return_params:
         return out, offsets.astype(x.dtype)
     return out

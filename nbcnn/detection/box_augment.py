@@ -58,23 +58,32 @@ def augment_scenes(images, boxes, classes, rng, mirror: float = 0.5, scale=(0.75
     (everything is drawn from it, so a seeded run repeats exactly).
     """
     x = np.asarray(images, np.float32)
-    n, size = x.shape[0], x.shape[1]
-    out = np.empty_like(x)
+    n, size, width = x.shape[0], x.shape[1], x.shape[2]
+    flip = np.zeros(n, bool)
+    windows = np.tile(np.array([0, 0, size, width]), (n, 1))   # (top, left, h, w): the whole image
     new_boxes, new_classes = [], []
     lo, hi = scale
-    for i in range(n):
-        img, b, c = x[i:i + 1], np.asarray(boxes[i], np.float32).reshape(-1, 4), np.asarray(classes[i])
+    for i in range(n):   # the draws, image by image in this order, so a seeded run repeats exactly
+        b, c = np.asarray(boxes[i], np.float32).reshape(-1, 4), np.asarray(classes[i])
         if rng.random() < mirror:
-            img, b = augment.mirror(img), mirror_boxes(b)
+            flip[i], b = True, mirror_boxes(b)
         s = rng.uniform(lo, hi)
         crop = int(round(size / s))
         if crop != size:
             pad = max(0, crop - size)
-            img, corner = augment.random_crop(img, crop, rng, pad=pad, resize_back=True, fill=fill, return_params=True)
-            b, c = crop_boxes(b, c, int(corner[0, 0]), int(corner[0, 1]), crop, pad, size)
-        out[i] = img[0]
+            # the corner in the padded image, drawn as augment.random_crop draws it for one image
+            top = int(rng.integers(0, size + 2 * pad - crop + 1, size=1)[0])
+            left = int(rng.integers(0, width + 2 * pad - crop + 1, size=1)[0])
+            windows[i] = (top - pad, left - pad, crop, crop)
+            b, c = crop_boxes(b, c, top, left, crop, pad, size)
         new_boxes.append(b)
         new_classes.append(c)
+    # A flipped image: cut the mirror image of its window from the unflipped image, rescale,
+    # then flip the result (rescaling with centres aligned commutes with mirroring), so the
+    # input is never copied. All crops and rescales in one call; the pad reads as fill.
+    windows[flip, 1] = width - windows[flip, 1] - windows[flip, 3]
+    out = augment.crop_and_resize(x, windows, (size, width), fill=fill)
+    out[flip] = out[flip, :, ::-1]
     if shift:
         out = augment.color_shift(out, shift, rng)
     return out, new_boxes, new_classes
