@@ -49,6 +49,7 @@ from .ops import (
     upsample2d_backward,
 )
 from .ops import conv2d_backward_input, gram, gram_backward  # noqa: E402  (style transfer: nbcnn.style)
+from .ops import batch_norm, batch_norm_backward  # noqa: E402  (BatchNormalization's kernels)
 from .ops import (  # noqa: E402  (faces: nbcnn.triplet)
     l2_normalize, l2_normalize_backward, pairwise_squared_distances, triplet_loss, triplet_loss_backward,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "DarknetBatchNorm", "LeakyReLU", "Route", "UpSampling2D",
 ]
 __all__ += ["gram", "gram_backward", "conv2d_backward_input", "NotFiniteError"]
+__all__ += ["batch_norm", "batch_norm_backward"]
 __all__ += ["depthwise_conv2d", "depthwise_conv2d_backward", "DepthwiseConv2D", "SeparableConv2D"]
 __all__ += ["triplet_loss", "triplet_loss_backward", "l2_normalize", "l2_normalize_backward",
             "pairwise_squared_distances", "L2Normalize"]
