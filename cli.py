@@ -354,13 +354,17 @@ def step(backend_name):
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run nbcnn and the peers in turn this many times, keeping each one's fastest run "
                    "(a shared machine's slow spells then rarely hit one side only).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Run nbcnn and every peer on N threads (Numba's, torch's and BLAS's pools), recorded in "
+                   "the output; default: each library's own (one per core). --threads 1 is the steadier "
+                   "comparison on a shared machine.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--models", is_flag=True, help="Whole models instead: LeNet-5 training images/s, VGG-16 forward at "
                                              "224x224 and YOLOv3-tiny forward at 416x416 (96x96 with --tiny), "
                                              "against the same networks in PyTorch, and darknet's own YOLOv3-tiny "
                                              "through libdarknet.so when it is installed.")
-def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, compile_time, rounds, as_json,
-          models):
+def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, compile_time, rounds, threads,
+          as_json, models):
     """Time the kernels (GFLOP/s, GB/s, Mbox/s) next to numpy and PyTorch, each in its own process.
 
     Shapes: seed39 lenet_c2 resnet_s2 vgg_b3 stem_s2 incep5x5 incep1x1 (conv),
@@ -382,10 +386,12 @@ def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, 
 
             result = benchmark.run_models(repeat=repeat, vgg=not tiny, backend=backend_name, peers=peers,
                                           steps=2 if tiny else 20, batch=8 if tiny else 64,
-                                          yolo_size=yolo.TINY_SIZE if tiny else yolo.FULL_SIZE)
+                                          yolo_size=yolo.TINY_SIZE if tiny else yolo.FULL_SIZE, threads=threads)
             click.echo(json.dumps(result, indent=1) if as_json else benchmark.format_models(result))
             return
         if ladder:
+            if threads is not None:
+                raise click.ClickException("--threads applies to the kernel suite and --models, not to --ladder")
             if backend_name != "cpu":
                 raise click.ClickException("--ladder times the cpu kernels; leave out --backend or use cpu")
             result = benchmark.run_ladder(ladder_shape, repeat, peers)
@@ -399,7 +405,8 @@ def bench(backend_name, shapes, ops, repeat, tiny, ladder, ladder_shape, peers, 
         if backend_name == "python" and not tiny and not names:
             tiny = True
             click.echo("note: the python backend runs the readable loops as Python: using the --tiny shapes", err=True)
-        result = benchmark.run_suite(backend_name, names, repeat, tiny, op_list, peers, compile_time, rounds)
+        result = benchmark.run_suite(backend_name, names, repeat, tiny, op_list, peers, compile_time, rounds,
+                                     threads)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result, indent=1) if as_json else benchmark.format_table(result))

@@ -118,6 +118,37 @@ def test_cli_models_lenet_training_throughput_tiny():
         assert data["results"]["torch"]["lenet_train"]["images_per_s"] > 0
 
 
+def test_cli_threads_runs_nbcnn_and_torch_on_that_many_threads():
+    # 3: not the default of this 2-core machine, so the records show the option took effect
+    r = bench("--tiny", "--repeat", "1", "--no-compile-time", "--ops", "maxpool_fwd", "--threads", "3", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["threads"] == 3
+    impls = {rec["impl"]: rec for rec in data["records"]}
+    assert impls["nbcnn"]["threads"] == 3
+    if benchmark.torch_available():
+        assert impls["torch"]["threads"] == 3
+    assert "3 threads each" in benchmark.format_table(data)
+    assert "not to --ladder" in bench("--ladder", "--shape", "tiny", "--threads", "1").output
+    assert bench("--threads", "0", "--tiny").exit_code != 0
+
+
+def test_worker_environment_sizes_the_pools_and_puts_them_back(monkeypatch):
+    import os
+
+    from nbcnn.benchmark import threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    with threads.worker_environment(2):
+        assert all(os.environ[name] == "2" for name in threads.POOL_VARIABLES)
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "NUMBA_NUM_THREADS" not in os.environ
+    with threads.worker_environment(None):  # the defaults: nothing set
+        assert "NUMBA_NUM_THREADS" not in os.environ
+    with pytest.raises(ValueError, match="at least 1"):
+        threads.worker_env(0)
+
+
 def test_rounds_keep_the_fastest_run_and_the_summary_is_a_geometric_mean():
     rec = lambda impl, op, shape, lo, med: {"impl": impl, "op": op, "shape": shape, "dims": [1], "min_s": lo,  # noqa: E731
                                             "median_s": med, "runs": 5, "flops": 8e9}

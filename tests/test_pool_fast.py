@@ -74,12 +74,13 @@ def test_fast_pooling_equals_the_readable_kernels(case):
 
 
 @MANY
-@given(st.integers(0, 2**32 - 1), st.sampled_from([(2, 2), (3, 2), (3, 1), (2, 1)]))
-def test_nan_and_signed_zero_follow_the_readable_rule(seed, f_stride):
-    """A NaN wins its window and stays; -0.0 and +0.0 tie, the first one wins."""
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(2, 2), (3, 2), (3, 1), (2, 1)]), st.sampled_from([9, 16, 32]))
+def test_nan_and_signed_zero_follow_the_readable_rule(seed, f_stride, C):
+    """A NaN wins its window and stays; -0.0 and +0.0 tie, the first one wins. C = 16, 32:
+    whole vectors of 8 and 16 lanes (the explicit-vector route, simd.take_max)."""
     f, stride = f_stride
     rng = np.random.default_rng(seed)
-    x = rng.choice(np.array([np.nan, -0.0, 0.0, 1.0, -np.inf, np.inf], np.float32), size=(2, 6, 7, 9))
+    x = rng.choice(np.array([np.nan, -0.0, 0.0, 1.0, -np.inf, np.inf], np.float32), size=(2, 6, 7, C))
     win, p_shape = _outputs(x, f, stride, 0)
     for kernel, fast in [(pool.MAX_FORWARD, max_pool.max_pool2d_forward)]:
         want, got = _both(kernel, fast, (x, win), p_shape, x.dtype)
@@ -107,6 +108,21 @@ def test_bench_like_shapes_match(shape, f, stride):
     _check_all_four(x, f, stride, 0, lambda s: rng.standard_normal(s).astype(np.float32))
 
 
+@pytest.mark.parametrize("C", [6, 16, 24, 64])
+@pytest.mark.parametrize("f,stride,pad", [(2, 2, 0), (3, 2, 1), (3, 1, 0)])
+def test_every_thread_chunk_matches(monkeypatch, C, f, stride, pad):
+    """Calls this small run on one thread (config.POOL_SERIAL_BELOW_ELEMENTS); with the threshold
+    at 0 they split into one chunk per thread, each with its own scratch rows and cached
+    average shares, whose edges must give the same bits. C = 24: a whole and a half vector
+    of 16 lanes (8 + 8 + 8 with 8), C = 6 the flat rows."""
+    from nbcnn import config
+
+    monkeypatch.setattr(config, "POOL_SERIAL_BELOW_ELEMENTS", 0)
+    rng = np.random.default_rng(C * 10 + f)
+    x = rng.standard_normal((3, 11, 9, C)).astype(np.float32)
+    _check_all_four(x, f, stride, pad, lambda s: rng.standard_normal(s).astype(np.float32))
+
+
 def test_runs_are_bit_identical():
     rng = np.random.default_rng(3)
     x = rng.integers(0, 3, (4, 30, 30, 16)).astype(np.float32)
@@ -128,3 +144,41 @@ def test_cpu_backend_runs_the_fast_kernels():
     x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
     with nbcnn.use_backend("cpu"):
         np.testing.assert_array_equal(nbcnn.max_pool2d(x, 2), x.reshape(2, 2, 2, 2, 2, 3).max(axis=(2, 4)))
+
+
+def _take_readable(best, arg, v, k):
+    """The readable rule, one lane: keep (best, arg) if best is NaN or v <= best, else take (v, k)."""
+    keep = (best != best) | (v <= best)
+    return np.where(keep, best, v), np.where(keep, arg, k)
+
+
+def test_take_max_is_the_readable_step_at_both_widths():
+    """simd.take_max on 8 and on simd.LANES lanes: ties keep the first, a NaN already there
+    stays, a new NaN wins, -0.0 and +0.0 tie; the cell numbers ride as float32 bits."""
+    from numba import njit
+
+    from nbcnn.kernels.fast import simd
+
+    @njit
+    def step8(best, arg, v, k, out_b, out_a):
+        b, a = simd.take_max(simd.load8(best, 0), simd.load8(arg, 0), simd.load8(v, 0), simd.load8(k, 0))
+        simd.store8(out_b, 0, b)
+        simd.store8(out_a, 0, a)
+
+    @njit
+    def stepv(best, arg, v, k, out_b, out_a):
+        b, a = simd.take_max(simd.loadv(best, 0), simd.loadv(arg, 0), simd.loadv(v, 0), simd.loadv(k, 0))
+        simd.storev(out_b, 0, b)
+        simd.storev(out_a, 0, a)
+
+    rng = np.random.default_rng(5)
+    values = np.array([np.nan, -0.0, 0.0, 1.0, -1.0, np.inf, -np.inf], np.float32)
+    for step, lanes in ((step8, 8), (stepv, simd.LANES)):
+        for _ in range(20):
+            best, v = rng.choice(values, lanes), rng.choice(values, lanes)
+            arg, k = rng.integers(0, 9, lanes).astype(np.int32), np.full(lanes, 7, np.int32)
+            out_b, out_a = np.empty(lanes, np.float32), np.empty(lanes, np.int32)
+            step(best, arg.view(np.float32), v, k.view(np.float32), out_b, out_a.view(np.float32))
+            want_b, want_a = _take_readable(best, arg, v, k)
+            np.testing.assert_array_equal(out_b.view(np.int32), want_b.view(np.int32))
+            np.testing.assert_array_equal(out_a, want_a)

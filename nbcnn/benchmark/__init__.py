@@ -8,6 +8,7 @@
     nbcnn bench --models                   LeNet-5 training, VGG-16 and YOLOv3-tiny forward, against
                                            PyTorch (and darknet's libdarknet.so for YOLOv3-tiny)
     nbcnn bench --json                     everything as JSON
+    nbcnn bench --threads 1                nbcnn and every peer on one thread (steadier on a shared machine)
 
 One concern per file:
 
@@ -17,6 +18,7 @@ One concern per file:
     peers.py    what nbcnn is compared with: numpy im2col + BLAS and greedy NMS, PyTorch channels_last
     worker.py   what runs inside one worker process (python -m nbcnn.benchmark.worker)
     runner.py   the parent: worker processes, rounds, JIT compile time, run_suite
+    threads.py  --threads N: the thread pools of nbcnn and every peer, the same size
     report.py   the table: rates, nbcnn / torch ratios, their geometric mean per family of ops
     ladder.py   --ladder: one conv shape, from the lecture's loop to the fast kernel
     models.py   --models: whole networks (python -m nbcnn.benchmark.models for its workers)

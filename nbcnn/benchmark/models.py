@@ -49,6 +49,7 @@ import numpy as np
 
 from . import yolo
 from .peers import torch_available
+from .threads import worker_environment
 from .timing import throughput, time_runs
 
 YOLO_KEY = "yolov3_tiny_forward"  # a worker's YOLOv3-tiny record, in its results
@@ -159,14 +160,15 @@ def yolo_plan(size: int, backend: str, peers: bool) -> tuple[list[str], list[str
 
 
 def run_models(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = True, backend: str = "cpu",
-               peers: bool = True, yolo_size: int = yolo.FULL_SIZE) -> dict:
+               peers: bool = True, yolo_size: int = yolo.FULL_SIZE, threads: int | None = None) -> dict:
     """Run the nbcnn worker, the torch worker (when torch imports) and, for YOLOv3-tiny, the
     darknet worker (when libdarknet.so is there), each in its own process. ``yolo_size`` 0:
-    no YOLOv3-tiny."""
+    no YOLOv3-tiny. ``threads``: every worker's thread pools that size (threads.py)."""
     results = {}
     workers = ["nbcnn"] + (["torch"] if peers and torch_available() else [])
     yolo_workers, notes = yolo_plan(yolo_size, backend, peers)
-    with tempfile.TemporaryDirectory(prefix="nbcnn-yolo-") as folder:  # nbcnn's heads, for the others to compare
+    # folder: nbcnn's heads, for the others to compare
+    with tempfile.TemporaryDirectory(prefix="nbcnn-yolo-") as folder, worker_environment(threads):
         for worker in workers + [w for w in yolo_workers if w not in workers]:
             args = ["--batch", str(batch), "--steps", str(steps), "--repeat", str(repeat), "--backend", backend]
             args += [] if vgg else ["--no-vgg"]
@@ -201,7 +203,8 @@ def run_models(batch: int = 64, steps: int = 20, repeat: int = 3, vgg: bool = Tr
             results["small_yolo"] = {impl: _run_worker("small_yolo", ["--impl", impl, "--steps", "3", "--repeat",
                                                                       str(max(2, repeat)), "--backend", backend])
                                      for impl in impls}
-    out = {"batch": batch, "steps": steps, "repeat": repeat, "backend": backend, "results": results}
+    out = {"batch": batch, "steps": steps, "repeat": repeat, "backend": backend, "results": results,
+           "threads": threads}
     out["yolo"] = yolo_summary(results, yolo_size if yolo_workers else 0, notes)
     return out
 
@@ -227,7 +230,8 @@ def format_models(r) -> str:
     res = r["results"]
     lenet = {name: row for name, row in res.items() if "lenet_train" in row}
     lines = [f"LeNet-5 training, batch {r['batch']}, {r['steps']} steps x {r['repeat']} repeats "
-             f"(best / median images per second), backend {r['backend']}"]
+             f"(best / median images per second), backend {r['backend']}"
+             + (f", {r['threads']} thread(s) each" if r.get("threads") else "")]
     for name, row in lenet.items():
         t = row["lenet_train"]
         lines.append(f"  {name:7s} {t['images_per_s']:10.0f} {t['images_per_s_median']:10.0f}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from .shapes import (NMS_IOU, BoxesShape, ConvShape, DenseShape, PoolShape, boxes_inputs, conv_inputs, dense_inputs,
                      pool_inputs)
+from .threads import use_torch_threads
 from .timing import time_runs, timing_record
 
 
@@ -101,11 +102,14 @@ def time_numpy(shapes, ops, repeat) -> list[dict]:
 # --------------------------------------------------------------------------- torch
 
 
-def time_torch(shapes, ops, repeat, device="cpu") -> list[dict]:
+def time_torch(shapes, ops, repeat, device="cpu", threads=None) -> list[dict]:
     """PyTorch with channels_last tensors (oneDNN on the CPU), forward and the backward ops
-    autograd would call (max pool backward gets the forward's indices, as autograd does)."""
+    autograd would call (max pool backward gets the forward's indices, as autograd does);
+    ``threads``: its intra-op pool on that many threads (None: torch's default)."""
     import torch
     import torch.nn.functional as F
+
+    used_threads = use_torch_threads(torch, threads)
 
     torch.backends.cudnn.allow_tf32 = False  # compare FP32 with FP32
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -114,7 +118,7 @@ def time_torch(shapes, ops, repeat, device="cpu") -> list[dict]:
     records = []
     with torch.no_grad():
         for name, shape in shapes.items():
-            extra = {"device": device, "threads": torch.get_num_threads()}
+            extra = {"device": device, "threads": used_threads}
             cases = []
             if isinstance(shape, BoxesShape):
                 if not torchvision_available():

@@ -107,6 +107,8 @@ def format_table(result) -> str:
     m = result["machine"]
     rounds = result.get("rounds", 1)
     runs = f"{result['repeat']} runs after a warm-up" + (f", in each of {rounds} rounds" if rounds > 1 else "")
+    if result.get("threads"):
+        runs += f", {result['threads']} thread{'s' if result['threads'] > 1 else ''} each (nbcnn and the peers)"
     lines = [f"nbcnn bench: backend {result['backend']}, {runs}; rate of the "
              f"fastest run (conv/dense GFLOP/s of useful flops, pooling GB/s moved, nms Mbox/s = million boxes "
              f"in per second, IoU 0.5, class-agnostic); x torch = nbcnn / torch",

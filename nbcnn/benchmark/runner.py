@@ -20,6 +20,7 @@ from .machine import cpu_peak
 from .peers import torch_available, torchvision_available
 from .report import rows, torch_summary
 from .shapes import ALL_OPS, BOX_OPS, all_named_shapes, ops_for, shape_suite
+from .threads import threads_args, worker_env
 
 JSON_PREFIX = "NBCNN_BENCH_JSON "  # a worker prints its result on one line that starts with this
 
@@ -120,12 +121,14 @@ def merge_rounds(records) -> list[dict]:
 
 
 def run_suite(backend: str = "cpu", names=None, repeat: int = 5, tiny: bool = False, ops=ALL_OPS,
-              peers: bool = True, compile_probe: bool = True, rounds: int = 1) -> dict:
+              peers: bool = True, compile_probe: bool = True, rounds: int = 1, threads: int | None = None) -> dict:
     """Everything ``nbcnn bench`` shows, as a dict (``--json`` prints it).
 
     ``rounds`` > 1 runs nbcnn and the peers in turn that many times (nbcnn, numpy, torch,
     nbcnn, ...: each in a fresh process) and keeps each one's fastest run: on a shared
-    machine a slow spell then has to last through every round of one of them to show."""
+    machine a slow spell then has to last through every round of one of them to show.
+    ``threads``: every worker (nbcnn, numpy's BLAS, torch) on that many threads (threads.py);
+    None: each library's default."""
     suite = shape_suite(tiny)
     named = all_named_shapes()
     if names:
@@ -143,7 +146,7 @@ def run_suite(backend: str = "cpu", names=None, repeat: int = 5, tiny: bool = Fa
         fits = sorted(n for n, s in all_named_shapes().items() if set(ops_for(s)) & set(ops))
         raise ValueError(f"none of the shapes {sorted(asked)} has the op(s) {list(ops)}; they run on {fits}")
     result = {"backend": backend, "repeat": repeat, "tiny": tiny, "machine": cpu_peak(), "notes": notes,
-              "shapes": {n: list(s) for n, s in suite.items()}, "records": [], "rounds": rounds}
+              "shapes": {n: list(s) for n, s in suite.items()}, "records": [], "rounds": rounds, "threads": threads}
     peer_list = list(peer_names(backend, peers))
     if "torch" in peer_list and backend == "cuda":
         try:
@@ -161,10 +164,11 @@ def run_suite(backend: str = "cpu", names=None, repeat: int = 5, tiny: bool = Fa
         if "torch" in peer_list and all(op in BOX_OPS for op in ops):
             peer_list.remove("torch")  # nothing for it to time
     records = []
+    env, extra_args = worker_env(threads), threads_args(threads)
     for _ in range(max(rounds, 1)):
-        records += run_worker("nbcnn", suite, ops, repeat, backend)
+        records += run_worker("nbcnn", suite, ops, repeat, backend, env=env, extra_args=extra_args)
         for peer in peer_list:
-            records += run_worker(peer, suite, ops, repeat, backend)
+            records += run_worker(peer, suite, ops, repeat, backend, env=env, extra_args=extra_args)
     result["records"] = merge_rounds(records)
     result["summary"] = torch_summary(rows(result))
     result["summary_vs_numpy"] = torch_summary(rows(result), peer="numpy")

@@ -23,6 +23,7 @@ from .peers import time_numpy, time_torch
 from .runner import JSON_PREFIX
 from .shapes import (ALL_OPS, BOX_OPS, IMPLS, NMS_IOU, BoxesShape, ConvShape, PoolShape, all_named_shapes, boxes_inputs,
                      conv_inputs, dense_inputs, inputs_for, pool_inputs)
+from .threads import use_numba_threads
 from .timing import time_runs, timing_record
 
 
@@ -56,10 +57,13 @@ def nbcnn_cases(shape, ops, to_device) -> list[tuple]:
     return [(op, fn) for op, fn in cases if op in ops]
 
 
-def time_nbcnn(shapes, ops, repeat, backend, variant="fast") -> list[dict]:
+def time_nbcnn(shapes, ops, repeat, backend, variant="fast", threads=None) -> list[dict]:
     """Time nbcnn's public ops. variant "naive" runs the readable loops compiled (NBCNN_FAST=0,
-    set by the parent), "python" the plain Python source (backend python)."""
+    set by the parent), "python" the plain Python source (backend python). ``threads``: Numba's
+    parallel loops on that many threads (None: its default, one per core)."""
     import nbcnn
+
+    used_threads = use_numba_threads(threads)
 
     records = []
     sync = None
@@ -83,14 +87,14 @@ def time_nbcnn(shapes, ops, repeat, backend, variant="fast") -> list[dict]:
                 times = time_runs(fn, repeat, sync=sync)
                 if op in BOX_OPS:  # how many boxes survive: every implementation must agree
                     records.append(timing_record("nbcnn", op, name, shape, times, backend=backend, variant=variant,
-                                                 kept=len(fn()), **extra))
+                                                 kept=len(fn()), threads=used_threads, **extra))
                     continue
                 if backend == "cuda":  # the op's outputs, device -> host
                     outs = fn()
                     outs = outs if isinstance(outs, tuple) else (outs,)
                     extra["d2h_s"] = min(time_runs(lambda: [o.copy_to_host() for o in outs], repeat, sync=sync))
                 records.append(timing_record("nbcnn", op, name, shape, times, backend=backend, variant=variant,
-                                             **extra))
+                                             threads=used_threads, **extra))
     return records
 
 
@@ -103,6 +107,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--backend", default="cpu")
     p.add_argument("--variant", default="fast")
+    p.add_argument("--threads", type=int, default=None, help="nbcnn's / torch's threads (default: theirs)")
     p.add_argument("--ladder-python", default=None)
     args = p.parse_args(argv)
     if args.ladder_python:  # the readable kernel source, run as Python, on one (tiny) conv shape
@@ -112,11 +117,11 @@ def main(argv=None) -> None:
     shapes = {n: named[n] for n in args.shapes.split(",") if n}
     ops = tuple(args.ops.split(","))
     if args.worker == "nbcnn":
-        records = time_nbcnn(shapes, ops, args.repeat, args.backend, args.variant)
+        records = time_nbcnn(shapes, ops, args.repeat, args.backend, args.variant, args.threads)
     elif args.worker == "numpy":
         records = time_numpy(shapes, ops, args.repeat)
     else:
-        records = time_torch(shapes, ops, args.repeat, "cuda" if args.backend == "cuda" else "cpu")
+        records = time_torch(shapes, ops, args.repeat, "cuda" if args.backend == "cuda" else "cpu", args.threads)
     print(JSON_PREFIX + json.dumps(records))
 
 

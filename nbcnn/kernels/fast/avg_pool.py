@@ -9,16 +9,24 @@ tasks write one cell) are in ``pool_rows.py``. What the average kernels add:
    of a window row in one expression at every full-resolution position), and **whole 2x2 and
    3x3 windows summed in one loop** (``_avg_rows_wide``, where no padding is involved): one
    store per output instead of a pass per window row. The count divides once at the end
-   (``column_counts`` for the flat rows), in the float type: float32 stays float32.
+   (``column_counts`` for the flat rows), in the float type: float32 stays float32. For
+   float32 whose channels fill whole vectors of ``simd.LANES`` and windows that all lie
+   inside the image, any window is summed in explicit vectors (``_avg_rows_vectors``).
 2. **Backward as a gather over dx rows**: task (n, h) takes the window rows covering image
    row h in ascending order, computes the shares ``0 + dp / count`` of a window row in one
-   loop, and adds them back at every stride-th pixel (``_scatter``, flat; ``_put_cell``, wide: for float32 in
-   explicit 8-lane vectors, 2x faster than LLVM's loop at C = 16). When the windows tile the
-   row, the first window row writes instead of adding to zeros.
+   loop (once per window row and task, kept for the dx rows it covers), and adds them back
+   at every stride-th pixel (``_scatter``, flat; ``_put_cell``, wide: for float32 in
+   explicit ``simd.LANES``-lane vectors, 2x faster than LLVM's loop at C = 16). When the
+   windows tile the row, the first window row writes instead of adding to zeros.
+3. **Divisions that vectorise** (``DIVIDE``, below).
 
-Measured (2 cores, nbcnn bench, separate processes; x torch 2.13 CPU): forward 0.85-3x on
-pool32x16 / pool112x64; LeNet's pools 1.0-4.7x (a range over LeNet's max forward and average
-kernels together). No figure for the average backward on its own was recorded here.
+Measured (AMD Zen 3, 2 cores, nbcnn bench, separate processes; x torch 2.13 CPU): forward
+0.85-3x on pool32x16 / pool112x64; LeNet's pools 1.0-4.7x (a range over LeNet's max forward
+and average kernels together). Intel Sapphire Rapids, one thread each (``nbcnn bench
+--threads 1``), GB/s: the backward 11.4-12.8 -> 18.2-19.1 on pool32x16 and 10.0-11.4 ->
+15.3-16.5 on pool112x64 (1.9x / 2.5-2.8x torch; ``DIVIDE``), the forward 18.2-18.9 ->
+19.7-20.4 on pool32x16 (the vector route) and 26-27 on pool112x64 (unchanged, about a
+plain copy's rate). 8 and 16 lanes: the same within the noise.
 """
 
 import numpy as np
@@ -29,12 +37,16 @@ from ...backend import note_route
 from ..indexing import windows_covering
 from .. import pool as readable
 from .pool_rows import (WIDE_C, _chunk, _compact, _inside, _launch, _scatter, column_counts,
-                        spans_far_past_the_image, stride_map)
-from .simd import add8, load8, store8
+                        spans_far_past_the_image, stride_map, whole_vectors_inside)
+from .simd import LANES, add8, div8, load8, loadv, splatv, store8, storev
 
-LANES = 8
-"""Channels per vector here: pooling moves memory more than it computes, so it keeps the
-8-lane helpers (``load8``) whatever the CPU's width (``simd.LANES``)."""
+
+# The kernels that divide compile with ``error_model="numpy"``: under Numba's default
+# ("python") every float division tests its divisor for zero to raise ZeroDivisionError, and
+# that branch keeps LLVM from vectorising the loop (the average backward's shares ran as
+# scalar divisions: 0.23 -> 0.08 ms on pool32x16, one thread). A count is never zero here,
+# and every other quotient has the same bits either way.
+DIVIDE = "numpy"
 
 
 # --------------------------------------------------------------------------- forward
@@ -72,7 +84,7 @@ def _add_row_pass(row, C, W, f_w, pad_left, W_full, q_in0, q_in1, acc):
             acc[q * C + c] = total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=DIVIDE)
 def _avg_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
     """Output rows t0..t1-1: the sum of each window's real cells in row-major order, / count."""
     N, H, W, C = x.shape
@@ -100,7 +112,7 @@ def _avg_rows_flat(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
             out[m] = sums[m] / x.dtype.type(rows * cols[m])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=DIVIDE)
 def _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
     """``_avg_rows_flat`` for many channels: each window summed straight into p, channels innermost."""
     N, H, W, C = x.shape
@@ -160,6 +172,39 @@ def _avg_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p):
                 out[o, c] = out[o, c] / count
 
 
+@njit(cache=True)
+def _avg_rows_vectors(t0, t1, x, f_h, f_w, s_h, s_w, p):
+    """Output rows t0..t1-1 for float32 whose channels fill whole vectors and whose windows all
+    lie inside the image: each window's cells added in row-major order to 0, then divided by
+    the count, ``LANES`` channels at a time in explicit vectors (the readable sum's operations
+    in its order, so its bits; one store per output)."""
+    N, H, W, C = x.shape
+    H_out, W_out = p.shape[1], p.shape[2]
+    xf, pf = x.reshape(-1), p.reshape(-1)
+    cells = f_h * f_w
+    offset = np.empty(cells, np.int64)  # cell k's place from the window's corner
+    for k in range(cells):
+        offset[k] = ((k // f_w) * W + k % f_w) * C
+    zero, count = splatv(np.float32(0)), splatv(np.float32(cells))
+    for t in range(t0, t1):
+        n, h_out = t // H_out, t % H_out
+        row = (n * H + h_out * s_h) * W * C
+        for o in range(W_out):
+            corner, out = row + o * s_w * C, (t * W_out + o) * C
+            for c in range(0, C, LANES):
+                total = zero
+                for k in range(cells):
+                    total = add8(total, loadv(xf, corner + offset[k] + c))
+                storev(pf, out + c, div8(total, count))
+
+
+@njit(parallel=True, cache=True)
+def _avg_vectors_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
+        _avg_rows_vectors(t0, t1, x, f_h, f_w, s_h, s_w, p)
+
+
 @njit(parallel=True, cache=True)
 def _avg_flat_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, chunks):
     for k in prange(chunks):
@@ -179,7 +224,10 @@ def avg_pool2d_forward(x, win, p):
         note_route("readable loop (huge window)")
         readable.AVG_FORWARD.naive_cpu(x, win, p)
         return
-    if x.shape[3] >= WIDE_C:
+    if whole_vectors_inside(x, win, p, LANES):
+        note_route(f"{LANES}-lane vectors")
+        _launch(_avg_vectors_parallel, x.size + p.size, x, *win, p)
+    elif x.shape[3] >= WIDE_C:
         note_route("channels innermost")
         _launch(_avg_wide_parallel, x.size + p.size, x, *win, p)
     else:
@@ -190,7 +238,7 @@ def avg_pool2d_forward(x, win, p):
 # --------------------------------------------------------------------------- backward
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=DIVIDE)
 def _avg_back_flat(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
     """dx rows t0..t1-1 (t = n*H + h), each a gather over the window rows covering row h
     (ascending). Per window row, each window's share ``0 + dp / count`` (a -0.0 lands as +0.0,
@@ -249,52 +297,72 @@ def _put_cell_scalar(d, at, s, src, C, add):
 def _put_cell_impl(d, at, s, src, C, add):
     def vectors(d, at, s, src, C, add):
         # float32: whole vectors, as in max_pool._route_cell (LLVM's loop above, C = 16: 2x slower)
-        whole = C - C % LANES
-        for c in range(0, whole, LANES):
-            v = load8(s, src + c)
-            store8(d, at + c, add8(load8(d, at + c), v) if add else v)
-        if whole < C:
-            _put_cell_scalar(d, at + whole, s, src + whole, C - whole, add)
+        if C % LANES == 0:
+            for c in range(0, C, LANES):
+                v = loadv(s, src + c)
+                storev(d, at + c, add8(loadv(d, at + c), v) if add else v)
+        else:  # 8-lane vectors, then single channels (16 lanes would leave up to 15 to the scalar loop)
+            whole = C - C % 8
+            for c in range(0, whole, 8):
+                h = load8(s, src + c)
+                store8(d, at + c, add8(load8(d, at + c), h) if add else h)
+            if whole < C:
+                _put_cell_scalar(d, at + whole, s, src + whole, C - whole, add)
 
     if d.dtype == types.float32 and s.dtype == types.float32:
         return vectors
     return _put_cell_scalar
 
 
-@njit(cache=True)
+@njit(cache=True, error_model=DIVIDE)
 def _avg_back_wide(t0, t1, dp, f_h, f_w, s_h, s_w, pad_top, pad_left, dx):
     """``_avg_back_flat`` for many channels: each window's share goes straight into the dx row,
-    ``dx[n, h, o*s_w - pad_left + j, :]``, channels innermost."""
+    ``dx[n, h, o*s_w - pad_left + j, :]``, channels innermost.
+
+    A window row's shares are computed once for all the dx rows it covers (computed again for
+    each, pool32x16 took 15% longer, one thread): they stay in one of ``slots`` scratch rows, as
+    many as window rows can cover one image row, slot ``h_out % slots``, until the window
+    row below takes it (by then no later dx row of this task needs them)."""
     N, H, W, C = dx.shape
     H_out, W_out = dp.shape[1], dp.shape[2]
-    share = np.empty((W_out, C), dx.dtype)
+    L = W_out * C
+    slots = -(-f_h // s_h)
+    shares = np.empty(slots * L, dx.dtype)
+    holds = np.full(slots, -1, np.int64)  # the window row (n * H_out + h_out) each slot holds
+    cols = column_counts(W, W_out, C, f_w, s_w, pad_left)
+    counts, counts_rows = np.empty(L, dx.dtype), -1  # rows * cols[m] in the float type, for one rows
     zero = dx.dtype.type(0)
     tiles = s_w == f_w
     covered = min(W_out * s_w - pad_left, W)
+    # flat views made once, offsets per row: views made per row cost atomic reference counts
+    # (as in max_pool._max_back_tiles_wide)
+    gf, df = dp.reshape(-1), dx.reshape(-1)
     for t in range(t0, t1):
         n, h = t // H, t % H
-        d = dx[n, h]
+        row = t * W * C
         h_first, h_stop = windows_covering(h, pad_top, f_h, s_h, H_out)
         add = not (tiles and h_stop > h_first)
-        for w in range(0 if add else covered, W):
-            for c in range(C):
-                d[w, c] = zero
+        df[row + (0 if add else covered) * C:row + W * C] = zero
         for h_out in range(h_first, h_stop):
-            top = h_out * s_h - pad_top
-            rows = min(top + f_h, H) - max(top, 0)
-            g = dp[n, h_out]
-            for o in range(W_out):
-                left = o * s_w - pad_left
-                count = dx.dtype.type(rows * (min(left + f_w, W) - max(left, 0)))
-                for c in range(C):
-                    share[o, c] = zero + g[o, c] / count
-            flat, shares = d.reshape(-1), share.reshape(-1)
+            key = n * H_out + h_out
+            at = (h_out % slots) * L
+            if holds[h_out % slots] != key:
+                top = h_out * s_h - pad_top
+                rows = min(top + f_h, H) - max(top, 0)
+                if rows != counts_rows:  # the count cast to the float type: float32 stays float32
+                    for m in range(L):
+                        counts[m] = dx.dtype.type(rows * cols[m])
+                    counts_rows = rows
+                share, g = shares[at:at + L], gf[key * L:key * L + L]
+                for m in range(L):
+                    share[m] = zero + g[m] / counts[m]
+                holds[h_out % slots] = key
             for j in range(f_w - 1, -1, -1):
                 o0 = (pad_left - j + s_w - 1) // s_w if pad_left > j else 0
                 o1 = min((W - 1 + pad_left - j) // s_w + 1, W_out)
                 for o in range(o0, o1):
                     w = o * s_w - pad_left + j
-                    _put_cell(flat, w * C, shares, o * C, C, add)
+                    _put_cell(df, row + w * C, shares, at + o * C, C, add)
             add = True
 
 

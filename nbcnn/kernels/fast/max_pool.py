@@ -13,11 +13,15 @@ the max kernels add:
    WIDE_C_MAX = 32 channels: at 16 LLVM left the loop scalar, with branches).
 2. **Whole 2x2 and 3x3 windows in one loop** (``_max_2x2``, ``_max_3x3``,
    ``_max_window_wide``): one store per output instead of a pass per window row, where no
-   padding is involved.
+   padding is involved. For float32 whose channels fill whole vectors of ``simd.LANES``
+   (16 on AVX-512, 8 on AVX2) and windows that all lie inside the image (the bench's and
+   LeNet's C = 16 pools, ResNet's 3x3 stride-2 pool without padding), any window runs in
+   explicit vectors instead (``_max_rows_vectors``, ``simd.take_max``): one pass over the
+   outputs, the value and its cell number in registers, no full-resolution rows.
 3. **Max backward from the argmax, as PyTorch does it.** Windows that do not overlap: each
    dx cell is written once, ``0 + dp`` where its window's argmax points at it, else 0 (a
    vector select per cell, C >= WIDE_C = 16; for float32 spelled out with
-   ``simd.keep_where_eq8``, 8 channels per compare: ``_max_back_tiles_wide``), or dx is
+   ``simd.keep_where_eqv``, ``simd.LANES`` channels per compare: ``_max_back_tiles_wide``), or dx is
    zeroed and each window's gradient stored on its argmax cell (``_max_back_scatter``: one
    scalar store per *output* number, few channels). Overlapping windows: the scatter adds,
    one image per task, rows in ascending order. Without the forward's argmax, the backward
@@ -26,10 +30,15 @@ the max kernels add:
 An argmax value that is out of range or points at padding sends no gradient (as the readable
 gather): no store ever leaves dx.
 
-Measured (2 cores, nbcnn bench, separate processes; x torch 2.13 CPU): forward 1.4-2.7x,
-backward 0.7-1.2x on pool32x16 / pool112x64; on LeNet's pools the backward 0.6x (C = 6
-leaves only the scalar scatter) and the forward within the 1.0-4.7x measured for LeNet's
-max forward and average kernels together.
+Measured (AMD Zen 3, 2 cores, nbcnn bench, separate processes; x torch 2.13 CPU): forward
+1.4-2.7x, backward 0.7-1.2x on pool32x16 / pool112x64; on LeNet's pools the backward 0.6x
+(C = 6 leaves only the scalar scatter) and the forward within the 1.0-4.7x measured for
+LeNet's max forward and average kernels together. Intel Sapphire Rapids, one thread each
+(``nbcnn bench --threads 1``), GB/s: the vector route took the forward from 12.6-13.0 to
+19.6-20.0 on pool32x16 and 19.1-20.3 to 26.3-26.7 on pool112x64 (2.8-4.6x torch); as fast
+with 8 lanes as with 16 (18.7-19.6, 22.5-25.6): pooling is memory-bound, one pass instead
+of two is what counts, not the vector width. The backward is unchanged (25-26 GB/s on
+pool32x16, about a plain copy's 28).
 """
 
 import numpy as np
@@ -38,12 +47,9 @@ from numba.extending import overload, register_jitable
 
 from ...backend import note_route
 from .. import pool as readable
-from .pool_rows import WIDE_C, _chunk, _compact, _inside, _launch, spans_far_past_the_image, stride_map
-from .simd import keep_where_eq8, load8, store8
-
-LANES = 8
-"""Channels per vector here: pooling moves memory more than it computes, so it keeps the
-8-lane helpers (``load8``) whatever the CPU's width (``simd.LANES``)."""
+from .pool_rows import (WIDE_C, _chunk, _compact, _inside, _launch, spans_far_past_the_image, stride_map,
+                        whole_vectors_inside)
+from .simd import LANES, keep_where_eq8, keep_where_eqv, load8, loadv, splat_atv, store8, storev, take_max
 
 
 # --------------------------------------------------------------------------- forward
@@ -316,6 +322,35 @@ def _max_rows_wide(t0, t1, x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, wit
                     out_a[o, c] = ab[o, c] if odd else aa[o, c]
 
 
+@njit(cache=True)
+def _max_rows_vectors(t0, t1, x, f_h, f_w, s_h, s_w, p, arg, with_arg):
+    """Output rows t0..t1-1 for float32 whose channels fill whole vectors and whose windows all
+    lie inside the image: each window's cells in row-major order, ``LANES`` channels at a time
+    in explicit vectors (``simd.take_max``: the value and its cell number stay in registers,
+    one store each per output; no scratch rows, no full-resolution pass)."""
+    N, H, W, C = x.shape
+    H_out, W_out = p.shape[1], p.shape[2]
+    xf, pf = x.reshape(-1), p.reshape(-1)
+    af = arg.reshape(-1).view(np.float32)  # cell numbers kept as their bits (simd.take_max)
+    cells = f_h * f_w
+    kbits = np.arange(cells).astype(np.int32).view(np.float32)
+    offset = np.empty(cells, np.int64)  # cell k's place from the window's corner
+    for k in range(cells):
+        offset[k] = ((k // f_w) * W + k % f_w) * C
+    for t in range(t0, t1):
+        n, h_out = t // H_out, t % H_out
+        row = (n * H + h_out * s_h) * W * C
+        for o in range(W_out):
+            corner, out = row + o * s_w * C, (t * W_out + o) * C
+            for c in range(0, C, LANES):
+                best, best_k = loadv(xf, corner + c), splat_atv(kbits, 0)
+                for k in range(1, cells):
+                    best, best_k = take_max(best, best_k, loadv(xf, corner + offset[k] + c), splat_atv(kbits, k))
+                storev(pf, out + c, best)
+                if with_arg:
+                    storev(af, out + c, best_k)
+
+
 # The max forward's channel loop does two selects per cell; LLVM vectorises it only from 32
 # channels (at 16 it ran scalar, with branches: 7x slower than the flat rows on pool32x16).
 WIDE_C_MAX = 32
@@ -329,6 +364,13 @@ def _max_flat_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_ar
 
 
 @njit(parallel=True, cache=True)
+def _max_vectors_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg, chunks):
+    for k in prange(chunks):
+        t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
+        _max_rows_vectors(t0, t1, x, f_h, f_w, s_h, s_w, p, arg, with_arg)
+
+
+@njit(parallel=True, cache=True)
 def _max_wide_parallel(x, f_h, f_w, s_h, s_w, pad_top, pad_left, p, arg, with_arg, chunks):
     for k in prange(chunks):
         t0, t1 = _chunk(k, chunks, p.shape[0] * p.shape[1])
@@ -339,7 +381,10 @@ _NO_ARG = np.empty((1, 1, 1, 1), np.int32)
 
 
 def _max_forward(x, win, p, arg, with_arg, touched):
-    if x.shape[3] >= WIDE_C_MAX:
+    if whole_vectors_inside(x, win, p, LANES):
+        note_route(f"{LANES}-lane vectors")
+        _launch(_max_vectors_parallel, touched, x, *win, p, arg, with_arg)
+    elif x.shape[3] >= WIDE_C_MAX:
         note_route("channels innermost")
         _launch(_max_wide_parallel, touched, x, *win, p, arg, with_arg)
     else:
@@ -476,14 +521,18 @@ def _route_cell_scalar(d, at, g, a, src, k, C):
 @overload(_route_cell, inline="always")
 def _route_cell_impl(d, at, g, a, src, k, C):
     def vectors(d, at, g, a, src, k, C):
-        # float32: 8 channels per compare + blend (simd.keep_where_eq8). LLVM's own
+        # float32: LANES channels per compare + blend (simd.keep_where_eqv). LLVM's own
         # vectorisation of the scalar loop ran 2x slower on pool32x16 (C = 16: two vectors
         # per cell, and the loop's set-up and remainder checks around them every time).
-        whole = C - C % LANES
-        for c in range(0, whole, LANES):
-            store8(d, at + c, keep_where_eq8(load8(g, src + c), a, src + c, k))
-        if whole < C:
-            _route_cell_scalar(d, at + whole, g, a, src + whole, k, C - whole)
+        if C % LANES == 0:
+            for c in range(0, C, LANES):
+                storev(d, at + c, keep_where_eqv(loadv(g, src + c), a, src + c, k))
+        else:  # 8-lane vectors, then single channels (16 lanes would leave up to 15 to the scalar loop)
+            whole = C - C % 8
+            for c in range(0, whole, 8):
+                store8(d, at + c, keep_where_eq8(load8(g, src + c), a, src + c, k))
+            if whole < C:
+                _route_cell_scalar(d, at + whole, g, a, src + whole, k, C - whole)
 
     if d.dtype == types.float32 and g.dtype == types.float32 and a.dtype == types.int32:
         return vectors

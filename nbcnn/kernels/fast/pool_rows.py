@@ -16,7 +16,10 @@ whole vectors. What every fast pooling kernel does against the readable ones:
    one long vector loop whatever C is. A stride-2 row is computed at every position ("full
    resolution", twice the comparisons, all in vectors) and the real outputs copied out
    (``_compact``); the average backward adds each window's share back at every stride-th
-   position (``_scatter``).
+   position (``_scatter``). A third route, for float32 whose channels fill whole vectors of
+   ``simd.LANES`` and windows that all lie inside the image (``whole_vectors_inside``): the
+   forward kernels take each window in explicit vectors, one pass over the outputs (the max
+   forward a third to a half faster than the two layouts on the bench's shapes).
 2. **Sliced views, indexed by the loop counter.** ``row[m + C]`` with a signed offset makes
    Numba wrap negative indices around, which LLVM cannot vectorise (it built each vector from
    8 scalar loads: 4x slower); ``row[C:][m]`` has no such test. Cell numbers are int32, like
@@ -151,6 +154,15 @@ def _inside(W, W_out, f_w, s_w, pad_left):
 def _chunk(k, chunks, total):
     """Task rows ``[first, stop)`` of chunk k of ``chunks`` (one chunk per thread)."""
     return k * total // chunks, (k + 1) * total // chunks
+
+
+def whole_vectors_inside(x, win, p, lanes) -> bool:
+    """float32, the channels a whole number of ``lanes``-lane vectors, and every window inside
+    the image (no padding, none past the last row or column): the kernels' explicit-vector
+    routes (``max_pool._max_rows_vectors``, ``avg_pool._avg_rows_vectors``) need no edge cases."""
+    _, H, W, C = x.shape
+    return (x.dtype == np.float32 and C % lanes == 0 and win.pad_top == 0 and win.pad_left == 0
+            and (p.shape[1] - 1) * win.stride_h + win.f_h <= H and (p.shape[2] - 1) * win.stride_w + win.f_w <= W)
 
 
 def spans_far_past_the_image(x_shape, win, out_shape) -> bool:

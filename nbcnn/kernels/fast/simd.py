@@ -16,11 +16,13 @@ Two widths:
 * ``LANES`` (``loadv``, ``storev``, ``splatv``, ``splat_atv``; ``f32xv``): the width of the
   compile target's vector registers, chosen once at import (``host_lanes``): 16 on a CPU with
   AVX-512 (zmm registers, 32 of them), 8 on AVX2 (ymm, 16 of them). The register tiles of
-  ``direct.py`` are written over it: one source, a wider tile where the CPU has one.
-* 8 lanes (``load8``, ``store8``, ``splat8``, ``splat_at8``; ``f32x8``): fixed, for the
-  kernels that move memory more than they multiply (pooling, Winograd's transforms).
+  ``direct.py`` and the pooling kernels' vector loops are written over it: one source, a
+  wider vector where the CPU has one.
+* 8 lanes (``load8``, ``store8``, ``splat8``, ``splat_at8``; ``f32x8``): fixed, for
+  Winograd's transforms, few channels, and the half vector after the 16-lane ones.
 
-``fmav``/``fma8``, ``add8``, ``sub8`` take vectors of either width. A vector is a value (like
+``fmav``/``fma8``, ``add8``, ``sub8``, ``div8``, ``keep_where_eq8`` and ``take_max`` take
+vectors of either width. A vector is a value (like
 a float), so accumulators written ``a00 = fmav(.., a00)`` in a loop are SSA values that LLVM
 keeps in registers. Nothing here checks bounds: the caller must keep ``i .. i + lanes - 1``
 inside the array (the kernels pad their weight panels to whole vectors). On a CPU without
@@ -231,8 +233,15 @@ def sub8(typingctx, a, b):
     return vt(vt, vt), codegen
 
 
-_INT8 = ir.VectorType(ir.IntType(32), 8)
-_VEC8 = ir.VectorType(ir.FloatType(), 8)
+@intrinsic
+def div8(typingctx, a, b):
+    """``a / b`` lane by lane, correctly rounded like the scalar division (either width)."""
+    vt = _same_vectors(a, b)
+
+    def codegen(context, builder, sig, args):
+        return builder.fdiv(args[0], args[1])
+
+    return vt(vt, vt), codegen
 
 
 @intrinsic
@@ -240,27 +249,51 @@ def keep_where_eq8(typingctx, v, keys, idx, k):
     """Lanes of ``v`` where ``keys[idx + lane] == k``, +0.0 elsewhere: the vector form of the
     readable max-pool backward's ``0 + (g if argmax == k else 0)`` (one compare, one blend,
     one add; the add keeps the readable sum's bits: a kept -0.0 becomes +0.0). ``keys`` is a
-    1-D int32 array (the argmax), read without bounds checks like ``load8``."""
-    if v != f32x8:
-        raise TypeError(f"simd.keep_where_eq8: v must be a f32x8, got {v}")
+    1-D int32 array (the argmax), read without bounds checks like ``load8``; ``v`` a vector of
+    either width (as many keys as lanes)."""
+    if not isinstance(v, F32xNType):
+        raise TypeError(f"simd.keep_where_eq8: v must be a float32 vector, got {v}")
+    n = v.lanes
+    ints, vec = ir.VectorType(_I32, n), _llvm_vector(v)
     if not (isinstance(keys, types.Array) and keys.dtype == types.int32 and keys.ndim == 1):
         raise TypeError(f"simd.keep_where_eq8: needs a 1-D int32 array of keys, got {keys}")
     if not isinstance(idx, types.Integer) or not isinstance(k, types.Integer):
         raise TypeError(f"simd.keep_where_eq8: idx and k must be integers, got {idx}, {k}")
 
     def codegen(context, builder, sig, args):
-        vec, arr, i, key = args
+        vec_value, arr, i, key = args
         data = context.make_array(sig.args[1])(context, builder, arr).data
-        lanes = builder.load(builder.bitcast(builder.gep(data, [i]), _INT8.as_pointer()), align=4)
+        lanes = builder.load(builder.bitcast(builder.gep(data, [i]), ints.as_pointer()), align=4)
         key32 = context.cast(builder, key, sig.args[3], types.int32)
-        one = builder.insert_element(ir.Constant(_INT8, ir.Undefined), key32, ir.Constant(ir.IntType(32), 0))
-        keys_k = builder.shuffle_vector(one, ir.Constant(_INT8, ir.Undefined),
-                                        ir.Constant(_INT8, [0] * 8))
-        zero = ir.Constant(_VEC8, [0.0] * 8)
-        kept = builder.select(builder.icmp_signed("==", lanes, keys_k), vec, zero)
+        one = builder.insert_element(ir.Constant(ints, ir.Undefined), key32, ir.Constant(_I32, 0))
+        keys_k = builder.shuffle_vector(one, ir.Constant(ints, ir.Undefined), ir.Constant(ints, [0] * n))
+        zero = ir.Constant(vec, [0.0] * n)
+        kept = builder.select(builder.icmp_signed("==", lanes, keys_k), vec_value, zero)
         return builder.fadd(zero, kept)
 
-    return f32x8(v, keys, idx, k), codegen
+    return v(v, keys, idx, k), codegen
+
+
+keep_where_eqv = keep_where_eq8
+"""The same function: ``keep_where_eqv`` reads better next to ``loadv``."""
+
+
+@intrinsic
+def take_max(typingctx, best, arg, v, k):
+    """One step of max pooling's search in every lane, as ``max_pool._take``: keep ``(best,
+    arg)`` where ``best`` is NaN already or ``v <= best``, else take ``(v, k)`` (ties keep the
+    first maximum, a new NaN wins). Returns the pair as a tuple of two vectors (two blends on
+    one mask). ``arg`` and ``k`` hold int32 cell numbers *as float32 bits* (a blend moves
+    bits, never rounds), so one vector type serves both (either width)."""
+    vt = _same_vectors(best, arg, v, k)
+    pair = types.UniTuple(vt, 2)
+
+    def codegen(context, builder, sig, args):
+        b, a, x, kk = args
+        keep = builder.or_(builder.fcmp_unordered("uno", b, b), builder.fcmp_ordered("<=", x, b))
+        return context.make_tuple(builder, pair, [builder.select(keep, b, x), builder.select(keep, a, kk)])
+
+    return pair(vt, vt, vt, vt), codegen
 
 
 # ------------------------------------------------------------------ register tiles as tuples
