@@ -887,7 +887,7 @@ class _DetectionBars:
                    "held out). Default: generated scenes.")
 @click.option("--synthetic", "source", type=_SYNTHETIC, default=None, help="Generated scenes (default: digits).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Epochs in all (with --resume: up to this many). Default: 20 (yolo), 8 (the others).")
+              help="Epochs in all (with --resume: up to this many). Default: 30 (yolo), 8 (the others).")
 @click.option("--size", type=click.IntRange(min=16), default=None,
               help="Network input side in pixels. Default: 128 (yolo), 64 (the others).")
 @click.option("--n", "count", type=click.IntRange(min=8), default=None,
@@ -936,7 +936,7 @@ def detect_train(step, data_dir, source, epochs, size, count, batch_size, learni
             if step == "yolo":
                 result = _training.train_yolo(
                     data=data_dir, synthetic=None if data_dir is not None else (source or "digits"),
-                    epochs=epochs or 20, size=size or 128, transfer_from=transfer_from, out=out_path, resume=resume,
+                    epochs=epochs or 30, size=size or 128, transfer_from=transfer_from, out=out_path, resume=resume,
                     n_train=count or 4000, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                     callback=bars, weights_path=weights_path)
                 detector = result["detector"]

@@ -1,6 +1,6 @@
 """Training the detectors: the YOLO of step 3 on generated scenes or a labelled folder.
 
-    result = train_yolo(synthetic="digits", epochs=20, out="digits-yolo.nbcnn")
+    result = train_yolo(synthetic="digits", epochs=30, out="digits-yolo.nbcnn")
     result = train_yolo(data="my-folder", epochs=30, out="mine.nbcnn")        # images/ + labels/
     result = train_yolo(..., resume=True)                  # continue from the checkpoint in `out`
     det = load_detector("digits-yolo.nbcnn")               # det.predict_boxes(images)
@@ -88,7 +88,7 @@ def evaluate_detector(detector: Detector, scenes, batch_size: int = 32):
     return evaluate_model(lambda images: detector.predict_boxes(images), scenes, batch_size=batch_size)
 
 
-def train_yolo(data=None, synthetic: str | None = "digits", epochs: int = 20, size: int = 128,
+def train_yolo(data=None, synthetic: str | None = "digits", epochs: int = 30, size: int = 128,
                transfer_from: str | None = None, out=None, resume: bool = False, n_train: int = 4000,
                n_val: int = 200, batch_size: int = 32, learning_rate: float = 2e-3, num_anchors: int = 3,
                seed: int = 0, ignore_threshold: float | None = 0.6, mirror: float | None = None, callback=None,
