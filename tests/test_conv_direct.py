@@ -185,6 +185,25 @@ def test_forward_and_filter_gradient_match_the_oracle(rng):
     np.testing.assert_allclose(dW, want_dW, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("n, hw, c, k, pad", [
+    (1, 5, 64, 96, 1),     # three panels, the input far smaller than the filters: split by panels
+    (2, 3, 48, 70, 0),     # a last panel half empty, two images, no padding
+    (1, 4, 300, 64, 1),    # a long reduction: blocks of the run inside each panel task
+])
+def test_small_inputs_under_large_filters_split_by_panels(n, hw, c, k, pad, rng):
+    """conv_tiles hands each thread one panel of filters for every pixel when the input is
+    small and the filters large (YOLOv3-tiny's 13 x 13 layers): same sums as the oracle."""
+    x = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
+    W = (rng.standard_normal((3, 3, c, k)) / np.sqrt(9 * c)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    H_out = hw + 2 * pad - 2
+    panels = -(-k // conv_direct.CHANNELS)
+    assert panels > 1 and 9 * c * panels * conv_direct.CHANNELS * 4 > 4 * n * (hw + 2 * pad) ** 2 * c  # the split
+    z = np.empty((n, H_out, H_out, k), np.float32)
+    conv_direct.forward(x, W, b, Window(3, 3, 1, 1, pad, pad), z, lambda name, size: np.empty(size, np.float32))
+    np.testing.assert_allclose(z, oracles.conv_forward(x, W, b, (1, 1), (pad,) * 4), rtol=1e-4, atol=1e-4)
+
+
 def test_simd_intrinsics_refuse_what_they_cannot_load():
     @njit
     def load_from(a):
