@@ -912,7 +912,7 @@ def detect_train(step, data_dir, source, epochs, size, count, batch_size, learni
 
         nbcnn detect train --synthetic digits --out digits-yolo.nbcnn
         nbcnn detect train --from yolov3-tiny --epochs 8 --out digits-transfer.nbcnn
-        nbcnn detect train --out digits-yolo.nbcnn --resume --epochs 24
+        nbcnn detect train --out digits-yolo.nbcnn --resume --epochs 30
         nbcnn detect train --step localization --picture step1.png
         nbcnn detect train --step landmarks --picture step2.png
 
