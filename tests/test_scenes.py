@@ -191,6 +191,25 @@ def test_fashion_scenes():
     assert len(mixed.class_names) == 20
 
 
+def test_a_garment_is_pasted_whole_a_digit_only_where_its_ink_is():
+    """A dark garment (a black coat: 0.05 everywhere, one bright 0.9 stripe) is its whole
+    silhouette, the dark cloth at INK_THRESHOLD; the same picture as a digit keeps only the
+    stripe. Checked on the object's opacity, resized 2x (bilinear blurs the outer pixel)."""
+    from nbcnn.detection.scenes import _object_alpha
+
+    coat = np.zeros((28, 28), np.float32)
+    coat[4:24, 6:22] = 0.05          # 20 x 16 of dark cloth
+    coat[4:24, 13:15] = 0.9          # a bright zip down the middle
+    garment = _object_alpha(coat, 40, solid=True)
+    assert garment.shape == (40, 32)                       # the whole coat, not the zip
+    inner = garment[1:-1, 1:-1]
+    assert inner.min() >= INK_THRESHOLD                    # no holes in the cloth
+    assert np.isclose(np.median(garment), np.float32(INK_THRESHOLD))
+    assert garment.max() > 0.85                            # the zip keeps its brightness
+    digit = _object_alpha(coat, 40, solid=False)
+    assert digit.shape[0] == 40 and digit.shape[1] <= 6    # only the bright stroke
+
+
 # --------------------------------------------------------------------------------------------
 # Bad labels: every problem reported with its file and line, all of them in one error
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ No annotated detection set is available offline, so we make one, the way the lec
 (default 128) holding 1 to ``max_objects`` objects. An object is a real handwritten digit
 (OpenCV's ``digits.png``, 5 000 MNIST digits) or a Fashion-MNIST item, cropped to its ink,
 resized so that its longer side is ``min_object``..``max_object`` pixels (aspect ratio kept)
-and pasted as ink of a random bright colour. The canvas is a random crop of one of the photos
+and pasted as ink of a random bright colour (a garment whole: its dark parts at the lowest
+opacity a box counts, ``INK_THRESHOLD``, not left out as holes). The canvas is a random crop of one of the photos
 shipped in ``nbcnn/assets`` (dog, person, astronaut, cat, paintings), blurred and dimmed so
 that the ink stays the brightest thing in the picture.
 
@@ -61,6 +62,10 @@ SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 
 # A pixel belongs to an object when the pasted ink's opacity is at least this (the box edge).
 INK_THRESHOLD = 0.2
+# A Fashion-MNIST item is the pixels above this (its background is 0); its dark parts (a black
+# shoe, the shadow of a fold) are painted at INK_THRESHOLD at least, so that they show as part
+# of the garment instead of holes (a digit is its strokes: only ink >= INK_THRESHOLD shows).
+SILHOUETTE_LEVEL = 0.02
 
 # The shipped photos the backgrounds are cut from (nbcnn/assets, licences in its README files).
 BACKGROUND_PHOTOS = ("dog.jpg", "person.jpg", "astronaut.jpg", "chelsea.jpg", "scream.jpg",
@@ -181,7 +186,7 @@ class _Pool:
         if source in ("digits", "mixed"):
             x, y = _digits()
             idx = split_instances(split)
-            self._add(x, y, idx, offset=0)
+            self._add(x, y, idx, offset=0, solid=False)
         if source in ("fashion", "mixed"):
             part = "test" if split == "test" else "train"
             x, y = _fashion(part)
@@ -191,17 +196,18 @@ class _Pool:
                 idx = np.arange(len(x) - _FASHION_VAL)
             else:
                 idx = np.arange(len(x) - _FASHION_VAL, len(x))
-            self._add(x, y, idx, offset=100_000 if source == "mixed" else 0)
+            self._add(x, y, idx, offset=100_000 if source == "mixed" else 0, solid=True)
 
-    def _add(self, x, y, idx, offset):
+    def _add(self, x, y, idx, offset, solid):
         # classes are appended in order: for "mixed", digits 0-9 then fashion 10-19
         for k in range(10):
-            self.by_class.append((x, idx[y[idx] == k], offset))
+            self.by_class.append((x, idx[y[idx] == k], offset, solid))
 
     def pick(self, k: int, rng):
-        x, members, offset = self.by_class[k]
+        """``(image, instance, solid)``: solid for a Fashion-MNIST item (see ``_object_alpha``)."""
+        x, members, offset, solid = self.by_class[k]
         i = int(members[rng.integers(len(members))])
-        return x[i], i + offset
+        return x[i], i + offset, solid
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,28 +248,33 @@ def _ink_colour(rng) -> np.ndarray:
     return np.array([r, g, b], np.float32)
 
 
-def _ink_bbox(alpha: np.ndarray):
-    """``(y0, y1, x0, x1)``, end-exclusive, of the pixels with ``alpha >= INK_THRESHOLD``, or None."""
-    rows = np.flatnonzero((alpha >= INK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((alpha >= INK_THRESHOLD).any(axis=0))
+def _ink_bbox(alpha: np.ndarray, level: float = INK_THRESHOLD):
+    """``(y0, y1, x0, x1)``, end-exclusive, of the pixels with ``alpha >= level``, or None."""
+    rows = np.flatnonzero((alpha >= level).any(axis=1))
+    cols = np.flatnonzero((alpha >= level).any(axis=0))
     if rows.size == 0:
         return None
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
-def _object_alpha(image: np.ndarray, longer_side: int) -> np.ndarray:
+def _object_alpha(image: np.ndarray, longer_side: int, solid: bool = False) -> np.ndarray:
     """The object's opacity: cropped to its ink, longer side resized to ``longer_side``, and
     cropped again to the resized ink, with opacity below ``INK_THRESHOLD`` set to 0 so that
-    the box drawn around the ink holds every pixel the object paints."""
+    the box drawn around the ink holds every pixel the object paints. ``solid`` (a
+    Fashion-MNIST item): the ink is every pixel above ``SILHOUETTE_LEVEL``, and those below
+    ``INK_THRESHOLD`` are raised to it (dark cloth shows, faint, instead of as a hole)."""
     from PIL import Image
 
-    y0, y1, x0, x1 = _ink_bbox(image)
+    level = SILHOUETTE_LEVEL if solid else INK_THRESHOLD
+    y0, y1, x0, x1 = _ink_bbox(image, level)
     ink = image[y0:y1, x0:x1]
     h, w = ink.shape
     scale = longer_side / max(h, w)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     resized = Image.fromarray(ink.astype(np.float32), mode="F").resize((new_w, new_h), Image.BILINEAR)
     alpha = np.clip(np.asarray(resized, dtype=np.float32), 0, 1)
+    if solid:
+        alpha = np.where(alpha >= level, np.maximum(alpha, np.float32(INK_THRESHOLD)), np.float32(0))
     box = _ink_bbox(alpha)
     if box is None:                       # a stroke too thin to survive the resize: keep it solid
         return np.ones((max(1, new_h // 4), max(1, new_w // 4)), np.float32)
@@ -296,8 +307,8 @@ def _scene(rng, background_rng, pool: _Pool, num_classes: int, size: int, min_ob
     placed, classes, instances = [], [], []
     for _ in range(count):
         k = int(rng.integers(num_classes))
-        image, instance = pool.pick(k, rng)
-        alpha = _object_alpha(image, int(rng.integers(min_object, max_object + 1)))
+        image, instance, solid = pool.pick(k, rng)
+        alpha = _object_alpha(image, int(rng.integers(min_object, max_object + 1)), solid)
         colour = _ink_colour(rng)
         h, w = alpha.shape
         for _try in range(50):
