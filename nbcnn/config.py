@@ -111,6 +111,15 @@ def override(**values: str | None):
     for name in values:
         if name not in _BY_NAME:
             raise ValueError(f"unknown switch {name!r}; the switches are {sorted(_BY_NAME)}")
+    with environment(values):
+        yield
+
+
+@contextlib.contextmanager
+def environment(values: dict):
+    """Any environment variables set for a block (a value of None unsets one), then put back
+    as they were: ``override`` for nbcnn's switches, and the thread-pool sizes that
+    ``nbcnn bench --threads`` hands its worker processes."""
     saved = {name: os.environ.get(name) for name in values}
     try:
         for name, value in values.items():

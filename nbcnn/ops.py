@@ -893,19 +893,30 @@ class BatchNormCache(NamedTuple):
     batch_statistics: bool
 
 
-def _channel_vector(value, name, C, dtype):
-    value = backend.to_host(checks.as_array(value, name, 1, dtype))
+def _channel_vector(value, name, x):
+    """A per-channel parameter of an op over x's last axis (C channels): checked to be C
+    numbers of x's dtype, returned on the host (batch norm's and darknet's)."""
+    value = checks.as_array(value, name, 1, x.dtype)
+    C = x.shape[-1] if x.ndim else 1
     if value.shape[0] != C:
-        raise ValueError(f"{name} has shape {tuple(value.shape)} but x has {C} channels")
+        raise ValueError(f"{name} has shape {tuple(value.shape)} but x has {C} channels (shape {tuple(x.shape)})")
+    return backend.to_host(value)
+
+
+def _finite_channel_vector(value, name, x):
+    value = _channel_vector(value, name, x)
     if not np.all(np.isfinite(value)):
         raise ValueError(f"{name} must be finite")
     return value
 
 
-def _block_sums(kernel, rows_and_more, shape, dtype, device):
-    """Launch a block-sum kernel into a fresh ``partial`` of ``shape`` and add its blocks in float64."""
-    partial = backend.empty(shape, dtype, device)
-    backend.launch(kernel, *rows_and_more, partial, backend=device)
+def _block_sums(kernel, inputs, per_block, dtype, device):
+    """Launch a block-sum kernel over ``inputs`` (the first one's rows in blocks of
+    ``ROWS_PER_BLOCK``) into a fresh ``partial`` of shape ``(blocks, *per_block)``, and add
+    its blocks in float64."""
+    blocks = -(-inputs[0].shape[0] // batchnorm_kernels.ROWS_PER_BLOCK)
+    partial = backend.empty((blocks, *per_block), dtype, device)
+    backend.launch(kernel, *inputs, partial, backend=device)
     return backend.to_host(partial).sum(axis=0, dtype=np.float64)
 
 
@@ -921,7 +932,7 @@ def batch_norm(x, gamma, beta, mean=None, variance=None, epsilon=1e-3):
     """
     x = checks.as_array(x, "x")
     C = x.shape[-1]
-    gamma, beta = _channel_vector(gamma, "gamma", C, x.dtype), _channel_vector(beta, "beta", C, x.dtype)
+    gamma, beta = _finite_channel_vector(gamma, "gamma", x), _finite_channel_vector(beta, "beta", x)
     epsilon = float(epsilon)
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
@@ -931,14 +942,13 @@ def batch_norm(x, gamma, beta, mean=None, variance=None, epsilon=1e-3):
     rows = backend.to_backend(x.reshape(-1, C), device)
     M = rows.shape[0]
     if mean is None:
-        blocks = -(-M // batchnorm_kernels.ROWS_PER_BLOCK)
-        mean = (_block_sums(batchnorm_kernels.CHANNEL_SUMS, (rows,), (blocks, C), x.dtype, device) / M).astype(x.dtype)
+        mean = (_block_sums(batchnorm_kernels.CHANNEL_SUMS, (rows,), (C,), x.dtype, device) / M).astype(x.dtype)
         centred = (rows, backend.to_backend(mean, device))
-        variance = (_block_sums(batchnorm_kernels.CHANNEL_CENTRED_SQUARES, centred, (blocks, C), x.dtype, device)
+        variance = (_block_sums(batchnorm_kernels.CHANNEL_CENTRED_SQUARES, centred, (C,), x.dtype, device)
                     / M).astype(x.dtype)
         batch_statistics = True
     else:
-        mean, variance = _channel_vector(mean, "mean", C, x.dtype), _channel_vector(variance, "variance", C, x.dtype)
+        mean, variance = _finite_channel_vector(mean, "mean", x), _finite_channel_vector(variance, "variance", x)
         if np.any(variance < 0):
             raise ValueError("variance must not be negative")
         batch_statistics = False
@@ -966,12 +976,11 @@ def batch_norm_backward(dy, cache: BatchNormCache, gamma):
     if tuple(dy.shape) != tuple(x_hat.shape):
         raise ValueError(f"dy has shape {tuple(dy.shape)} but the forward's output had {tuple(x_hat.shape)}")
     C = x_hat.shape[-1]
-    gamma = _channel_vector(gamma, "gamma", C, x_hat.dtype)
+    gamma = _finite_channel_vector(gamma, "gamma", x_hat)
     device = backend.get_backend()
     dy_rows, x_hat_rows = (backend.to_backend(a.reshape(-1, C), device) for a in (dy, x_hat))
     M = dy_rows.shape[0]
-    blocks = -(-M // batchnorm_kernels.ROWS_PER_BLOCK)
-    sums = _block_sums(batchnorm_kernels.GRADIENT_SUMS, (dy_rows, x_hat_rows), (blocks, 2, C), x_hat.dtype, device)
+    sums = _block_sums(batchnorm_kernels.GRADIENT_SUMS, (dy_rows, x_hat_rows), (2, C), x_hat.dtype, device)
     dbeta, dgamma = sums[0].astype(x_hat.dtype), sums[1].astype(x_hat.dtype)
     if cache.batch_statistics:
         mean_dy, mean_dy_x_hat = (sums / M).astype(x_hat.dtype)
@@ -1005,12 +1014,8 @@ def darknet_batch_norm(x, mean, variance, gamma, beta, epsilon=1e-6):
     """
     x = checks.as_array(x, "x")
     C = x.shape[-1] if x.ndim else 1
-    stats = {}
-    for name, value in (("mean", mean), ("variance", variance), ("gamma", gamma), ("beta", beta)):
-        value = checks.as_array(value, name, 1, x.dtype)
-        if value.shape[0] != C:
-            raise ValueError(f"{name} has shape {tuple(value.shape)} but x has {C} channels (shape {tuple(x.shape)})")
-        stats[name] = backend.to_host(value)
+    stats = {name: _channel_vector(value, name, x)
+             for name, value in (("mean", mean), ("variance", variance), ("gamma", gamma), ("beta", beta))}
     if np.any(stats["variance"] < 0):
         raise ValueError("variance must not be negative")
     denominator = darknet_denominator(stats["variance"], epsilon)

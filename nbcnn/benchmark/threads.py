@@ -18,8 +18,7 @@ parent hands each worker process
 
 from __future__ import annotations
 
-import contextlib
-import os
+from .. import config
 
 POOL_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -33,20 +32,11 @@ def worker_env(threads: int | None) -> dict:
     return {name: str(threads) for name in POOL_VARIABLES}
 
 
-@contextlib.contextmanager
 def worker_environment(threads: int | None):
-    """``os.environ`` with ``worker_env(threads)`` inside the block, so that every worker process
-    started there inherits it (the ``--models`` workers); put back as it was afterwards."""
-    saved = {name: os.environ.get(name) for name in POOL_VARIABLES}
-    os.environ.update(worker_env(threads))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    """``os.environ`` with ``worker_env(threads)`` inside the block (a ``with`` statement), so
+    that every worker process started there inherits it (the ``--models`` workers); put back
+    as it was afterwards."""
+    return config.environment(worker_env(threads))
 
 
 def threads_args(threads: int | None) -> list[str]:

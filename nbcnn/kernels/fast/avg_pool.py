@@ -36,7 +36,7 @@ from numba.extending import overload, register_jitable
 from ...backend import note_route
 from ..indexing import windows_covering
 from .. import pool as readable
-from .pool_rows import (WIDE_C, _chunk, _compact, _inside, _launch, _scatter, column_counts,
+from .pool_rows import (WIDE_C, _chunk, _compact, _inside, _launch, _scatter, cell_offsets, column_counts,
                         spans_far_past_the_image, stride_map, whole_vectors_inside)
 from .simd import LANES, add8, div8, load8, loadv, splatv, store8, storev
 
@@ -182,9 +182,7 @@ def _avg_rows_vectors(t0, t1, x, f_h, f_w, s_h, s_w, p):
     H_out, W_out = p.shape[1], p.shape[2]
     xf, pf = x.reshape(-1), p.reshape(-1)
     cells = f_h * f_w
-    offset = np.empty(cells, np.int64)  # cell k's place from the window's corner
-    for k in range(cells):
-        offset[k] = ((k // f_w) * W + k % f_w) * C
+    offset = cell_offsets(f_h, f_w, W, C)  # cell k's place from the window's corner
     zero, count = splatv(np.float32(0)), splatv(np.float32(cells))
     for t in range(t0, t1):
         n, h_out = t // H_out, t % H_out

@@ -149,18 +149,18 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
     # 13 x 13 x 512 -> 1024 layer (18.9 MB of filters, 11 row tasks) streamed 208 MB.
     input_bytes = N * Hp * Wp * C * 4
     by_panel = panels > 1 and not tile_major and input_bytes <= PANEL_TASK_INPUT_BYTES and filter_bytes > input_bytes
-    per_task = tiles if by_panel else (W_out + PIXELS - 1) // PIXELS
+    per_task = tiles if by_panel else (W_out + PIXELS - 1) // PIXELS  # tiles per task
     task_panels = 1 if by_panel else panels  # panels per task
-    row_tasks = (tiles + per_task - 1) // per_task
+    panel_tasks = panels // task_panels      # tasks along the panels, for each run of tiles
     # blocks of the reduction: one when a panel's weights fit in RUN_BLOCK_BYTES (then
     # also whenever tile_major: TILE_MAJOR_BYTES is smaller)
     run_block = max(LANES, RUN_BLOCK_BYTES // (f_h * CHANNELS * 4))
     blocks = 1 if f_h * run * CHANNELS * 4 <= RUN_BLOCK_BYTES else (run + run_block - 1) // run_block
-    for task in prange(row_tasks * (panels // task_panels)):
+    for task in prange((tiles + per_task - 1) // per_task * panel_tasks):
         edge = np.empty(PIXELS * CHANNELS, np.float32)  # a tile that does not fit in `out`
-        t0 = (task // (panels // task_panels)) * per_task
+        t0 = (task // panel_tasks) * per_task
         t1 = min(t0 + per_task, tiles)
-        kb0 = (task % (panels // task_panels)) * task_panels  # the task's first panel
+        kb0 = (task % panel_tasks) * task_panels  # the task's first panel
         # the window starts of the task's pixels, found once for all panels
         starts = np.empty((t1 - t0) * PIXELS, np.int64)
         _window_starts(starts, t0 * PIXELS, pixels, x_shape, geometry)

@@ -47,8 +47,8 @@ from numba.extending import overload, register_jitable
 
 from ...backend import note_route
 from .. import pool as readable
-from .pool_rows import (WIDE_C, _chunk, _compact, _inside, _launch, spans_far_past_the_image, stride_map,
-                        whole_vectors_inside)
+from .pool_rows import (WIDE_C, _chunk, _compact, _inside, _launch, cell_offsets, spans_far_past_the_image,
+                        stride_map, whole_vectors_inside)
 from .simd import LANES, keep_where_eq8, keep_where_eqv, load8, loadv, splat_atv, store8, storev, take_max
 
 
@@ -334,9 +334,7 @@ def _max_rows_vectors(t0, t1, x, f_h, f_w, s_h, s_w, p, arg, with_arg):
     af = arg.reshape(-1).view(np.float32)  # cell numbers kept as their bits (simd.take_max)
     cells = f_h * f_w
     kbits = np.arange(cells).astype(np.int32).view(np.float32)
-    offset = np.empty(cells, np.int64)  # cell k's place from the window's corner
-    for k in range(cells):
-        offset[k] = ((k // f_w) * W + k % f_w) * C
+    offset = cell_offsets(f_h, f_w, W, C)  # cell k's place from the window's corner
     for t in range(t0, t1):
         n, h_out = t // H_out, t % H_out
         row = (n * H + h_out * s_h) * W * C

@@ -165,6 +165,17 @@ def whole_vectors_inside(x, win, p, lanes) -> bool:
             and (p.shape[1] - 1) * win.stride_h + win.f_h <= H and (p.shape[2] - 1) * win.stride_w + win.f_w <= W)
 
 
+@register_jitable
+def cell_offsets(f_h, f_w, W, C):
+    """Where cell k of a window (row-major: k = i * f_w + j) lies from the window's corner in
+    a flat NHWC image of W columns and C channels: ``(i * W + j) * C``, for the explicit-vector
+    routes (``max_pool._max_rows_vectors``, ``avg_pool._avg_rows_vectors``)."""
+    offset = np.empty(f_h * f_w, np.int64)
+    for k in range(f_h * f_w):
+        offset[k] = ((k // f_w) * W + k % f_w) * C
+    return offset
+
+
 def spans_far_past_the_image(x_shape, win, out_shape) -> bool:
     """True when the windows reach far beyond the image: padding or a window much larger than the
     input (``f = stride = (1, 10**5)`` with ``pad = (0, 10**5 - 1)`` on a 2-pixel row).
