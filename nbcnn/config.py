@@ -43,6 +43,9 @@ SWITCHES = (
            "8 or 16: the float32 lanes of the cpu register tiles (read once, at import); unset: "
            "the CPU's own (16 with AVX-512, else 8). For tests and timing; give such a process "
            "its own NUMBA_CACHE_DIR"),
+    Switch("NBCNN_L2_BYTES", "",
+           "bytes of L2 cache per core, for the fast kernels' blocking rules (kernels/fast/caches.py); "
+           "unset: what Linux's sysfs says for cpu0 (512 KiB when it says nothing)"),
     Switch("NBCNN_KEEP_MEMORY", "1",
            "0: training loops leave glibc's malloc as it is; 1: they ask it to keep freed memory "
            "for the next step instead of unmapping blocks above 32 MB (nbcnn/memory.py)"),

@@ -54,10 +54,10 @@ def _kernel_signatures():
     flat = types.Array(types.float32, 1, "C")
     shape4, geometry = types.UniTuple(types.int64, 4), types.UniTuple(types.int64, 7)
     tiles = (flat, shape4, flat, geometry, flat, flat)
-    # filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, tap_slots, vector_slots):
+    # filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, tap_slots, vector_slots):
     # the tile shape (taps, vectors) is given as two tuples of those lengths
     from nbcnn.kernels.fast import direct
-    dw = (flat, shape4, flat, geometry, types.int64, flat)
+    dw = (flat, shape4, flat, geometry, types.int64, flat, types.int64)
 
     def shape(*counts):  # (taps, vectors, lanes) as tuples of those lengths
         return tuple(types.UniTuple(types.int64, n) for n in counts)
@@ -67,8 +67,14 @@ def _kernel_signatures():
     return {"conv_tiles": tiles, "conv_tiles_narrow": tiles + (types.UniTuple(types.int64, LANES),),
             "conv_tiles_narrow8": tiles + (types.UniTuple(types.int64, 8),),
             "filter_grad_tiles": dw + shape(*direct.filter_grad_shape(1 << 20)),
+            "filter_grad_tiles_mid": dw + shape(*direct.filter_grad_shape(direct.CHANNELS)),
             "filter_grad_tiles_narrow": dw + shape(*direct.filter_grad_shape(LANES)),
             "filter_grad_tiles_narrow8": dw + shape(*direct.filter_grad_shape(1))}
+
+
+def _sums(shape):
+    """The vector sums of a dW tile shape (taps, vectors, lanes)."""
+    return shape[0] * shape[1]
 
 
 def _probe_source(sums):
@@ -94,6 +100,7 @@ def _compile_in_child(out_path):
     asm = {}
     for name, sig in _kernel_signatures().items():
         kernel = getattr(direct, {"conv_tiles_narrow8": "conv_tiles_narrow", "filter_grad_tiles_narrow": "filter_grad_tiles",
+                                  "filter_grad_tiles_mid": "filter_grad_tiles",
                                   "filter_grad_tiles_narrow8": "filter_grad_tiles"}.get(name, name))
         options = {k: v for k, v in kernel.targetoptions.items() if k != "nopython"}
         fresh = njit(**options)(kernel.py_func)  # the kernel's own options, without its cache
@@ -112,7 +119,8 @@ def _compile_in_child(out_path):
     sums = {"conv_tiles": direct.PIXELS * direct.CHANNELS // simd.LANES,  # 4 x 16 (AVX2), 8 x 32 (AVX-512)
             "conv_tiles_narrow": direct.NARROW_PIXELS,  # NARROW_PIXELS x one vector
             "conv_tiles_narrow8": direct.NARROW_PIXELS,  # the same, 8 lanes (ymm) on any target
-            "filter_grad_tiles": direct.TAPS * direct.CHANNELS // simd.LANES,  # 6 x 16, 12 x 32
+            "filter_grad_tiles": _sums(direct.filter_grad_shape(1 << 20)),  # 6 x 16 (AVX2), 6 x 64 (AVX-512)
+            "filter_grad_tiles_mid": _sums(direct.filter_grad_shape(direct.CHANNELS)),  # 6 x 16, 8 x 32
             "filter_grad_tiles_narrow": direct.NARROW_TAPS,  # 12 x one vector
             "filter_grad_tiles_narrow8": direct.NARROW_TAPS}  # the same, 8 lanes on any target
     widths = {name: 8 if name.endswith("narrow8") else simd.LANES for name in sums}

@@ -18,14 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_readme_table_lists_every_switch_and_no_other():
     readme = (ROOT / "README.md").read_text()
     table = readme[readme.index("### Switches"):]
-    listed = re.findall(r"^\| `(NBCNN_[A-Z_]+)` \| (?:`([^`]*)`|\(unset\)) \|", table, flags=re.M)
+    listed = re.findall(r"^\| `(NBCNN_[A-Z0-9_]+)` \| (?:`([^`]*)`|\(unset\)) \|", table, flags=re.M)
     assert listed == [(s.name, s.default) for s in config.SWITCHES]
 
 
 def _switch_names(tree):
     """Every string constant in the module that names an NBCNN_* variable."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"NBCNN_[A-Z_]+", node.value):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"NBCNN_[A-Z0-9_]+", node.value):
             yield node.value
 
 

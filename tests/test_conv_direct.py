@@ -37,7 +37,7 @@ x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                          reason="the register checks compile for x86 CPUs and read x86 assembly")
 
 TILES = ("conv_tiles", "conv_tiles_narrow", "conv_tiles_narrow8", "filter_grad_tiles", "filter_grad_tiles_narrow",
-         "filter_grad_tiles_narrow8")
+         "filter_grad_tiles_narrow8", "filter_grad_tiles_mid")
 """The register-tiled kernels; their sums per target: asm_targets.tile_sums (AVX2: 8, 8, 12,
 12 ymm sums for 4 px x 16 ch, 8 px x 8 ch, 6 taps x 16 ch, 12 taps x 8 ch; AVX-512: 16, 8,
 24, 12 zmm sums for 8 x 32, 8 x 16, 12 x 32, 12 x 16; and on both, the narrow tile at 8

@@ -151,6 +151,27 @@ def test_same_bits_every_run(rng):
                 np.testing.assert_array_equal(a, c)
 
 
+def test_same_bits_on_any_thread_count(rng):
+    """The threads share the work by tasks whose sums never depend on who computes them: dW in
+    cache-sized chunks of rows (a dz past ``direct.CHUNK_BYTES``) and in row splits (few
+    taps), the Winograd forward, and the direct forward give the same bits on 1 thread or 2."""
+    import numba
+    cases = [(2, 28, 28, 16, 96, 3, 3, (1, 1), (1, 1, 1, 1)),   # chunked dW
+             (2, 28, 28, 32, 32, 3, 3, (1, 1), (1, 1, 1, 1)),   # Winograd forward and dX
+             (3, 9, 9, 3, 8, 3, 3, (1, 1), (0, 0, 0, 0))]        # split dW, narrow tiles
+    threads = numba.get_num_threads()
+    try:
+        for case in cases:
+            x, Wt, b, dz = make(rng, *case)
+            numba.set_num_threads(1)
+            one = run_all(x, Wt, b, case[7], case[8], dz)
+            numba.set_num_threads(max(2, threads) if numba.config.NUMBA_NUM_THREADS > 1 else 1)
+            for a, c in zip(one, run_all(x, Wt, b, case[7], case[8], dz)):
+                np.testing.assert_array_equal(a, c)
+    finally:
+        numba.set_num_threads(threads)
+
+
 def test_a_bigger_layer_against_the_oracle(rng):
     """A real layer's shape (few enough images to keep the float64 oracle quick)."""
     x, Wt, b, dz = make(rng, 2, 28, 28, 32, 24, 3, 3, (1, 1), (1, 1, 1, 1))

@@ -66,14 +66,16 @@ def test_the_other_widths_tiles_match_the_oracle():
 def test_the_tile_shape_follows_the_width():
     """8 lanes: the tiles tuned on Zen 3 (4 px x 16 ch, 8 px x 8 ch, dW 6 taps x 16 ch, and
     12 taps x 8 ch for 8 channels or fewer); 16 lanes: 8 px x 32 ch (16 of AVX-512's 32
-    registers), 8 px x 16 ch, 8 px x 8 ch for 8 channels or fewer, dW 12 taps x 32 ch,
-    12 x 16 and 12 x 8."""
-    shapes = {8: ("direct 4x16 tile", "direct 8x8 tile", "direct 8x8 tile", "dW 6x16 tile", "dW 12x8 tile"),
-              16: ("direct 8x32 tile", "direct 8x16 tile", "direct 8x8 tile", "dW 12x32 tile", "dW 12x16 tile")}
+    registers), 8 px x 16 ch, 8 px x 8 ch for 8 channels or fewer, dW 6 taps x 64 ch past
+    32 channels, 8 x 32 up to 32, 12 x 16 and 12 x 8."""
+    shapes = {8: ("direct 4x16 tile", "direct 8x8 tile", "direct 8x8 tile", "dW 6x16 tile", "dW 6x16 tile",
+                  "dW 12x8 tile"),
+              16: ("direct 8x32 tile", "direct 8x16 tile", "direct 8x8 tile", "dW 6x64 tile", "dW 8x32 tile",
+                   "dW 12x16 tile")}
     narrow8 = "dW 12x8 tile"  # dW for 8 channels or fewer, on either width
     lanes = simd.LANES
     assert (direct.tile_name(64), direct.tile_name(lanes), direct.tile_name(6), direct.filter_grad_tile_name(64),
-            direct.filter_grad_tile_name(lanes)) == shapes[lanes]
+            direct.filter_grad_tile_name(2 * lanes), direct.filter_grad_tile_name(lanes)) == shapes[lanes]
     assert direct.filter_grad_tile_name(6) == narrow8
 
 

@@ -90,12 +90,35 @@ def test_same_bits_every_run_and_thread_count(rng):
         numba.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("W_shape, stride, usable", [
-    ((3, 3, 64, 64), 1, True), ((3, 3, 128, 128), 1, True),   # 256 KB, 1 MB of transformed filters
-    ((3, 3, 256, 256), 1, False),                             # 4 MB: the direct kernel
-    ((3, 3, 24, 64), 1, False), ((3, 3, 36, 64), 1, False),   # fewer than 32, not a multiple of 8
-    ((3, 3, 64, 64), 2, False), ((5, 5, 64, 64), 1, False), ((1, 1, 64, 64), 1, False),
+@pytest.mark.parametrize("l2, threads, images, W_shape, stride, usable", [
+    (512 << 10, 1, 1, (3, 3, 64, 64), 1, True), (512 << 10, 1, 1, (3, 3, 128, 128), 1, True),  # U 256 KB, 1 MB
+    (512 << 10, 1, 1, (3, 3, 256, 256), 1, False),                          # 4 MB, few tiles: direct (Zen 3)
+    (512 << 10, 1, 8, (3, 3, 256, 256), 1, True),                           # 4 MB, 64 tiles a task
+    (2 << 20, 1, 1, (3, 3, 256, 256), 1, True), (2 << 20, 2, 1, (3, 3, 256, 256), 1, True),  # Sapphire Rapids
+    (2 << 20, 2, 1, (3, 3, 512, 512), 1, False), (2 << 20, 2, 8, (3, 3, 512, 512), 1, True),  # 16 MB: tiles decide
+    (2 << 20, 1, 1, (3, 3, 24, 64), 1, False), (2 << 20, 1, 1, (3, 3, 36, 64), 1, False),    # < 32, not a multiple of 8
+    (2 << 20, 1, 1, (3, 3, 64, 64), 2, False), (2 << 20, 1, 1, (5, 5, 64, 64), 1, False),
+    (2 << 20, 1, 1, (1, 1, 64, 64), 1, False),
 ])
-def test_which_layers_take_winograd(W_shape, stride, usable):
-    assert conv_winograd.usable((1, 8, 8, W_shape[2]), W_shape, Window(3, 3, stride, stride, 1, 1) if W_shape[0] == 3
-                                else Window(W_shape[0], W_shape[1], stride, stride, 0, 0)) == usable
+def test_which_layers_take_winograd(l2, threads, images, W_shape, stride, usable, monkeypatch):
+    """``images`` of 28x28: 1 gives 196 tiles (too few to share 16 MB of U), 8 give 1568."""
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs two threads")
+    monkeypatch.setenv("NBCNN_L2_BYTES", str(l2))
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        win = (Window(3, 3, stride, stride, 1, 1) if W_shape[0] == 3
+               else Window(W_shape[0], W_shape[1], stride, stride, 0, 0))
+        assert conv_winograd.usable((images, 28, 28, W_shape[2]), W_shape, win) == usable
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("tiles, workers, expected", [
+    (10_000, 2, conv_winograd.TILES), (49, 2, 8), (49, 1, 16), (3, 2, 1)])
+def test_tiles_per_task_keeps_every_thread_busy(tiles, workers, expected):
+    per_task = conv_winograd.tiles_per_task(tiles, workers)
+    # expected on AVX-512 (8-tile rows); AVX2's 4-tile rows round the same counts to a multiple of 4
+    assert per_task % conv_winograd.PIXELS == 0
+    assert per_task == max(conv_winograd.PIXELS, -(-expected // conv_winograd.PIXELS) * conv_winograd.PIXELS)

@@ -43,3 +43,27 @@ def test_dense_forward_on_the_conv_tile(n, d, m, rng):
     assert dense_fast._direct_ok(x, W, y) == (W.nbytes <= dense_fast.DIRECT_MAX_W_BYTES)
     dense_fast.forward(x, W, b, y)
     np.testing.assert_allclose(y, x.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("n, d, m", [(1, 1203, 1500), (3, 700, 513), (8, 1027, 300), (1, 3, 50000), (2, 6, 30000)])
+def test_few_rows_stream_w_once(n, d, m, rng):
+    """A few rows under a W past DIRECT_MAX_W_BYTES (VGG's classifier on one image) take
+    few_rows_forward: D not a multiple of its 4-row step, M not of its column block; against
+    float64, and the same bits on 1 thread or 2."""
+    import numba
+
+    from nbcnn.kernels.fast import dense as dense_fast
+
+    x, W, b = (rng.standard_normal(s).astype(np.float32) for s in ((n, d), (d, m), (m,)))
+    y = np.full((n, m), np.nan, np.float32)
+    assert dense_fast._few_rows_ok(x, W, y) and not dense_fast._direct_ok(x, W, y)
+    dense_fast.forward(x, W, b, y)
+    np.testing.assert_allclose(y, x.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-3)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        again = np.full((n, m), np.nan, np.float32)
+        dense_fast.forward(x, W, b, again)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(again, y)

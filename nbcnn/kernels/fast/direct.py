@@ -46,19 +46,21 @@ im2col + BLAS; ``nbcnn bench --ladder`` shows the steps):
    Each tile is written by one thread, so there are no races; the sums run in the same
    order however the work is split, so the result is the same bits every run.
 
-The backward passes reuse the tile: dW is ``filter_grad_tiles`` (``TAPS`` taps x
-``CHANNELS`` channels: 6 x 16 on AVX2, 12 x 32 on AVX-512, summed over pixels in cache-sized
-chunks); stride-1 dX is the forward with the filters flipped and transposed (``conv_fast.backward_input``); strided dX is one stride-1 convolution
+The backward passes reuse the tile: dW is ``filter_grad_tiles`` (taps x channels: 6 x 16 on
+AVX2; 8 x 32, or 6 x 64 for more than 32 channels, on AVX-512; summed over pixels in
+cache-sized chunks); stride-1 dX is the forward with the filters flipped and transposed (``conv_fast.backward_input``); strided dX is one stride-1 convolution
 per phase of the input grid (``backward_input_strided``) or, for few channels, all phases in
 one (``backward_input_space_to_depth``).
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from ...backend import ALIGNMENT, aligned_empty, aligned_zeros
 from ...checks import Window
-from .simd import (LANES, ints_at, ints_from, load8, load_lanes, load_tile, loadv, repeat, splat_each, store8,
+from .simd import (LANES, aligned_floats, ints_at, ints_from, load8, load_lanes, load_tile, loadv, repeat, splat_each, store8,
                    store_tile_rows, tile_fma)
 
 PIXELS = 4 if LANES == 8 else 8
@@ -67,9 +69,14 @@ registers), 8 on AVX-512 (16 zmm sums of its 32; 4 x 32 ran 0.8-1.1x, 12 x 32 1.
 speed of 8 x 32, one thread, Sapphire Rapids)."""
 CHANNELS = 2 * LANES
 """Output channels per register tile: two vectors (16 on AVX2, 32 on AVX-512)."""
-TAPS = 6 if LANES == 8 else 12
-"""Filter taps per register tile of the dW kernel (6 x 2 ymm sums on AVX2, 12 x 2 zmm on
-AVX-512)."""
+TAPS = 6 if LANES == 8 else 8
+"""Filter taps per register tile of the dW kernel (6 x 2 ymm sums on AVX2, 8 x 2 zmm on
+AVX-512: 12 x 2 zmm ran 0.9x, as LLVM loaded all 12 broadcasts first and ran out of
+registers)."""
+WIDE_TAPS = 6
+"""AVX-512, more than ``CHANNELS`` output channels: the dW tile is 6 taps x 4 vectors (64
+channels, 24 zmm sums; 4 dz vectors and 6 broadcasts a pixel for 24 FMAs instead of 2 and 8
+for 16): 1.1x the 8 x 32 tile on ResNet's and VGG's layers, one thread."""
 NARROW_TAPS = 12
 """Filter taps per dW tile for ``LANES`` channels or fewer (LeNet's 6 and 16): one vector
 of channels per tap, so no half-empty second vector (12 sums)."""
@@ -157,7 +164,7 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
     run_block = max(LANES, RUN_BLOCK_BYTES // (f_h * CHANNELS * 4))
     blocks = 1 if f_h * run * CHANNELS * 4 <= RUN_BLOCK_BYTES else (run + run_block - 1) // run_block
     for task in prange((tiles + per_task - 1) // per_task * panel_tasks):
-        edge = np.empty(PIXELS * CHANNELS, np.float32)  # a tile that does not fit in `out`
+        edge = aligned_floats(PIXELS * CHANNELS)  # a tile that does not fit in `out`
         t0 = (task // panel_tasks) * per_task
         t1 = min(t0 + per_task, tiles)
         kb0 = (task % panel_tasks) * task_panels  # the task's first panel
@@ -165,7 +172,7 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
         starts = np.empty((t1 - t0) * PIXELS, np.int64)
         _window_starts(starts, t0 * PIXELS, pixels, x_shape, geometry)
         # the sums of the task's tiles between two blocks of the reduction
-        partial = np.empty((t1 - t0) * task_panels * PIXELS * CHANNELS if blocks > 1 else 0, np.float32)
+        partial = aligned_floats((t1 - t0) * task_panels * PIXELS * CHANNELS if blocks > 1 else 0)
         for step in range((t1 - t0) * task_panels * blocks):
             if tile_major:
                 tile, kb, block = t0 + step // task_panels, kb0 + step % task_panels, 0
@@ -236,7 +243,7 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out, lane_slots):
     tiles = (pixels + NARROW_PIXELS - 1) // NARROW_PIXELS
     per_task = (W_out + NARROW_PIXELS - 1) // NARROW_PIXELS
     for task in prange((tiles + per_task - 1) // per_task):
-        edge = np.empty(NARROW_PIXELS * lanes, np.float32)
+        edge = aligned_floats(NARROW_PIXELS * lanes)
         t0 = task * per_task
         t1 = min(t0 + per_task, tiles)
         starts = np.empty((t1 - t0) * NARROW_PIXELS, np.int64)
@@ -274,7 +281,7 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out, lane_slots):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, tap_slots, vector_slots, lane_slots):
+def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, tap_slots, vector_slots, lane_slots):
     """dW as the same kind of register tile, the reduction now running over output pixels::
 
         dW[r, k] = sum over (n, h_out, w_out) of x_window[(n, h_out, w_out), r] * dz[n, h_out, w_out, k]
@@ -314,14 +321,16 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, tap_slots, 
     Kp = panels * width
     splits = parts.size // ((f_h * run + taps) * Kp)
     rows = N * H_out
-    for chunk0 in range(0, rows, chunk_rows):
+    tasks = splits * tiles * panels
+    workers = max(1, min(workers, tasks))
+    for worker in prange(workers):
+      for chunk0 in range(0, rows, chunk_rows):
         chunk = min(chunk_rows, rows - chunk0)
-        for task in prange(splits * tiles * panels):
+        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
             split = task // (tiles * panels)
-            tile = (task // panels) % tiles
-            kb = task % panels
-            i = tile // per_row
-            m0 = (tile % per_row) * taps
+            i = (task // (panels * per_row)) % f_h  # filter row, then panel, then taps along the row
+            kb = (task // per_row) % panels
+            m0 = (task % per_row) * taps
             first = 0  # taps of this tile already stored by the row's previous tile
             if m0 + taps > run and run >= taps:
                 first = m0 - (run - taps)
@@ -348,7 +357,7 @@ def pack_filters(W, width=CHANNELS):
     """``W (f_h, f_w, C, K)`` -> flat panels ``(ceil(K / width), f_h, f_w, C, width)``, zero-padded."""
     K = W.shape[-1]
     rows = np.ascontiguousarray(W, np.float32).reshape(-1, K)  # (f_h * f_w * C, K)
-    out = np.empty(-(-K // width) * width * rows.shape[0], np.float32)
+    out = aligned_empty(-(-K // width) * width * rows.shape[0])
     _pack_rows(rows, width, out)
     return out
 
@@ -436,14 +445,19 @@ def tile_name(K):
 
 def filter_grad_shape(K):
     """(taps, vectors, lanes) of the dW tile for K output channels: ``TAPS`` x two vectors of
-    ``LANES``; for ``LANES`` channels or fewer ``NARROW_TAPS`` x one vector, of 8 lanes for
-    8 channels or fewer (``narrow_lanes``: 1.5x a 16-lane vector's speed on a 3 -> 8 layer)."""
-    return (NARROW_TAPS, 1, narrow_lanes(K)) if K <= LANES else (TAPS, 2, LANES)
+    ``LANES``; on AVX-512 past ``CHANNELS`` channels ``WIDE_TAPS`` x four; for ``LANES``
+    channels or fewer ``NARROW_TAPS`` x one vector, of 8 lanes for 8 channels or fewer
+    (``narrow_lanes``: 1.5x a 16-lane vector's speed on a 3 -> 8 layer)."""
+    if K <= LANES:
+        return (NARROW_TAPS, 1, narrow_lanes(K))
+    if LANES == 16 and K > CHANNELS:
+        return (WIDE_TAPS, 4, LANES)
+    return (TAPS, 2, LANES)
 
 
 def filter_grad_tile_name(K):
     """The dW tile (for NBCNN_DEBUG): taps x channels, "dW 6x16 tile" / "dW 12x8 tile" on
-    AVX2, "dW 12x32 tile" / "dW 12x16 tile" / "dW 12x8 tile" on AVX-512."""
+    AVX2, "dW 6x64 tile" / "dW 8x32 tile" / "dW 12x16 tile" / "dW 12x8 tile" on AVX-512."""
     taps, vectors, lanes = filter_grad_shape(K)
     return f"dW {taps}x{vectors * lanes} tile"
 
@@ -453,7 +467,7 @@ def forward(x, W, b, win, z, scratch):
     N, H_out, W_out, K = z.shape
     width = narrow_lanes(K) if K <= LANES else CHANNELS  # the narrow tile for LANES channels or fewer
     xp = padded_input(x, win, H_out, W_out, scratch)
-    bias = np.zeros(-(-K // width) * width, np.float32)
+    bias = aligned_zeros(-(-K // width) * width)
     bias[:K] = b
     geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
     if K <= LANES:
@@ -479,9 +493,10 @@ number, not the thread count, so the sum order, and the bits, never depend on th
 CHUNK_PIXELS = 256
 """dW cache blocking: output pixels per chunk (256 pixels of a 256-channel dz: 256 KB)."""
 CHUNK_BYTES = 512 << 10
-"""dW: a ``dz`` smaller than this (an L2 cache) is not chunked: each chunk costs a
-parallel-region launch. (Inception's 5x5 layer, 800 KB of dz: 25 GFLOP/s unchunked, 68
-chunked, one thread.)"""
+"""dW: a ``dz`` and input together smaller than this (an L2 cache) are not chunked, as every
+task may read them whole from the cache. (Inception's 5x5 layer, 800 KB of dz: 25 GFLOP/s
+unchunked, 68 chunked, one thread; its 1x1 layer, 400 KB of dz under 4.8 MB of input: 53
+-> 82.)"""
 
 
 def backward_filter(x, dz, win, dW, scratch):
@@ -495,24 +510,27 @@ def backward_filter(x, dz, win, dW, scratch):
     xp = padded_input(x, win, H_out, W_out, scratch, slack=slack)
     Kp = -(-K // width) * width
     dzf = dz.reshape(-1)
-    if Kp != K:  # the last pixel's vectors read up to `width` numbers past the end: give them room
+    # a copy when the last pixel's vectors would read up to `width` numbers past the end (to
+    # give them room), or when dz does not start on a cache line: its vectors are read again by
+    # every tile of taps, each load then split across two lines (1.07x aligned, one pass to copy)
+    if Kp != K or (K % 16 == 0 and dz.ctypes.data % ALIGNMENT):
         dzf = scratch("dz_tail_room", dz.size + width)
         dzf[:dz.size] = dz.reshape(-1)
         dzf[dz.size:] = 0
     F = f_h * run
     tiles = f_h * -(-run // taps)
     tasks = tiles * (Kp // width)
-    if tasks >= TASKS_WANTED and dz.nbytes > CHUNK_BYTES:
+    if tasks >= TASKS_WANTED and dz.nbytes + xp.nbytes > CHUNK_BYTES:
         # big: enough tasks in a chunk, no splits, cache-sized chunks of rows
         splits, chunk_rows = 1, max(1, CHUNK_PIXELS // W_out)
     else:  # few tasks (small filters): split the rows, one chunk
         splits, chunk_rows = max(1, min(N * H_out, TASKS_WANTED // tasks)), N * H_out
-    parts = np.zeros((splits, F + taps, Kp), np.float32)
+    parts = aligned_zeros((splits, F + taps, Kp))
     geometry = (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K)
     # the copy's flat buffer with its slack: the same scratch memory padded_input filled
     xf = scratch("padded_x", xp.size + slack) if slack else xp.reshape(-1)
-    filter_grad_tiles(xf, xp.shape, dzf, geometry, chunk_rows, parts.reshape(-1), (0,) * taps, (0,) * vectors,
-                      (0,) * lanes)
+    filter_grad_tiles(xf, xp.shape, dzf, geometry, chunk_rows, parts.reshape(-1), numba.get_num_threads(),
+                      (0,) * taps, (0,) * vectors, (0,) * lanes)
     total = parts[0]
     for s in range(1, splits):  # a fixed order
         total += parts[s]

@@ -31,12 +31,13 @@ two 8-lane halves on AVX2), only slower.
 """
 
 import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config as numba_config
 
 from ... import config
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic, models, register_jitable, register_model
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -482,3 +483,16 @@ def store_tile_rows(typingctx, arr, at, pitch, sums, per_row, first, stop):
         return context.get_dummy_value()
 
     return types.none(arr, at, pitch, sums, per_row, first, stop), codegen
+
+
+# ------------------------------------------------------------------ aligned scratch in compiled code
+
+@register_jitable
+def aligned_floats(n):
+    """``np.empty(n, np.float32)`` inside compiled code, starting on a 64-byte boundary (a
+    cache line, one zmm vector): Numba's ``np.empty`` starts 16 bytes past one, so every
+    full-width vector load and store of a register tile would straddle two lines (see
+    ``backend.ALIGNMENT``)."""
+    raw = np.empty(n + 16, np.float32)
+    start = (-(raw.ctypes.data // 4)) % 16
+    return raw[start:start + n]

@@ -39,33 +39,65 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ...backend import aligned_empty, aligned_zeros
+from .caches import l2_bytes
 from .direct import CHANNELS, PIXELS, pack_filters, padded_input
-from .simd import (LANES, add8, ints_from, load8, loadv, repeat, splat_each, splatv, store8, store_tile_rows, sub8,
+from .simd import (LANES, add8, aligned_floats, ints_from, load8, loadv, repeat, splat_each, splatv, store8, store_tile_rows, sub8,
                    tile_fma)
 
-TILES = 16
-"""Output tiles per task (a multiple of ``direct.PIXELS``, the register tile's rows: 4 or 8)."""
+TILES = 64
+"""Output tiles per task at most (a multiple of ``direct.PIXELS``). Every task streams all the
+transformed filters U, so each U number serves this many tiles: 16 -> 64 took VGG's
+56x56x256 layer from 190 to 209 GFLOP/s (one thread, Sapphire Rapids). Fewer when the
+layer is small (``tiles_per_task``)."""
+TASKS_PER_THREAD = 4
+"""``tiles_per_task`` shrinks a task until each thread has about this many (shares even out)."""
 EIGHT = 8
 """Channels per vector of the transforms (``load8``: they move memory more than they
 multiply; the products run on ``direct``'s tile of ``CHANNELS = 2 * LANES`` channels)."""
 
-_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 
 
 def transform_filters(W):
-    """``U[a, b, c, k] = (G W[:, :, c, k] G^T)[a, b]``, packed as panels ``(16, K / CHANNELS, C, CHANNELS)``."""
+    """``U[a, b, c, k] = (G W[:, :, c, k] G^T)[a, b]``, packed as panels ``(16, K / CHANNELS, C, CHANNELS)``
+    (zeros past the last filter), on a cache line."""
     f_h, f_w, C, K = W.shape
-    U = np.tensordot(_G, W, axes=([1], [0]))  # (4, 3, C, K): G g
-    U = np.tensordot(U, _G, axes=([1], [1]))  # (4, C, K, 4): (G g) G^T
-    U = U.transpose(0, 3, 1, 2).reshape(16, 1, 1, C, K)  # (a, b, c, k), position ab = 4 a + b
-    return np.concatenate([pack_filters(U[ab]) for ab in range(16)])  # each position: 1x1 filters
+    panels = -(-K // CHANNELS)
+    out = aligned_empty(16 * panels * C * CHANNELS)
+    _transform_filters(np.ascontiguousarray(W, np.float32), _G, out.reshape(16, panels, C, CHANNELS))
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _transform_filters(W, G, U):
+    """``U[4a + b, kb, c, lane] = sum over i, j of G[a, i] W[i, j, c, k] G[b, j]``, k = kb * width +
+    lane, in float64, one input channel per task. A loop nest, not numpy's tensordot: that runs
+    on BLAS threads, which keep spinning after it and took a core from the Winograd kernel that
+    runs next (VGG's 112x112x128 layer: the same 13 ms on 2 threads as on 1)."""
+    _, _, C, K = W.shape
+    panels, width = U.shape[1], U.shape[3]
+    for c in prange(C):
+        Gg = np.zeros((4, 3, panels * width))  # (G g)[a, j] for every filter k of channel c, 0 past K
+        for a in range(4):
+            for j in range(3):
+                for k in range(K):
+                    Gg[a, j, k] = G[a, 0] * W[0, j, c, k] + G[a, 1] * W[1, j, c, k] + G[a, 2] * W[2, j, c, k]
+        for a in range(4):
+            for b in range(4):
+                for kb in range(panels):
+                    row = U[4 * a + b, kb, c]
+                    for lane in range(width):
+                        k = kb * width + lane
+                        row[lane] = Gg[a, 0, k] * G[b, 0] + Gg[a, 1, k] * G[b, 1] + Gg[a, 2, k] * G[b, 2]
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def winograd_tiles(xf, x_shape, Uf, out_shape, bias, workers, out):
+def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out):
     """The blocked loop nest. ``xf``: the padded input, flat, shape ``x_shape = (N, Hp, Wp, C)``
     with ``Hp >= 2 * ceil(H_out / 2) + 2`` (and Wp likewise), C a multiple of 8; ``Uf``: from
     ``transform_filters``; ``out_shape = (N, H_out, W_out, K)``; ``bias``: ceil(K / CHANNELS) * CHANNELS numbers;
+    ``per_task``: output tiles per task (a multiple of ``PIXELS``, see ``tiles_per_task``);
     ``workers``: the thread count (each thread takes an equal share of the tasks, with its own
     buffers; which thread computes a tile does not change its bits)."""
     N, Hp, Wp, C = x_shape
@@ -74,26 +106,27 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, workers, out):
     TW = (W_out + 1) // 2
     tiles = N * TH * TW
     panels = (K + CHANNELS - 1) // CHANNELS
-    tasks = (tiles + TILES - 1) // TILES
+    tasks = (tiles + per_task - 1) // per_task
     workers = max(1, min(workers, tasks))
     # V[ab][tile][c] and M[ab][tile][k] (one panel), each position ab `pos_v` / `pos_m`
     # floats after the previous: a whole 4 KB multiple (16 tiles x 64 channels) would put
     # all 16 of a tile's values at the same 4 KB offset, where x86 loads wait for
-    # unrelated stores ("4K aliasing": the transforms ran 5x slower)
-    pos_v = TILES * C + EIGHT
-    pos_m = TILES * CHANNELS + EIGHT
+    # unrelated stores ("4K aliasing": the transforms ran 5x slower); 16 floats after, not 8,
+    # so every position starts on a cache line, as the aligned buffers do
+    pos_v = per_task * C + 16
+    pos_m = per_task * CHANNELS + 16
     for worker in prange(workers):
         # buffers made once per thread, not per task: past 128 KB (C >= 128) each np.empty is
         # a fresh mmap, whose page faults cost more than the task's work
-        V = np.empty(16 * pos_v, np.float32)
-        M = np.empty(16 * pos_m, np.float32)
-        corner = np.empty(TILES, np.int64)  # where each tile's 4x4 patch starts in xf
-        first = np.empty(TILES, np.int64)  # where its top-left output pixel is in out
-        whole = np.empty(TILES, np.bool_)  # all 4 of its pixels exist (H_out, W_out may be odd)
+        V = aligned_floats(16 * pos_v)
+        M = aligned_floats(16 * pos_m)
+        corner = np.empty(per_task, np.int64)  # where each tile's 4x4 patch starts in xf
+        first = np.empty(per_task, np.int64)  # where its top-left output pixel is in out
+        whole = np.empty(per_task, np.bool_)  # all 4 of its pixels exist (H_out, W_out may be odd)
         for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
-            t0 = task * TILES
-            count = min(TILES, tiles - t0)
-            for tt in range(TILES):
+            t0 = task * per_task
+            count = min(per_task, tiles - t0)
+            for tt in range(per_task):
                 t = t0 + min(tt, count - 1)  # past the last tile: repeat it (computed, not stored)
                 n = t // (TH * TW)
                 th = (t // TW) % TH
@@ -102,13 +135,13 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, workers, out):
                 first[tt] = ((n * H_out + 2 * th) * W_out + 2 * tw) * K
                 whole[tt] = 2 * th + 1 < H_out and 2 * tw + 1 < W_out
             # 1. V = B^T d B for every tile and channel (8 channels per vector)
-            for tt in range(TILES):
+            for tt in range(per_task):
                 for c in range(0, C, EIGHT):
                     _input_transform(xf, corner[tt] + c, Wp * C, C, V, tt * C + c, pos_v)
             for kb in range(panels):
                 # 2. the 16 products over channels, one PIXELS x CHANNELS register tile at a time
                 for ab in range(16):
-                    for tt in range(0, TILES, PIXELS):
+                    for tt in range(0, per_task, PIXELS):
                         _product_tile(V, ab * pos_v + tt * C, C, Uf, ((ab * panels + kb) * C) * CHANNELS,
                                       M, ab * pos_m + tt * CHANNELS)
                 # 3. Y = A^T M A + bias, stored where the 2x2 block is inside the output
@@ -203,23 +236,40 @@ def _store_edge(out, t, TH, TW, dy, dx, k0, H_out, W_out, K, y):
             out[at + k] = edge[k]
 
 
-U_BYTES_MAX = 1 << 20
-"""Winograd only while the transformed filters, 16 x C x K floats, fit in about one MB (ResNet's
-64 -> 64: 256 KB; 128 -> 128: 1 MB): every task streams all of them, and past that the
-traffic costs more than the multiplies saved (VGG's 256 -> 256, 4 MB of U: 1.06x the direct
-kernel; 512 -> 512 at 14x14: 0.4x). 64 -> 64 at 56x56 ran 1.4-1.5x the direct kernel, 128 ->
-128 at 28x28 1.2-1.7x, 32 -> 32 1.2x."""
+U_BYTES_PER_L2 = 2
+"""Winograd while the transformed filters U, 16 x C x K floats, are at most this many times the
+core's L2 cache (``caches.l2_bytes``), or up to ``U_BYTES_PER_L2_MANY_TILES`` times when every
+task has a full ``TILES`` tiles: every task streams all of U, so a big U needs many tiles to
+serve. Sapphire Rapids (2 MB of L2), against the direct kernel, 1 and 2 threads: VGG's
+256 -> 256 at 56x56 (U 4 MB) 1.66x and 1.49x; 512 -> 512 at 28x28 with 8 images (16 MB, 64
+tiles a task) 1.64x and 1.60x, with one image (25-56 tiles a task) 1.25x and 1.03x; at 14x14
+(8-16 tiles a task) 0.76x and 0.70x. Zen 3 (512 KB): 128 -> 128 (1 MB) 1.2-1.7x, 256 -> 256
+(4 MB, 16 tiles a task) 1.06x."""
+U_BYTES_PER_L2_MANY_TILES = 8
 
 
 def usable(x_shape, W_shape, win):
     """Winograd F(2x2, 3x3) takes 3x3 stride-1 convs (float32: the caller checks) with a
     multiple of 8 input channels (its input transform runs 8 channels at a time), at least
     32 of them (with fewer, the transforms cost more than the multiplies they save), and
-    transformed filters of at most ``U_BYTES_MAX``."""
+    transformed filters small enough for the cache, or for the tiles that share them
+    (``U_BYTES_PER_L2``)."""
     f_h, f_w, C, K = W_shape
     Kp = -(-K // CHANNELS) * CHANNELS
-    return (f_h == 3 and f_w == 3 and win.stride_h == 1 and win.stride_w == 1
-            and C % EIGHT == 0 and C >= 32 and 16 * C * Kp * 4 <= U_BYTES_MAX)
+    if not (f_h == 3 and f_w == 3 and win.stride_h == 1 and win.stride_w == 1 and C % EIGHT == 0 and C >= 32):
+        return False
+    U_bytes, l2 = 16 * C * Kp * 4, l2_bytes()
+    tiles = x_shape[0] * -(-x_shape[1] // 2) * -(-x_shape[2] // 2)  # about the output's (pad 1 keeps the size)
+    return U_bytes <= U_BYTES_PER_L2 * l2 or (U_bytes <= U_BYTES_PER_L2_MANY_TILES * l2
+                                              and tiles_per_task(tiles, numba.get_num_threads()) == TILES)
+
+
+def tiles_per_task(tiles, workers):
+    """``TILES``, or fewer (a multiple of ``PIXELS``) when ``tiles`` would then give a thread
+    fewer than ``TASKS_PER_THREAD`` tasks. The bits do not depend on it: each tile's sums run
+    over the channels in the same order whichever task holds it."""
+    wanted = -(-tiles // (TASKS_PER_THREAD * workers))
+    return max(PIXELS, min(TILES, -(-wanted // PIXELS) * PIXELS))
 
 
 def forward(x, W, b, win, z, scratch):
@@ -227,7 +277,8 @@ def forward(x, W, b, win, z, scratch):
     N, H_out, W_out, K = z.shape
     even_h, even_w = 2 * -(-H_out // 2), 2 * -(-W_out // 2)  # whole 2x2 tiles
     xp = padded_input(x, win, even_h, even_w, scratch)
-    bias = np.zeros(-(-K // CHANNELS) * CHANNELS, np.float32)
+    bias = aligned_zeros(-(-K // CHANNELS) * CHANNELS)
     bias[:K] = b
-    winograd_tiles(xp.reshape(-1), xp.shape, transform_filters(W), z.shape, bias, numba.get_num_threads(),
-                   z.reshape(-1))
+    workers = numba.get_num_threads()
+    per_task = tiles_per_task(N * (even_h // 2) * (even_w // 2), workers)
+    winograd_tiles(xp.reshape(-1), xp.shape, transform_filters(W), z.shape, bias, per_task, workers, z.reshape(-1))

@@ -4,18 +4,21 @@ import threading
 
 import numpy as np
 
+from ...backend import aligned_empty
+
 _local = threading.local()
 
 
 def workspace(name, n_items, dtype):
-    """A reusable flat buffer of at least ``n_items`` (one per thread, name and dtype)."""
+    """A reusable flat buffer of at least ``n_items`` (one per thread, name and dtype), starting
+    on a 64-byte boundary (``backend.aligned_empty``)."""
     key = (name, np.dtype(dtype).str)
     store = getattr(_local, "buffers", None)
     if store is None:
         store = _local.buffers = {}
     buf = store.get(key)
     if buf is None or buf.size < n_items:
-        buf = store[key] = np.empty(max(n_items, 1), dtype)
+        buf = store[key] = aligned_empty(max(n_items, 1), dtype)
     return buf[:n_items]
 
 
