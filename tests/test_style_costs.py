@@ -66,7 +66,22 @@ def test_the_blas_route_equals_the_readable_loop(rng, monkeypatch):
         np.testing.assert_allclose(f, r, rtol=1e-5, atol=1e-4)
     from nbcnn.kernels.fast import gram as gram_fast
 
-    assert gram_kernels.GRAM.fast_cpu is gram_fast.gram_blas
+    assert gram_kernels.GRAM.fast_cpu is gram_fast.gram_product
+
+
+@pytest.mark.parametrize("channels", [3, 8, 16, 24, 70, 256])
+def test_float32_gram_on_the_conv_tiles(channels, rng):
+    """float32 Gram matrices run as the dW and forward of a 1x1 convolution (every dW tile
+    shape: 8 lanes or fewer, 16, 32 and the 64-channel one; a partial panel), against float64."""
+    x = rng.standard_normal((2, 9, 7, channels)).astype(np.float32)
+    dG = rng.standard_normal((2, channels, channels)).astype(np.float32)
+    with nbcnn.use_backend("cpu"):
+        G = nbcnn.to_host(ops.gram(x))
+        dx = nbcnn.to_host(ops.gram_backward(dG, x))
+    np.testing.assert_allclose(G, einsum_gram(x), rtol=1e-5, atol=1e-4)
+    A = x.astype(np.float64).reshape(2, -1, channels)
+    want = np.einsum("nij,npj->npi", dG + np.swapaxes(dG, 1, 2), A).reshape(x.shape)
+    np.testing.assert_allclose(dx, want, rtol=1e-5, atol=1e-4)
 
 
 def test_the_readable_kernel_runs_as_plain_python():

@@ -18,11 +18,12 @@ added from two places.
 What runs here:
 
     kernel          python / cpu (NBCNN_FAST=0)     cpu (default)               cuda
-    GRAM            the (n, i) loop nest below      BLAS: G[n] = A[n]^T A[n]    one thread per (n, i, j)
-    GRAM_BACKWARD   the (n, p) loop nest below      BLAS: dA[n] = A[n] (dG + dG^T)[n]   one thread per (n, p, i)
+    GRAM            the (n, i) loop nest below      G[n] = A[n]^T A[n]          one thread per (n, i, j)
+    GRAM_BACKWARD   the (n, p) loop nest below      dA[n] = A[n] (dG + dG^T)[n] one thread per (n, p, i)
 
-    # BLAS: a Gram matrix is a matrix product of P-long columns; OpenBLAS runs it ~10-30x
-    #   faster than the compiled loop (which reads A[p, i] and A[p, j] one pair at a time).
+    # cpu: a Gram matrix is a matrix product of P-long columns; as one (the conv's register
+    #   tiles for float32, BLAS for float64) it runs ~10-30x faster than the compiled loop
+    #   (which reads A[p, i] and A[p, j] one pair at a time).
     #   In ``kernels/fast/gram.py``, registered in ``kernels/fast/__init__.py``'s table.
 """
 

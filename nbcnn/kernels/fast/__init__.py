@@ -18,9 +18,11 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
     pool.MAX_FORWARD / MAX_ARGMAX        max_pool.max_pool2d_forward(_argmax)      readable
     pool.MAX_BACKWARD(_ARGMAX)           max_pool.max_pool2d_backward(_argmax)     readable
     pool.AVG_FORWARD / AVG_BACKWARD      avg_pool.avg_pool2d_forward / _backward   readable
-    dense.FORWARD                        dense.forward: direct tile | BLAS         readable
+    dense.FORWARD                        dense.forward: direct tile | few rows:    readable
+                                           W streamed once | BLAS
     dense.BACKWARD_INPUT / _WEIGHT       dense.backward_input / _weight: BLAS      readable
-    gram.GRAM / GRAM_BACKWARD            gram.gram_blas / gram_backward_blas: BLAS readable
+    gram.GRAM / GRAM_BACKWARD            gram.gram_product / _backward_product:    readable
+                                           1x1 conv tiles (float32) | BLAS
     depthwise.FORWARD                    depthwise.depthwise_forward: output       readable
                                            rows, taps added over C (SIMD)
     depthwise.BACKWARD_INPUT             depthwise.depthwise_backward_input: dx    readable
@@ -71,8 +73,8 @@ _dense.BACKWARD_WEIGHT.register_fast(cpu=dense.backward_weight, own_threads=True
 
 _boxes.NMS.register_fast(cpu=nms.nms, cuda=cuda_nms.nms_bitmask_launcher, own_threads=True)
 
-_gram.GRAM.register_fast(cpu=gram.gram_blas, own_threads=True)
-_gram.GRAM_BACKWARD.register_fast(cpu=gram.gram_backward_blas, own_threads=True)
+_gram.GRAM.register_fast(cpu=gram.gram_product, own_threads=True)
+_gram.GRAM_BACKWARD.register_fast(cpu=gram.gram_backward_product, own_threads=True)
 
 _depthwise.FORWARD.register_fast(cpu=depthwise.depthwise_forward)
 _depthwise.BACKWARD_INPUT.register_fast(cpu=depthwise.depthwise_backward_input)
