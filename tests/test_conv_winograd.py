@@ -1,8 +1,9 @@
-"""Winograd F(2x2, 3x3) (nbcnn/kernels/fast/winograd.py) against the float64 oracle.
+"""Winograd F(2x2, 3x3) and F(2x2, 5x5) (nbcnn/kernels/fast/winograd.py) against the float64 oracle.
 
-conv_fast routes float32 3x3 stride-1 convs with 32+ input channels (a multiple of 8) here,
-forward and stride-1 dX (a conv with the filters flipped). The transforms add up to 9 numbers
-per value, so the tolerance is the float32 one of the other fast kernels.
+conv_fast routes float32 3x3 and 5x5 stride-1 convs with 32+ input channels (a multiple of 8)
+here, forward and stride-1 dX (a conv with the filters flipped). The transforms add up to 9
+(3x3) or 36 (5x5) numbers per value, so the tolerance is the float32 one of the other fast
+kernels.
 """
 
 import numba
@@ -41,6 +42,78 @@ def test_random_shapes_against_the_oracle(N, H, W, C, K, pads, seed):
     b = r.standard_normal(K).astype(np.float32)
     np.testing.assert_allclose(_forward(x, Wt, b, pads), oracles.conv_forward(x, Wt, b, (1, 1), pads),
                                rtol=1e-4, atol=1e-3)
+
+
+def _forward_f(x, Wt, b, pads):
+    f = Wt.shape[0]
+    top, bottom, left, right = pads
+    z = np.full((x.shape[0], x.shape[1] + top + bottom - f + 1, x.shape[2] + left + right - f + 1, Wt.shape[3]),
+                np.nan, np.float32)
+    conv_winograd.forward(x, Wt, b, Window(f, f, 1, 1, top, left), z, scratch)
+    return z
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(1, 13), W=st.integers(1, 13), C=st.sampled_from([32, 40]),
+       K=st.integers(1, 40), pads=st.tuples(*[st.integers(0, 3)] * 4), seed=st.integers(0, 2**31 - 1))
+def test_5x5_random_shapes_against_the_oracle(N, H, W, C, K, pads, seed):
+    """F(2x2, 5x5): odd and even outputs, K not a multiple of a vector, asymmetric padding."""
+    top, bottom, left, right = pads
+    if H + top + bottom < 5 or W + left + right < 5:
+        return
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((N, H, W, C)).astype(np.float32)
+    Wt = r.standard_normal((5, 5, C, K)).astype(np.float32)
+    b = r.standard_normal(K).astype(np.float32)
+    want = oracles.conv_forward(x, Wt, b, (1, 1), pads)
+    np.testing.assert_allclose(_forward_f(x, Wt, b, pads), want, rtol=1e-4, atol=2e-3)
+
+
+@pytest.mark.parametrize("points, r", [((0, 1, -1), 3), ((0, 1, -1, 2, -2), 5), ((0, 1, -1, 2, -2, 3, -3), 3)])
+def test_toom_cook_matrices_compute_the_correlation(points, r):
+    """Y = A^T [(G g G^T) * (B^T d B)] A is the 2-D correlation of d with g (m = n - r + 1
+    outputs a side), in float64, for the matrices ``toom_cook`` derives."""
+    n = len(points) + 1
+    m = n - r + 1
+    A_T, G, B_T = conv_winograd.toom_cook(points, m, r)
+    assert A_T.shape == (m, n) and G.shape == (n, r) and B_T.shape == (n, n)
+    rng = np.random.default_rng(0)
+    d, g = rng.standard_normal((n, n)), rng.standard_normal((r, r))
+    want = np.array([[np.sum(d[i:i + r, j:j + r] * g) for j in range(m)] for i in range(m)])
+    np.testing.assert_allclose(A_T @ ((G @ g @ G.T) * (B_T @ d @ B_T.T)) @ A_T.T, want, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="finite points"):
+        conv_winograd.toom_cook(points[:-1], m, r)
+
+
+def test_5x5_forward_and_dx_of_an_inception_like_layer(rng):
+    """A 5x5 pad-2 forward (64 -> 40) and its stride-1 dX as conv_fast computes it on Winograd (a
+    40 -> 64 conv of dz with the filters flipped and transposed), against the float64 oracle,
+    the same bits on 1 or 2 threads; and the router sends Inception's 5x5 layer with 8 images,
+    and its dX, here."""
+    x = rng.standard_normal((2, 11, 9, 64)).astype(np.float32)
+    Wt = rng.standard_normal((5, 5, 64, 40)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    dz = rng.standard_normal((2, 11, 9, 40)).astype(np.float32)
+    flipped = np.ascontiguousarray(Wt[::-1, ::-1].transpose(0, 1, 3, 2))
+    threads = numba.get_num_threads()
+    runs = []
+    try:
+        for n in (1, max(2, threads) if numba.config.NUMBA_NUM_THREADS > 1 else 1):
+            numba.set_num_threads(n)
+            runs.append((_forward_f(x, Wt, b, (2, 2, 2, 2)), _forward_f(dz, flipped, np.zeros(64, np.float32), (2, 2, 2, 2))))
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_allclose(runs[0][0], oracles.conv_forward(x, Wt, b, (1, 1), (2, 2, 2, 2)), rtol=1e-4, atol=2e-3)
+    np.testing.assert_allclose(runs[0][1], oracles.conv_backward(dz, x, Wt, (1, 1), (2, 2, 2, 2))[0], rtol=1e-4, atol=2e-3)
+    for a, c in zip(runs[0], runs[1]):
+        np.testing.assert_array_equal(a, c)
+    win = Window(5, 5, 1, 1, 2, 2)
+    numba.set_num_threads(1)
+    try:
+        assert conv_winograd.usable((8, 28, 28, 192), (5, 5, 192, 32), win)
+        assert conv_winograd.usable((8, 28, 28, 32), (5, 5, 32, 192), win)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def test_filter_transform_is_g_w_gt():
@@ -97,7 +170,9 @@ def test_same_bits_every_run_and_thread_count(rng):
     (2 << 20, 1, 1, (3, 3, 256, 256), 1, True), (2 << 20, 2, 1, (3, 3, 256, 256), 1, True),  # Sapphire Rapids
     (2 << 20, 2, 1, (3, 3, 512, 512), 1, False), (2 << 20, 2, 8, (3, 3, 512, 512), 1, True),  # 16 MB: tiles decide
     (2 << 20, 1, 1, (3, 3, 24, 64), 1, False), (2 << 20, 1, 1, (3, 3, 36, 64), 1, False),    # < 32, not a multiple of 8
-    (2 << 20, 1, 1, (3, 3, 64, 64), 2, False), (2 << 20, 1, 1, (5, 5, 64, 64), 1, False),
+    (2 << 20, 1, 1, (3, 3, 64, 64), 2, False), (2 << 20, 1, 8, (5, 5, 64, 64), 1, True),
+    (2 << 20, 1, 1, (5, 5, 64, 64), 1, False),                              # 5x5: too few tiles a task
+    (2 << 20, 1, 8, (5, 5, 64, 64), 2, False), (2 << 20, 1, 8, (7, 7, 64, 64), 1, False),
     (2 << 20, 1, 1, (1, 1, 64, 64), 1, False),
 ])
 def test_which_layers_take_winograd(l2, threads, images, W_shape, stride, usable, monkeypatch):

@@ -7,9 +7,10 @@ Same three kernels as the readable ``kernels/conv.py`` (same arguments, same out
 
 Routes (``NBCNN_DEBUG=1`` prints the one each launch took):
 
-    float32 forward      Winograd F(2x2, 3x3) for 3x3 stride-1 layers of 32 to ~128 channels
-                         (``winograd.py``: 2.25x fewer multiplies on the same register tile;
-                         ``NBCNN_WINOGRAD=0`` turns it off), else the direct register tile
+    float32 forward      Winograd F(2x2, 3x3) or F(2x2, 5x5) for 3x3 and 5x5 stride-1 layers of
+                         32 channels or more whose transformed filters the tiles can share
+                         (``winograd.py``: 2.25x and 2.8x fewer multiplies on the same register
+                         tile; ``NBCNN_WINOGRAD=0`` turns it off), else the direct register tile
                          (``direct.py``: 2-7x faster than im2col + BLAS)
     float32 dX           stride 1: the forward of dz with flipped filters (same routes);
                          strided: one stride-1 convolution per phase of the input grid, or all
@@ -92,7 +93,7 @@ def _is_pointwise(x_shape, win, z_shape):
 def _tiled_forward(x, W, b, win, z, what=""):
     """float32 ``z = conv(x, W) + b`` on the register tile: Winograd where it pays, else direct."""
     if winograd.usable(x.shape, W.shape, win) and config.winograd_enabled():
-        note_route(what + "winograd F(2x2,3x3)")
+        note_route(what + f"winograd F(2x2,{W.shape[0]}x{W.shape[1]})")
         winograd.forward(x, W, b, win, z, _scratch)
     else:
         note_route(what + direct.tile_name(z.shape[3]))

@@ -1,9 +1,11 @@
-"""Winograd convolution F(2x2, 3x3): a 3x3 stride-1 float32 conv with 2.25x fewer multiplies.
+"""Winograd convolution F(2x2, 3x3) and F(2x2, 5x5): stride-1 float32 convs with 2.25x and 2.8x
+fewer multiplies.
 
 Same maths and shapes as ``conv.conv2d_forward`` (NHWC). The direct kernel
-(``direct.py``) spends 9 multiply-adds per input channel on each output number. Winograd's
-minimal filtering computes a 2x2 block of outputs from the 4x4 input patch under it with 16
-instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015)::
+(``direct.py``) spends 9 multiply-adds per input channel on each output number of a 3x3
+layer. Winograd's minimal filtering computes a 2x2 block of outputs from the 4x4 input
+patch under it with 16 instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional
+Neural Networks", 2015)::
 
     Y = A^T [ (G g G^T) * (B^T d B) ] A        d: 4x4 patch, g: 3x3 filter, *: elementwise
 
@@ -12,25 +14,30 @@ instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"
           [0 -1  1  0]         [1/2 -1/2  1/2]
           [0  1  0 -1]         [ 0    0    1 ]
 
+A 5x5 layer (Inception's) takes F(2x2, 5x5) the same way: a 6x6 patch, 36 products instead
+of 100, with A^T, G and B^T derived by ``toom_cook`` from the points 0, 1, -1, 2, -2 and
+infinity (the 3x3 matrices above are the same construction on 0, 1, -1, rescaled).
+
 Summed over input channels c, the elementwise product becomes, for each of the 16 positions
 (a, b) of the 4x4 transformed tile, one matrix product over channels::
 
     M[ab][tile, k] = sum over c of V[ab][tile, c] * U[ab][c, k]
     V = B^T d B (the input, per tile and channel),  U = G g G^T (the filters, once per call)
 
-so the work is 16 small matrix products (on the same register tile as the direct
+so the work is 16 (36) small matrix products (on the same register tile as the direct
 kernel), and adds before and after: on ResNet's 56x56x64 layer about 2.25x fewer flops.
 Output tile (th, tw) covers pixels (2 th .. 2 th + 1, 2 tw .. 2 tw + 1) and reads the padded
-input's rows and columns 2 th .. 2 th + 3 (padded_input, grown to whole 2x2 tiles).
+input's rows and columns 2 th .. 2 th + 3 (+ 5 for 5x5; padded_input, grown to whole 2x2 tiles).
 
 Cache blocking: a task takes ``TILES`` consecutive output tiles (NHWC order, across rows
-and images), transforms their patches into ``V`` (16 x TILES x C floats), then for each
-``CHANNELS``-channel panel of K runs the 16 products into ``M`` and transforms M straight into the
+and images), transforms their patches into ``V`` (16 or 36 x TILES x C floats), then for each
+``CHANNELS``-channel panel of K runs the 16 (36) products into ``M`` and transforms M straight into the
 output: V and M stay in the core's caches (a whole-tensor V and M would be 4x the input
 and output in memory traffic, more than the multiplies saved on this machine).
 
-Rounding: the transforms add and subtract up to 9 numbers per value, so results differ from
-the direct kernel's in the last bits (relative ~1e-6 here); tested against the float64
+Rounding: the transforms add and subtract up to 9 numbers per value (3x3; 5x5 weighs 36 with
+factors up to 16), so results differ from the direct kernel's in the last bits (relative ~1e-6
+here, ~8e-6 for 5x5); tested against the float64
 oracle like the other kernels, and the same bits every run (each output is written by one
 task, in a fixed order).
 """
@@ -41,9 +48,9 @@ from numba import njit, prange
 
 from ...backend import aligned_empty, aligned_zeros
 from .caches import l2_bytes
-from .direct import CHANNELS, PIXELS, pack_filters, padded_input
-from .simd import (LANES, add8, aligned_floats, ints_from, load8, loadv, repeat, splat_each, splatv, store8, store_tile_rows, sub8,
-                   tile_fma)
+from .direct import CHANNELS, PIXELS, padded_input
+from .simd import (LANES, add8, aligned_floats, fma8, ints_from, load8, loadv, repeat, splat8, splat_each, splatv, store8,
+                   store_tile_rows, sub8, tile_fma)
 
 TILES = 64
 """Output tiles per task at most (a multiple of ``direct.PIXELS``). Every task streams all the
@@ -56,50 +63,115 @@ EIGHT = 8
 """Channels per vector of the transforms (``load8``: they move memory more than they
 multiply; the products run on ``direct``'s tile of ``CHANNELS = 2 * LANES`` channels)."""
 
-_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+def toom_cook(points, m, r):
+    """``(A^T, G, B^T)`` of Winograd's F(m, r) (Toom-Cook) on the interpolation ``points`` and
+    infinity, ``n = m + r - 1 = len(points) + 1``, as float64 (derived exactly in fractions).
+
+    A length-n correlation ``y_k = sum over i of d[k + i] g[i]`` is the transpose of a
+    polynomial product: evaluate the filter at the n points (``G``: rows ``(1, p, p^2, ..)``,
+    infinity's row picks the leading coefficient), multiply pointwise with the transformed
+    input, and interpolate back. Interpolation is the inverse Vandermonde matrix V of all n
+    points, so ``B^T = (V^-1)^T`` and ``A = V`` cut to its first m columns::
+
+        y = A^T [ (G g) * (B^T d) ]            (2-D: Y = A^T [ (G g G^T) * (B^T d B) ] A)
+
+    Small points (0, +-1, +-2) keep float32's rounding near the direct sum's: F(2, 5) on
+    (0, 1, -1, 2, -2) is within about 3e-6 of it, relative.
+    """
+    from fractions import Fraction
+
+    n = m + r - 1
+    if len(points) != n - 1:
+        raise ValueError(f"F({m}, {r}) needs {n - 1} finite points, got {len(points)}")
+
+    def vandermonde(columns):
+        rows = [[Fraction(p) ** k for k in range(columns)] for p in points]
+        return rows + [[Fraction(0)] * (columns - 1) + [Fraction(1)]]  # infinity
+
+    V = vandermonde(n)
+    inverse = [[Fraction(int(i == j)) for j in range(n)] for i in range(n)]
+    for col in range(n):  # Gauss-Jordan, exact
+        pivot = next(i for i in range(col, n) if V[i][col] != 0)
+        V[col], V[pivot] = V[pivot], V[col]
+        inverse[col], inverse[pivot] = inverse[pivot], inverse[col]
+        scale = V[col][col]
+        V[col] = [v / scale for v in V[col]]
+        inverse[col] = [v / scale for v in inverse[col]]
+        for i in range(n):
+            if i != col and V[i][col] != 0:
+                factor = V[i][col]
+                V[i] = [a - factor * b for a, b in zip(V[i], V[col])]
+                inverse[i] = [a - factor * b for a, b in zip(inverse[i], inverse[col])]
+    A_T = np.array(vandermonde(m), np.float64).T
+    G = np.array(vandermonde(r), np.float64)
+    B_T = np.array(inverse, np.float64).T
+    return A_T, G, B_T
+
+
+_G3 = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+"""F(2x2, 3x3)'s filter transform (Lavin & Gray's; its B^T and A^T are written out as adds
+in ``_input_transform`` and ``_output_transform``)."""
+_AT5, _G5, _BT5 = toom_cook((0, 1, -1, 2, -2), 2, 5)
+"""F(2x2, 5x5): 6x6 input patches, 36 products instead of 100 (2.8x fewer multiplies), for
+the 5x5 layers (Inception's). ``_input_transform6`` and ``_output_transform6`` read the
+float32 copies below as constants, so LLVM drops their zeros."""
+_BT6 = _BT5.astype(np.float32)
+_AT6 = _AT5.astype(np.float32)
 
 
 def transform_filters(W):
-    """``U[a, b, c, k] = (G W[:, :, c, k] G^T)[a, b]``, packed as panels ``(16, K / CHANNELS, C, CHANNELS)``
-    (zeros past the last filter), on a cache line."""
+    """``U[a, b, c, k] = (G W[:, :, c, k] G^T)[a, b]``, packed as panels ``(n * n, K / CHANNELS, C, CHANNELS)``
+    (zeros past the last filter), on a cache line; n = 4 for 3x3 filters, 6 for 5x5."""
     f_h, f_w, C, K = W.shape
+    G = _G3 if f_h == 3 else _G5
+    n = G.shape[0]
     panels = -(-K // CHANNELS)
-    out = aligned_empty(16 * panels * C * CHANNELS)
-    _transform_filters(np.ascontiguousarray(W, np.float32), _G, out.reshape(16, panels, C, CHANNELS))
+    out = aligned_empty(n * n * panels * C * CHANNELS)
+    _transform_filters(np.ascontiguousarray(W, np.float32), G, out.reshape(n * n, panels, C, CHANNELS))
     return out
 
 
 @njit(parallel=True, cache=True)
 def _transform_filters(W, G, U):
-    """``U[4a + b, kb, c, lane] = sum over i, j of G[a, i] W[i, j, c, k] G[b, j]``, k = kb * width +
+    """``U[n a + b, kb, c, lane] = sum over i, j of G[a, i] W[i, j, c, k] G[b, j]``, k = kb * width +
     lane, in float64, one input channel per task. A loop nest, not numpy's tensordot: that runs
     on BLAS threads, which keep spinning after it and took a core from the Winograd kernel that
     runs next (VGG's 112x112x128 layer: the same 13 ms on 2 threads as on 1)."""
-    _, _, C, K = W.shape
+    r, _, C, K = W.shape
+    n = G.shape[0]
     panels, width = U.shape[1], U.shape[3]
     for c in prange(C):
-        Gg = np.zeros((4, 3, panels * width))  # (G g)[a, j] for every filter k of channel c, 0 past K
-        for a in range(4):
-            for j in range(3):
-                for k in range(K):
-                    Gg[a, j, k] = G[a, 0] * W[0, j, c, k] + G[a, 1] * W[1, j, c, k] + G[a, 2] * W[2, j, c, k]
-        for a in range(4):
-            for b in range(4):
+        Gg = np.zeros((n, r, panels * width))  # (G g)[a, j] for every filter k of channel c, 0 past K
+        for a in range(n):
+            for j in range(r):
+                for i in range(r):
+                    coefficient = G[a, i]
+                    for k in range(K):  # innermost along k: vectorised
+                        Gg[a, j, k] += coefficient * W[i, j, c, k]
+        row = np.empty(width)
+        for a in range(n):
+            for b in range(n):
                 for kb in range(panels):
-                    row = U[4 * a + b, kb, c]
-                    for lane in range(width):
-                        k = kb * width + lane
-                        row[lane] = Gg[a, 0, k] * G[b, 0] + Gg[a, 1, k] * G[b, 1] + Gg[a, 2, k] * G[b, 2]
+                    row[:] = 0
+                    for j in range(r):
+                        coefficient = G[b, j]
+                        for lane in range(width):
+                            row[lane] += coefficient * Gg[a, j, kb * width + lane]
+                    U[n * a + b, kb, c, :] = row
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out):
+def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out, side):
     """The blocked loop nest. ``xf``: the padded input, flat, shape ``x_shape = (N, Hp, Wp, C)``
     with ``Hp >= 2 * ceil(H_out / 2) + 2`` (and Wp likewise), C a multiple of 8; ``Uf``: from
     ``transform_filters``; ``out_shape = (N, H_out, W_out, K)``; ``bias``: ceil(K / CHANNELS) * CHANNELS numbers;
     ``per_task``: output tiles per task (a multiple of ``PIXELS``, see ``tiles_per_task``);
     ``workers``: the thread count (each thread takes an equal share of the tasks, with its own
-    buffers; which thread computes a tile does not change its bits)."""
+    buffers; which thread computes a tile does not change its bits); ``side``: the input
+    patch's, 4 (F(2x2, 3x3)) or 6 (F(2x2, 5x5)).
+    """
+
+    positions = side * side
     N, Hp, Wp, C = x_shape
     _, H_out, W_out, K = out_shape
     TH = (H_out + 1) // 2
@@ -118,8 +190,8 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out):
     for worker in prange(workers):
         # buffers made once per thread, not per task: past 128 KB (C >= 128) each np.empty is
         # a fresh mmap, whose page faults cost more than the task's work
-        V = aligned_floats(16 * pos_v)
-        M = aligned_floats(16 * pos_m)
+        V = aligned_floats(positions * pos_v)
+        M = aligned_floats(positions * pos_m)
         corner = np.empty(per_task, np.int64)  # where each tile's 4x4 patch starts in xf
         first = np.empty(per_task, np.int64)  # where its top-left output pixel is in out
         whole = np.empty(per_task, np.bool_)  # all 4 of its pixels exist (H_out, W_out may be odd)
@@ -137,10 +209,13 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out):
             # 1. V = B^T d B for every tile and channel (8 channels per vector)
             for tt in range(per_task):
                 for c in range(0, C, EIGHT):
-                    _input_transform(xf, corner[tt] + c, Wp * C, C, V, tt * C + c, pos_v)
+                    if side == 4:
+                        _input_transform(xf, corner[tt] + c, Wp * C, C, V, tt * C + c, pos_v)
+                    else:
+                        _input_transform6(xf, corner[tt] + c, Wp * C, C, V, tt * C + c, pos_v)
             for kb in range(panels):
-                # 2. the 16 products over channels, one PIXELS x CHANNELS register tile at a time
-                for ab in range(16):
+                # 2. the n * n products over channels, one PIXELS x CHANNELS register tile at a time
+                for ab in range(positions):
                     for tt in range(0, per_task, PIXELS):
                         _product_tile(V, ab * pos_v + tt * C, C, Uf, ((ab * panels + kb) * C) * CHANNELS,
                                       M, ab * pos_m + tt * CHANNELS)
@@ -148,9 +223,12 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out):
                 for tt in range(count):
                     for part in range(0, CHANNELS, EIGHT):
                         k0 = kb * CHANNELS + part
-                        if k0 < K:
+                        if k0 < K and side == 4:
                             _output_transform(M, tt * CHANNELS + part, pos_m, load8(bias, k0), out, first[tt] + k0,
                                               whole[tt] and k0 + EIGHT <= K, t0 + tt, TH, TW, k0, H_out, W_out, K)
+                        elif k0 < K:
+                            _output_transform6(M, tt * CHANNELS + part, pos_m, load8(bias, k0), out, first[tt] + k0,
+                                               whole[tt] and k0 + EIGHT <= K, t0 + tt, TH, TW, k0, H_out, W_out, K)
 
 
 @njit(inline="always")
@@ -222,6 +300,79 @@ def _output_transform(M, at, pos, b, out, o, fast, t, TH, TW, k0, H_out, W_out, 
         _store_edge(out, t, TH, TW, 1, 1, k0, H_out, W_out, K, y11)
 
 
+@njit(cache=True)
+def _combine6(T, i, v0, v1, v2, v3, v4, v5, start):
+    """``start + sum over j of T[i, j] * v_j`` (8 lanes): a row of a constant 6-column matrix
+    (``_BT6``, ``_AT6``) times six vectors, zero coefficients skipped. A function of its own, not
+    inlined by Numba: LLVM inlines it and folds the constants, while Numba-level inlining of
+    its 60 uses took the kernel's compile from 6 to 35 s."""
+    acc = start
+    if T[i, 0] != 0:
+        acc = fma8(splat8(T[i, 0]), v0, acc)
+    if T[i, 1] != 0:
+        acc = fma8(splat8(T[i, 1]), v1, acc)
+    if T[i, 2] != 0:
+        acc = fma8(splat8(T[i, 2]), v2, acc)
+    if T[i, 3] != 0:
+        acc = fma8(splat8(T[i, 3]), v3, acc)
+    if T[i, 4] != 0:
+        acc = fma8(splat8(T[i, 4]), v4, acc)
+    if T[i, 5] != 0:
+        acc = fma8(splat8(T[i, 5]), v5, acc)
+    return acc
+
+
+@njit(inline="always")
+def _input_transform6(xf, at, row, C, V, dst, pos):
+    """F(2x2, 5x5)'s ``V = B^T d B`` for one tile's 8 channels, the 6x6 patch
+    ``d[r][s] = xf[at + r * row + s * C]``: columns first (``t = B^T d``, kept in V's slots),
+    then rows, each value a ``_combine6`` of the constant ``_BT6``."""
+    zero = splat8(np.float32(0))
+    for s in range(6):
+        d0 = load8(xf, at + s * C)
+        d1 = load8(xf, at + row + s * C)
+        d2 = load8(xf, at + 2 * row + s * C)
+        d3 = load8(xf, at + 3 * row + s * C)
+        d4 = load8(xf, at + 4 * row + s * C)
+        d5 = load8(xf, at + 5 * row + s * C)
+        for a in range(6):
+            store8(V, dst + (a * 6 + s) * pos, _combine6(_BT6, a, d0, d1, d2, d3, d4, d5, zero))
+    for a in range(6):
+        t0 = load8(V, dst + (a * 6) * pos)
+        t1 = load8(V, dst + (a * 6 + 1) * pos)
+        t2 = load8(V, dst + (a * 6 + 2) * pos)
+        t3 = load8(V, dst + (a * 6 + 3) * pos)
+        t4 = load8(V, dst + (a * 6 + 4) * pos)
+        t5 = load8(V, dst + (a * 6 + 5) * pos)
+        for b in range(6):
+            store8(V, dst + (a * 6 + b) * pos, _combine6(_BT6, b, t0, t1, t2, t3, t4, t5, zero))
+
+
+@njit(inline="always")
+def _output_column6(M, at, pos, r, s):
+    """``(A^T m)[r][s]`` of F(2x2, 5x5): column s of the 6x6 positions, combined by row r of ``_AT6``."""
+    return _combine6(_AT6, r, load8(M, at + s * pos), load8(M, at + (6 + s) * pos), load8(M, at + (12 + s) * pos),
+                     load8(M, at + (18 + s) * pos), load8(M, at + (24 + s) * pos), load8(M, at + (30 + s) * pos),
+                     splat8(np.float32(0)))
+
+
+@njit(inline="always")
+def _output_transform6(M, at, pos, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K):
+    """F(2x2, 5x5)'s ``Y = A^T m A + b`` for 8 channels of tile t (``m[ab] = M[at + ab * pos]``,
+    6x6 positions), stored as ``_output_transform`` stores."""
+    for r in range(2):
+        u0, u1, u2 = _output_column6(M, at, pos, r, 0), _output_column6(M, at, pos, r, 1), _output_column6(M, at, pos, r, 2)
+        u3, u4, u5 = _output_column6(M, at, pos, r, 3), _output_column6(M, at, pos, r, 4), _output_column6(M, at, pos, r, 5)
+        y0 = _combine6(_AT6, 0, u0, u1, u2, u3, u4, u5, b)
+        y1 = _combine6(_AT6, 1, u0, u1, u2, u3, u4, u5, b)
+        if fast:
+            store8(out, o + r * W_out * K, y0)
+            store8(out, o + (r * W_out + 1) * K, y1)
+        else:
+            _store_edge(out, t, TH, TW, r, 0, k0, H_out, W_out, K, y0)
+            _store_edge(out, t, TH, TW, r, 1, k0, H_out, W_out, K, y1)
+
+
 @njit(inline="always")
 def _store_edge(out, t, TH, TW, dy, dx, k0, H_out, W_out, K, y):
     """Pixel (dy, dx) of tile t, channels k0 .. min(k0 + 8, K), if that pixel exists."""
@@ -237,7 +388,7 @@ def _store_edge(out, t, TH, TW, dy, dx, k0, H_out, W_out, K, y):
 
 
 U_BYTES_PER_L2 = 2
-"""Winograd while the transformed filters U, 16 x C x K floats, are at most this many times the
+"""Winograd while the transformed filters U, 16 (36) x C x K floats, are at most this many times the
 core's L2 cache (``caches.l2_bytes``), or up to ``U_BYTES_PER_L2_MANY_TILES`` times when every
 task has a full ``TILES`` tiles: every task streams all of U, so a big U needs many tiles to
 serve. Sapphire Rapids (2 MB of L2), against the direct kernel, 1 and 2 threads: VGG's
@@ -249,19 +400,24 @@ U_BYTES_PER_L2_MANY_TILES = 8
 
 
 def usable(x_shape, W_shape, win):
-    """Winograd F(2x2, 3x3) takes 3x3 stride-1 convs (float32: the caller checks) with a
+    """Winograd takes 3x3 and 5x5 stride-1 convs (float32: the caller checks) with a
     multiple of 8 input channels (its input transform runs 8 channels at a time), at least
     32 of them (with fewer, the transforms cost more than the multiplies they save), and
     transformed filters small enough for the cache, or for the tiles that share them
-    (``U_BYTES_PER_L2``)."""
+    (``U_BYTES_PER_L2``); 5x5 only with ``TILES`` tiles a task. F(2x2, 5x5) against the
+    direct kernel, Sapphire Rapids, 1 / 2 threads: Inception's 28x28x192 -> 32 with 8 images
+    1.36x / 1.36x, its dX (32 -> 192) 1.54x / 1.56x; one image (32-56 tiles a task) 0.96x /
+    0.99x."""
     f_h, f_w, C, K = W_shape
     Kp = -(-K // CHANNELS) * CHANNELS
-    if not (f_h == 3 and f_w == 3 and win.stride_h == 1 and win.stride_w == 1 and C % EIGHT == 0 and C >= 32):
+    if not (f_h == f_w and f_h in (3, 5) and win.stride_h == 1 and win.stride_w == 1 and C % EIGHT == 0 and C >= 32):
         return False
-    U_bytes, l2 = 16 * C * Kp * 4, l2_bytes()
-    tiles = x_shape[0] * -(-x_shape[1] // 2) * -(-x_shape[2] // 2)  # about the output's (pad 1 keeps the size)
-    return U_bytes <= U_BYTES_PER_L2 * l2 or (U_bytes <= U_BYTES_PER_L2_MANY_TILES * l2
-                                              and tiles_per_task(tiles, numba.get_num_threads()) == TILES)
+    U_bytes, l2 = (f_h + 1) ** 2 * C * Kp * 4, l2_bytes()
+    tiles = x_shape[0] * -(-x_shape[1] // 2) * -(-x_shape[2] // 2)  # about the output's ("same" padding)
+    many_tiles = tiles_per_task(tiles, numba.get_num_threads()) == TILES
+    if f_h == 5 and not many_tiles:  # its 6x6 transforms cost about what they save then (one image: 0.96-0.99x)
+        return False
+    return U_bytes <= U_BYTES_PER_L2 * l2 or (U_bytes <= U_BYTES_PER_L2_MANY_TILES * l2 and many_tiles)
 
 
 def tiles_per_task(tiles, workers):
@@ -281,4 +437,5 @@ def forward(x, W, b, win, z, scratch):
     bias[:K] = b
     workers = numba.get_num_threads()
     per_task = tiles_per_task(N * (even_h // 2) * (even_w // 2), workers)
-    winograd_tiles(xp.reshape(-1), xp.shape, transform_filters(W), z.shape, bias, per_task, workers, z.reshape(-1))
+    winograd_tiles(xp.reshape(-1), xp.shape, transform_filters(W), z.shape, bias, per_task, workers, z.reshape(-1),
+                   W.shape[0] + 1)
