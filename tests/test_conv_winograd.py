@@ -197,3 +197,47 @@ def test_tiles_per_task_keeps_every_thread_busy(tiles, workers, expected):
     # expected on AVX-512 (8-tile rows); AVX2's 4-tile rows round the same counts to a multiple of 4
     assert per_task % conv_winograd.PIXELS == 0
     assert per_task == max(conv_winograd.PIXELS, -(-expected // conv_winograd.PIXELS) * conv_winograd.PIXELS)
+
+
+@settings(max_examples=30, deadline=None)
+@given(N=st.integers(1, 3), H=st.integers(1, 11), W=st.integers(1, 11), C=st.sampled_from([32, 40]),
+       K=st.integers(1, 40), pads=st.tuples(*[st.integers(0, 2)] * 4), seed=st.integers(0, 2**31 - 1))
+def test_filter_gradient_against_the_oracle(N, H, W, C, K, pads, seed):
+    """dW = G^T (sum over tiles of V * A dY A^T) G: odd outputs (dz padded to whole 2x2 blocks),
+    K not a multiple of a panel, tiles not a multiple of a chunk or of the 4 runs."""
+    top, bottom, left, right = pads
+    if H + top + bottom < 3 or W + left + right < 3:
+        return
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((N, H, W, C)).astype(np.float32)
+    dz = r.standard_normal((N, H + top + bottom - 2, W + left + right - 2, K)).astype(np.float32)
+    dW = np.full((3, 3, C, K), np.nan, np.float32)
+    conv_winograd.filter_grad(x, dz, Window(3, 3, 1, 1, top, left), dW, scratch)
+    want = oracles.conv_backward(dz, x, np.zeros((3, 3, C, K)), (1, 1), pads)[1]
+    np.testing.assert_allclose(dW, want, rtol=1e-4, atol=2e-3)
+
+
+def test_filter_gradient_same_bits_on_any_thread_count_and_routed(rng):
+    """The runs of tiles are fixed (GRAD_SPLITS), not one per thread: 1 and 2 threads give the
+    same bits. conv_fast sends big 3x3 layers' dW here, small ones to the direct dW tile."""
+    x = rng.standard_normal((2, 30, 30, 32)).astype(np.float32)
+    dz = rng.standard_normal((2, 30, 30, 48)).astype(np.float32)
+    win = Window(3, 3, 1, 1, 1, 1)
+    threads = numba.get_num_threads()
+    runs = []
+    try:
+        for n in (1, max(2, threads) if numba.config.NUMBA_NUM_THREADS > 1 else 1):
+            numba.set_num_threads(n)
+            dW = np.empty((3, 3, 32, 48), np.float32)
+            conv_winograd.filter_grad(x, dz, win, dW, scratch)
+            runs.append(dW)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_allclose(runs[0], oracles.conv_backward(dz, x, np.zeros((3, 3, 32, 48)), (1, 1), (1, 1, 1, 1))[1],
+                               rtol=1e-4, atol=2e-3)
+    assert conv_winograd.filter_grad_usable((8, 56, 56, 64), (8, 56, 56, 64), (3, 3, 64, 64), win)
+    assert not conv_winograd.filter_grad_usable((2, 7, 7, 64), (2, 7, 7, 64), (3, 3, 64, 64), win)  # few tiles
+    assert not conv_winograd.filter_grad_usable((8, 28, 28, 192), (8, 28, 28, 32), (5, 5, 192, 32),
+                                                Window(5, 5, 1, 1, 2, 2))
+    assert not conv_winograd.filter_grad_usable((8, 56, 56, 24), (8, 56, 56, 64), (3, 3, 24, 64), win)

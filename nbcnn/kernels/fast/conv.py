@@ -15,7 +15,9 @@ Routes (``NBCNN_DEBUG=1`` prints the one each launch took):
     float32 dX           stride 1: the forward of dz with flipped filters (same routes);
                          strided: one stride-1 convolution per phase of the input grid, or all
                          phases at once for 8 input channels or fewer (``direct.py``)
-    float32 dW           the dW register tile (``direct.py``)
+    float32 dW           Winograd's F(2x2, 3x3) run backwards for big 3x3 stride-1 layers
+                         (``winograd.filter_grad``: 2.25x fewer multiplies), else the dW
+                         register tile (``direct.py``)
     float64, NBCNN_DIRECT=0, or a dX whose flipped convolution would mostly multiply padding
                          im2col + BLAS (``im2col.py``); a 1x1 stride-1 unpadded conv needs
                          no copy: x viewed as a matrix already is ``cols``
@@ -130,6 +132,10 @@ def backward_filter(x, dz, win, dW):
         return
     K = dz.shape[3]
     if _direct_ok(x, dz, dW) and _copies_in_proportion(x.shape, win, dz.shape):
+        if winograd.filter_grad_usable(x.shape, dz.shape, dW.shape, win) and config.winograd_enabled():
+            note_route("winograd dW F(2x2,3x3)")
+            winograd.filter_grad(x, dz, win, dW, _scratch)
+            return
         note_route(direct.filter_grad_tile_name(K))
         direct.backward_filter(x, dz, win, dW, _scratch)
     elif _is_pointwise(x.shape, win, dz.shape):
