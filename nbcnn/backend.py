@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import ctypes
 import functools
+import math
 import os
 import sys
 import threading
@@ -393,10 +394,10 @@ def aligned_empty(shape, dtype=np.float32):
     """``np.empty(shape, dtype)`` whose data starts on an ``ALIGNMENT``-byte boundary (a view
     into a slightly larger byte buffer; to numpy and Numba an ordinary C-contiguous array)."""
     dtype = np.dtype(dtype)
-    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = math.prod(shape) * dtype.itemsize  # math.prod: np.prod took ~5 us of a small layer's call
     raw = np.empty(nbytes + ALIGNMENT, np.uint8)
-    start = -raw.ctypes.data % ALIGNMENT
+    start = -raw.__array_interface__["data"][0] % ALIGNMENT
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
