@@ -77,6 +77,10 @@ def test_the_tile_shape_follows_the_width():
     assert (direct.tile_name(64), direct.tile_name(lanes), direct.tile_name(6), direct.filter_grad_tile_name(64),
             direct.filter_grad_tile_name(2 * lanes), direct.filter_grad_tile_name(lanes)) == shapes[lanes]
     assert direct.filter_grad_tile_name(6) == narrow8
+    # short filter rows (f_w * C numbers) get that many taps: LeNet's first layer, a 3x3 RGB filter
+    assert direct.filter_grad_tile_name(6, run=5) == "dW 5x8 tile"
+    assert direct.filter_grad_tile_name(10, run=9) == f"dW 9x{lanes} tile"
+    assert direct.filter_grad_tile_name(10, run=3) == f"dW 12x{lanes} tile"  # too short: the 12-tap tile
 
 
 def test_a_bad_forced_width_is_refused(monkeypatch):

@@ -136,7 +136,7 @@ def backward_filter(x, dz, win, dW):
             note_route("winograd dW F(2x2,3x3)")
             winograd.filter_grad(x, dz, win, dW, _scratch)
             return
-        note_route(direct.filter_grad_tile_name(K))
+        note_route(direct.filter_grad_tile_name(K, win.f_w * x.shape[3]))
         direct.backward_filter(x, dz, win, dW, _scratch)
     elif _is_pointwise(x.shape, win, dz.shape):
         note_route("1x1: BLAS")
