@@ -11,7 +11,8 @@ from nbcnn.kernels.fast.simd import aligned_floats
 from nbcnn.kernels.fast.workspace import scratch
 
 
-@pytest.mark.parametrize("shape, dtype", [((3, 5, 7, 2), np.float32), ((1000,), np.float64), (17, np.int32), ((0, 4), np.float32)])
+@pytest.mark.parametrize("shape, dtype", [((3, 5, 7, 2), np.float32), ((1000,), np.float64), (17, np.int32),
+                                          ((0, 4), np.float32)])
 def test_aligned_empty_is_an_ordinary_array_on_a_cache_line(shape, dtype):
     a = backend.aligned_empty(shape, dtype)
     assert a.shape == ((shape,) if np.ndim(shape) == 0 else shape) and a.dtype == dtype

@@ -291,9 +291,10 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, ta
         dW[r, k] = sum over (n, h_out, w_out) of x_window[(n, h_out, w_out), r] * dz[n, h_out, w_out, k]
 
     with r = i * run + m a filter tap (filter row i, m = j * C + c along the row's ``run =
-    f_w * C`` contiguous numbers). A tile is ``TAPS`` consecutive taps of one filter row x
-    ``CHANNELS`` channels (6 x 16: 12 ymm sums on AVX2; 12 x 32: 24 zmm sums on AVX-512); each
-    pixel loads 2 vectors of ``dz`` and broadcasts the input numbers under the taps, which
+    f_w * C`` contiguous numbers). A tile is ``taps`` consecutive taps of one filter row x
+    ``vectors`` vectors of channels (``filter_grad_shape``: 6 x 16, 12 ymm sums, on AVX2; 8 x 32
+    or 6 x 64, 16 or 24 zmm sums, on AVX-512); each pixel loads the vectors of ``dz`` and
+    broadcasts the input numbers under the taps, which
     lie next to each other in x (NHWC): one address plus the constants ``TAP_OFFSETS``, so
     the loop needs no register per tap. A row's last tile is moved back to
     end at the row's end (its first taps are the previous tile's: computed twice, stored once).
@@ -306,11 +307,13 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, ta
     share of the output rows, and the caller adds the splits in a fixed order (the same bits
     every run). Task = (split, tap tile, panel).
 
-    Cache blocking (big layers): the output rows (n, h_out) are taken ``chunk_rows`` at a time,
-    every task of a chunk runs before the next chunk starts, and each task carries its sums
-    over in ``parts``. So the chunk's ``dz`` and ``x`` rows are read from cache by all the
-    tasks, instead of every task streaming all of ``dz`` from memory (VGG's 56x56x256 layer
-    has 6,144 tasks: 2.2 s unblocked).
+    Cache blocking (big layers): the output rows (n, h_out) are taken ``chunk_rows`` at a time;
+    each of the ``workers`` threads owns a fixed share of the tasks (ordered filter row, panel,
+    taps) and runs them chunk by chunk, carrying their sums over in ``parts``. So a chunk's
+    ``dz`` and ``x`` rows are read from cache by all of a thread's tasks, instead of every task
+    streaming all of ``dz`` from memory (VGG's 56x56x256 layer has 6,144 tasks: 2.2 s
+    unblocked), and no parallel region is launched per chunk (a launch per chunk held two
+    threads to 1.3-1.6x one). Which thread owns a task does not change its sums.
     """
     # the tile's shape: taps x vectors of `lanes` lanes, given as tuples of those lengths (one
     # compiled version per shape, with the shape a constant inside: see filter_grad_shape)
@@ -328,33 +331,34 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, ta
     tasks = splits * tiles * panels
     workers = max(1, min(workers, tasks))
     for worker in prange(workers):
-      for chunk0 in range(0, rows, chunk_rows):
-        chunk = min(chunk_rows, rows - chunk0)
-        for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
-            split = task // (tiles * panels)
-            i = (task // (panels * per_row)) % f_h  # filter row, then panel, then taps along the row
-            kb = (task // per_row) % panels
-            m0 = (task % per_row) * taps
-            first = 0  # taps of this tile already stored by the row's previous tile
-            if m0 + taps > run and run >= taps:
-                first = m0 - (run - taps)
-                m0 = run - taps
-            valid = min(taps, run - m0)
-            tap_offset = i * Wp * C + m0  # where the tile's first tap sits in the window
-            k0 = kb * width
-            at = ((split * (f_h * run + taps)) + i * run + m0) * Kp + k0
-            tile_sums = load_tile(parts, at, Kp, tap_slots, vector_slots, lane_slots)  # `taps` rows of `vectors` vectors
-            for row in range(chunk0 + split * chunk // splits, chunk0 + (split + 1) * chunk // splits):
-                n = row // H_out
-                h_out = row % H_out
-                corner = (n * Hp + h_out * s_h) * Wp * C + tap_offset
-                q = row * W_out * K + k0
-                for w_out in range(W_out):
-                    # the input numbers under the taps: consecutive in x (offsets 0, 1, ...)
-                    under = splat_each(xf, ints_from(0, 1, tap_slots), corner + w_out * s_w * C, lane_slots)
-                    tile_sums = tile_fma(under, load_tile(dzf, q, 0, 1, vector_slots, lane_slots), tile_sums)
-                    q += K
-            store_tile_rows(parts, at, Kp, tile_sums, vector_slots, first, valid)
+        for chunk0 in range(0, rows, chunk_rows):
+            chunk = min(chunk_rows, rows - chunk0)
+            for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
+                split = task // (tiles * panels)
+                i = (task // (panels * per_row)) % f_h  # filter row, then panel, then taps along the row
+                kb = (task // per_row) % panels
+                m0 = (task % per_row) * taps
+                first = 0  # taps of this tile already stored by the row's previous tile
+                if m0 + taps > run and run >= taps:
+                    first = m0 - (run - taps)
+                    m0 = run - taps
+                valid = min(taps, run - m0)
+                tap_offset = i * Wp * C + m0  # where the tile's first tap sits in the window
+                k0 = kb * width
+                at = ((split * (f_h * run + taps)) + i * run + m0) * Kp + k0
+                # `taps` rows of `vectors` vectors
+                tile_sums = load_tile(parts, at, Kp, tap_slots, vector_slots, lane_slots)
+                for row in range(chunk0 + split * chunk // splits, chunk0 + (split + 1) * chunk // splits):
+                    n = row // H_out
+                    h_out = row % H_out
+                    corner = (n * Hp + h_out * s_h) * Wp * C + tap_offset
+                    q = row * W_out * K + k0
+                    for w_out in range(W_out):
+                        # the input numbers under the taps: consecutive in x (offsets 0, 1, ...)
+                        under = splat_each(xf, ints_from(0, 1, tap_slots), corner + w_out * s_w * C, lane_slots)
+                        tile_sums = tile_fma(under, load_tile(dzf, q, 0, 1, vector_slots, lane_slots), tile_sums)
+                        q += K
+                store_tile_rows(parts, at, Kp, tile_sums, vector_slots, first, valid)
 
 
 def pack_filters(W, width=CHANNELS):

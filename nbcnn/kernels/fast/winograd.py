@@ -49,8 +49,8 @@ from numba import njit, prange
 from ...backend import aligned_empty, aligned_zeros
 from .caches import l2_bytes
 from .direct import CHANNELS, PIXELS, padded_input
-from .simd import (LANES, add8, aligned_floats, fma8, ints_from, load8, load_tile, loadv, repeat, splat8, splat_each, splatv, store8,
-                   store_tile_rows, sub8, tile_fma)
+from .simd import (LANES, add8, aligned_floats, fma8, ints_from, load8, load_tile, loadv, repeat, splat8, splat_each,
+                   splatv, store8, store_tile_rows, sub8, tile_fma)
 
 TILES = 64
 """Output tiles per task at most (a multiple of ``direct.PIXELS``). Every task streams all the
@@ -361,8 +361,9 @@ def _output_transform6(M, at, pos, b, out, o, fast, t, TH, TW, k0, H_out, W_out,
     """F(2x2, 5x5)'s ``Y = A^T m A + b`` for 8 channels of tile t (``m[ab] = M[at + ab * pos]``,
     6x6 positions), stored as ``_output_transform`` stores."""
     for r in range(2):
-        u0, u1, u2 = _output_column6(M, at, pos, r, 0), _output_column6(M, at, pos, r, 1), _output_column6(M, at, pos, r, 2)
-        u3, u4, u5 = _output_column6(M, at, pos, r, 3), _output_column6(M, at, pos, r, 4), _output_column6(M, at, pos, r, 5)
+        u0, u1 = _output_column6(M, at, pos, r, 0), _output_column6(M, at, pos, r, 1)
+        u2, u3 = _output_column6(M, at, pos, r, 2), _output_column6(M, at, pos, r, 3)
+        u4, u5 = _output_column6(M, at, pos, r, 4), _output_column6(M, at, pos, r, 5)
         y0 = _combine6(_AT6, 0, u0, u1, u2, u3, u4, u5, b)
         y1 = _combine6(_AT6, 1, u0, u1, u2, u3, u4, u5, b)
         if fast:
