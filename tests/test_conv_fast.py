@@ -172,6 +172,30 @@ def test_same_bits_on_any_thread_count(rng):
         numba.set_num_threads(threads)
 
 
+def test_dw_chunks_split_in_parts_past_the_cache(rng, monkeypatch):
+    """A dz larger than the L2 cache (made small here with NBCNN_L2_BYTES) has each chunk's rows
+    split in direct.CHUNK_SPLITS parts with their own sums: against the float64 oracle, and the
+    same bits on 1 thread or 2."""
+    import numba
+    from nbcnn.kernels.fast import direct
+
+    monkeypatch.setenv("NBCNN_L2_BYTES", "4096")
+    case = (2, 28, 28, 16, 96, 3, 3, (1, 1), (1, 1, 1, 1))
+    x, Wt, b, dz = make(rng, *case)
+    assert dz.nbytes > 4096 and direct.CHUNK_SPLITS > 1
+    threads = numba.get_num_threads()
+    results = []
+    try:
+        for n in (1, max(2, threads) if numba.config.NUMBA_NUM_THREADS > 1 else 1):
+            numba.set_num_threads(n)
+            results.append(run_all(x, Wt, b, case[7], case[8], dz)[2])
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(results[0], results[1])
+    want = oracles.conv_backward(dz, x, Wt, case[7], case[8])[1]
+    np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-3)
+
+
 def test_a_bigger_layer_against_the_oracle(rng):
     """A real layer's shape (few enough images to keep the float64 oracle quick)."""
     x, Wt, b, dz = make(rng, 2, 28, 28, 32, 24, 3, 3, (1, 1), (1, 1, 1, 1))
