@@ -490,9 +490,9 @@ def store_tile_rows(typingctx, arr, at, pitch, sums, per_row, first, stop):
 @register_jitable
 def aligned_floats(n):
     """``np.empty(n, np.float32)`` inside compiled code, starting on a 64-byte boundary (a
-    cache line, one zmm vector): Numba's ``np.empty`` starts 16 bytes past one, so every
-    full-width vector load and store of a register tile would straddle two lines (see
-    ``backend.ALIGNMENT``)."""
+    cache line, one zmm vector): Numba's own ``np.empty`` is only sure of 32 bytes (half of
+    its arrays start 32 bytes past a line, measured here), and a 16-lane load or store from
+    there straddles two lines (see ``backend.ALIGNMENT``)."""
     raw = np.empty(n + 16, np.float32)
     start = (-(raw.ctypes.data // 4)) % 16
     return raw[start:start + n]
