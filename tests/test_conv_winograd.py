@@ -220,3 +220,23 @@ def test_filter_gradient_same_bits_on_any_thread_count_and_routed(rng):
     assert not conv_winograd.filter_grad_usable((8, 28, 28, 192), (8, 28, 28, 32), (5, 5, 192, 32),
                                                 Window(5, 5, 1, 1, 2, 2))
     assert not conv_winograd.filter_grad_usable((8, 56, 56, 24), (8, 56, 56, 64), (3, 3, 24, 64), win)
+    assert not conv_winograd.filter_grad_usable((8, 55, 56, 64), (8, 55, 56, 64), (3, 3, 64, 64), win)  # odd rows
+
+
+def test_filter_gradient_of_an_infinite_input_stays_in_its_channel(rng):
+    """An inf in x, channel 3: Winograd mixes numbers within one (c, k) pair only. dW is
+    non-finite wherever the direct dW tile's is, and may be in more of channel 3's taps (its
+    transforms add the inf into every tap's sum: NaN from inf - inf), while every other channel
+    equals the direct dW's finite numbers to rounding: nothing spreads across channels."""
+    from nbcnn.kernels.fast import direct
+
+    x = rng.standard_normal((1, 8, 8, 32)).astype(np.float32)
+    x[0, 7, 7, 3] = np.inf
+    dz = rng.standard_normal((1, 8, 8, 16)).astype(np.float32)
+    win = Window(3, 3, 1, 1, 1, 1)
+    got, want = np.empty((3, 3, 32, 16), np.float32), np.empty((3, 3, 32, 16), np.float32)
+    conv_winograd.filter_grad(x, dz, win, got, scratch)
+    direct.backward_filter(x, dz, win, want, scratch)
+    assert (~np.isfinite(got))[~np.isfinite(want)].all()
+    others = np.arange(32) != 3
+    np.testing.assert_allclose(got[:, :, others], want[:, :, others], rtol=1e-4, atol=1e-3)

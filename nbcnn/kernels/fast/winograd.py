@@ -462,8 +462,8 @@ the partial dU cost more than the multiplies saved (a 2 x 7 x 7 layer ran 0.2x t
 
 
 def filter_grad_usable(x_shape, dz_shape, W_shape, win):
-    """The dW of a 3x3 stride-1 layer with 32+ input channels (a multiple of 8), enough tiles
-    (``GRAD_MIN_TILES``) and a dU that fits the cache (``DU_BYTES_PER_L2``). Against the direct
+    """The dW of a 3x3 stride-1 layer with 32+ input channels (a multiple of 8), an even output,
+    enough tiles (``GRAD_MIN_TILES``) and a dU that fits the cache (``DU_BYTES_PER_L2``). Against the direct
     dW tile, Sapphire Rapids, 1 / 2 threads: ResNet's 8 x 56 x 56 x 64 layer 1.25x / 1.51x,
     VGG's 4 x 56 x 56 x 256 1.34x / 1.38x. Not 5x5: F(2x2, 5x5) ran 0.78x / 0.84x on
     Inception's layer (its 36 positions of dU are loaded and stored too often for 32 filters)."""
@@ -472,7 +472,10 @@ def filter_grad_usable(x_shape, dz_shape, W_shape, win):
         return False
     Kp = -(-K // CHANNELS) * CHANNELS
     tiles = dz_shape[0] * -(-dz_shape[1] // 2) * -(-dz_shape[2] // 2)
-    return tiles >= GRAD_MIN_TILES and 16 * C * Kp * 4 <= DU_BYTES_PER_L2 * l2_bytes()
+    # whole 2x2 blocks only: with an odd output, dz would be padded with zeros, and an inf in
+    # x would meet them (0 * inf = NaN: padding must never contribute, as in the direct dW)
+    whole_blocks = dz_shape[1] % 2 == 0 and dz_shape[2] % 2 == 0
+    return whole_blocks and tiles >= GRAD_MIN_TILES and 16 * C * Kp * 4 <= DU_BYTES_PER_L2 * l2_bytes()
 
 
 def filter_grad(x, dz, win, dW, scratch):
@@ -532,7 +535,8 @@ def _filters_from_transformed(dU, G, dW):
                     total = 0.0
                     for a in range(n):
                         for b in range(n):
-                            total += G[a, i] * G[b, j] * dU[n * a + b, c, k]
+                            if G[a, i] != 0 and G[b, j] != 0:  # 0 * inf would make a NaN of an inf
+                                total += G[a, i] * G[b, j] * dU[n * a + b, c, k]
                     dW[i, j, c, k] = total
 
 
