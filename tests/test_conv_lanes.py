@@ -79,8 +79,10 @@ def test_the_tile_shape_follows_the_width():
     assert direct.filter_grad_tile_name(6) == narrow8
     # short filter rows (f_w * C numbers) get that many taps: LeNet's first layer, a 3x3 RGB filter
     assert direct.filter_grad_tile_name(6, run=5) == "dW 5x8 tile"
-    assert direct.filter_grad_tile_name(10, run=9) == f"dW 9x{lanes} tile"
-    assert direct.filter_grad_tile_name(10, run=3) == f"dW 12x{lanes} tile"  # too short: the 12-tap tile
+    assert direct.filter_grad_tile_name(8, run=9) == "dW 9x8 tile"  # 8 channels: one-vector tiles on both widths
+    assert direct.filter_grad_tile_name(8, run=3) == "dW 12x8 tile"  # too short: the 12-tap tile
+    assert direct.filter_grad_tile_name(lanes, run=9) == f"dW 9x{lanes} tile"
+    assert direct.filter_grad_tile_name(3 * lanes, run=9) == direct.filter_grad_tile_name(3 * lanes)  # two vectors
 
 
 def test_a_bad_forced_width_is_refused(monkeypatch):
