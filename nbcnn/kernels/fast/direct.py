@@ -550,10 +550,16 @@ def backward_filter(x, dz, win, dW, scratch):
     xf = scratch("padded_x", xp.size + slack) if slack else xp.reshape(-1)
     filter_grad_tiles(xf, xp.shape, dzf, geometry, chunk_rows, parts.reshape(-1), numba.get_num_threads(),
                       (0,) * taps, (0,) * vectors, (0,) * lanes)
+    dW.reshape(F, K)[...] = sum_in_order(parts)[:F, :K]
+
+
+def sum_in_order(parts):
+    """``parts[0] + parts[1] + ...`` added one after another into ``parts[0]`` (a fixed order:
+    the same bits on any thread count, whichever thread summed each part)."""
     total = parts[0]
-    for s in range(1, splits):  # a fixed order
-        total += parts[s]
-    dW.reshape(F, K)[...] = total[:F, :K]
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 def _phases(f, s, pad):

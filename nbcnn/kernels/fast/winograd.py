@@ -48,7 +48,7 @@ from numba import njit, prange
 
 from ...backend import aligned_empty, aligned_zeros
 from .caches import l2_bytes
-from .direct import CHANNELS, PIXELS, padded_input
+from .direct import CHANNELS, PIXELS, filter_grad_shape, padded_input, sum_in_order
 from .simd import (LANES, add8, aligned_floats, fma8, ints_from, load8, load_tile, loadv, repeat, splat8, splat_each,
                    splatv, store8, store_tile_rows, sub8, tile_fma)
 
@@ -117,6 +117,8 @@ the 5x5 layers (Inception's). ``_input_transform6`` and ``_output_transform6`` r
 float32 copies below as constants, so LLVM drops their zeros."""
 _BT6 = _BT5.astype(np.float32)
 _AT6 = _AT5.astype(np.float32)
+_AT4 = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
+"""F(2x2, 3x3)'s A^T (the adds of ``_output_transform``), for ``_grad_transform``."""
 
 
 def transform_filters(W):
@@ -410,15 +412,28 @@ def usable(x_shape, W_shape, win):
     1.36x / 1.36x, its dX (32 -> 192) 1.54x / 1.56x; one image (32-56 tiles a task) 0.96x /
     0.99x."""
     f_h, f_w, C, K = W_shape
-    Kp = -(-K // CHANNELS) * CHANNELS
-    if not (f_h == f_w and f_h in (3, 5) and win.stride_h == 1 and win.stride_w == 1 and C % EIGHT == 0 and C >= 32):
+    if not _patch_layer(W_shape, win, (3, 5)):
         return False
+    Kp = -(-K // CHANNELS) * CHANNELS
     U_bytes, l2 = (f_h + 1) ** 2 * C * Kp * 4, l2_bytes()
-    tiles = x_shape[0] * -(-x_shape[1] // 2) * -(-x_shape[2] // 2)  # about the output's ("same" padding)
-    many_tiles = tiles_per_task(tiles, numba.get_num_threads()) == TILES
+    many_tiles = tiles_per_task(tile_count(x_shape), numba.get_num_threads()) == TILES  # about the output's ("same")
     if f_h == 5 and not many_tiles:  # its 6x6 transforms cost about what they save then (one image: 0.96-0.99x)
         return False
     return U_bytes <= U_BYTES_PER_L2 * l2 or (U_bytes <= U_BYTES_PER_L2_MANY_TILES * l2 and many_tiles)
+
+
+def _patch_layer(W_shape, win, sizes):
+    """A square filter of one of ``sizes``, stride 1, and a multiple of 8 input channels (the
+    input transform runs 8 channels at a time), at least 32 of them (with fewer, the transforms
+    cost more than the multiplies they save): the layers Winograd can take."""
+    f_h, f_w, C, _ = W_shape
+    return (f_h == f_w and f_h in sizes and win.stride_h == 1 and win.stride_w == 1
+            and C % EIGHT == 0 and C >= 32)
+
+
+def tile_count(shape):
+    """The 2x2 tiles covering ``shape = (N, H, W, ...)``: ``N * ceil(H / 2) * ceil(W / 2)``."""
+    return shape[0] * -(-shape[1] // 2) * -(-shape[2] // 2)
 
 
 def tiles_per_task(tiles, workers):
@@ -437,7 +452,7 @@ def forward(x, W, b, win, z, scratch):
     bias = aligned_zeros(-(-K // CHANNELS) * CHANNELS)
     bias[:K] = b
     workers = numba.get_num_threads()
-    per_task = tiles_per_task(N * (even_h // 2) * (even_w // 2), workers)
+    per_task = tiles_per_task(tile_count(z.shape), workers)
     winograd_tiles(xp.reshape(-1), xp.shape, transform_filters(W), z.shape, bias, per_task, workers, z.reshape(-1),
                    W.shape[0] + 1)
 
@@ -467,11 +482,11 @@ def filter_grad_usable(x_shape, dz_shape, W_shape, win):
     dW tile, Sapphire Rapids, 1 / 2 threads: ResNet's 8 x 56 x 56 x 64 layer 1.25x / 1.51x,
     VGG's 4 x 56 x 56 x 256 1.34x / 1.38x. Not 5x5: F(2x2, 5x5) ran 0.78x / 0.84x on
     Inception's layer (its 36 positions of dU are loaded and stored too often for 32 filters)."""
-    f_h, f_w, C, K = W_shape
-    if not (f_h == 3 and f_w == 3 and win.stride_h == 1 and win.stride_w == 1 and C % EIGHT == 0 and C >= 32):
+    _, _, C, K = W_shape
+    if not _patch_layer(W_shape, win, (3,)):
         return False
     Kp = -(-K // CHANNELS) * CHANNELS
-    tiles = dz_shape[0] * -(-dz_shape[1] // 2) * -(-dz_shape[2] // 2)
+    tiles = tile_count(dz_shape)
     # whole 2x2 blocks only: with an odd output, dz would be padded with zeros, and an inf in
     # x would meet them (0 * inf = NaN: padding must never contribute, as in the direct dW)
     whole_blocks = dz_shape[1] % 2 == 0 and dz_shape[2] % 2 == 0
@@ -490,7 +505,7 @@ def filter_grad(x, dz, win, dW, scratch):
     C = x.shape[3]
     even_h, even_w = 2 * -(-H_out // 2), 2 * -(-W_out // 2)
     xp = padded_input(x, win, even_h, even_w, scratch)
-    taps, vectors, lanes = _grad_tile_shape()
+    taps, vectors, lanes = filter_grad_shape(2 * CHANNELS)  # the direct dW tile's for wide layers
     width = vectors * lanes
     Kp = -(-K // width) * width
     # dz with whole 2x2 blocks and whole panels, zeros around it
@@ -499,16 +514,7 @@ def filter_grad(x, dz, win, dW, scratch):
     dU = aligned_zeros((GRAD_SPLITS, side * side, C + taps, Kp))
     winograd_filter_grad_tiles(xp.reshape(-1), xp.shape, dzp.reshape(-1), dzp.shape, GRAD_TILES,
                                numba.get_num_threads(), dU.reshape(-1), side, (0,) * taps, (0,) * vectors, (0,) * lanes)
-    total = dU[0]
-    for split in range(1, GRAD_SPLITS):  # a fixed order
-        total += dU[split]
-    _filters_from_transformed(total, _G3 if f == 3 else _G5, dW)
-
-
-def _grad_tile_shape():
-    """(taps over C, vectors over K, lanes) of the dU tile: the direct dW tile's for wide layers."""
-    from .direct import filter_grad_shape
-    return filter_grad_shape(2 * CHANNELS)
+    _filters_from_transformed(sum_in_order(dU), _G3 if f == 3 else _G5, dW)
 
 
 @njit(parallel=True, cache=True)
@@ -549,20 +555,15 @@ def _grad_transform(dzf, at, row_stride, K, dM, dst, pos, side):
     y10 = load8(dzf, at + row_stride)
     y11 = load8(dzf, at + row_stride + K)
     zero = splat8(np.float32(0))
+    A_T = _AT4 if side == 4 else _AT6
     for b in range(side):
         # u[r][b] = sum over q of y[r][q] A^T[q, b]
-        c0 = _AT4[0, b] if side == 4 else _AT6[0, b]
-        c1 = _AT4[1, b] if side == 4 else _AT6[1, b]
-        u0 = fma8(splat8(c1), y01, fma8(splat8(c0), y00, zero))
-        u1 = fma8(splat8(c1), y11, fma8(splat8(c0), y10, zero))
+        u0 = fma8(splat8(A_T[1, b]), y01, fma8(splat8(A_T[0, b]), y00, zero))
+        u1 = fma8(splat8(A_T[1, b]), y11, fma8(splat8(A_T[0, b]), y10, zero))
         for a in range(side):
-            d0 = _AT4[0, a] if side == 4 else _AT6[0, a]
-            d1 = _AT4[1, a] if side == 4 else _AT6[1, a]
-            store8(dM, dst + (a * side + b) * pos, fma8(splat8(d1), u1, fma8(splat8(d0), u0, zero)))
+            dm = fma8(splat8(A_T[1, a]), u1, fma8(splat8(A_T[0, a]), u0, zero))
+            store8(dM, dst + (a * side + b) * pos, dm)
 
-
-_AT4 = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
-"""F(2x2, 3x3)'s A^T (the adds of ``_output_transform``), for ``_grad_transform``."""
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
