@@ -54,10 +54,11 @@ def _kernel_signatures():
     flat = types.Array(types.float32, 1, "C")
     shape4, geometry = types.UniTuple(types.int64, 4), types.UniTuple(types.int64, 7)
     tiles = (flat, shape4, flat, geometry, flat, flat)
-    # filter_grad_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, tap_slots, vector_slots):
+    # filter_grad_tiles(xf, x_shape, dzf, geometry, row_range, chunk_rows, parts, workers, tap_slots,
+    # vector_slots, lane_slots):
     # the tile shape (taps, vectors) is given as two tuples of those lengths
     from nbcnn.kernels.fast import direct
-    dw = (flat, shape4, flat, geometry, types.int64, flat, types.int64)
+    dw = (flat, shape4, flat, geometry, types.UniTuple(types.int64, 2), types.int64, flat, types.int64)
 
     def shape(*counts):  # (taps, vectors, lanes) as tuples of those lengths
         return tuple(types.UniTuple(types.int64, n) for n in counts)

@@ -185,6 +185,25 @@ def test_forward_and_filter_gradient_match_the_oracle(rng):
     np.testing.assert_allclose(dW, want_dW, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("n, hw, c, f, k", [
+    (1, 3, 5, 3, 10),     # one output row: only the last row's separate pass
+    (3, 6, 3, 3, 10),     # seed39's channels, several rows and images
+    (2, 5, 7, 2, 33),     # a last panel of one channel, wider tiles
+    (4, 9, 2, 3, 40),     # rows past a chunk's worth with a few channels
+])
+def test_filter_gradient_with_channels_short_of_a_tile(n, hw, c, f, k, rng):
+    """K not a multiple of the dW tile's width: every row but the last is summed straight from
+    dz (its pixels' last vectors read on into the next pixel), the last from a copy with room
+    after it, never past the end of dz. The oracle: float64 sums."""
+    x = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
+    H_out = hw - f + 1
+    dz = rng.standard_normal((n, H_out, H_out, k)).astype(np.float32)
+    dW = np.empty((f, f, c, k), np.float32)
+    conv_direct.backward_filter(x, dz, Window(f, f, 1, 1, 0, 0), dW, lambda name, size: np.empty(size, np.float32))
+    _, want_dW, _ = oracles.conv_backward(dz, x, np.zeros((f, f, c, k), np.float32), (1, 1), (0, 0, 0, 0))
+    np.testing.assert_allclose(dW, want_dW, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("n, hw, c, k, pad", [
     (1, 5, 64, 96, 1),     # three panels, the input far smaller than the filters: split by panels
     (2, 3, 48, 70, 0),     # a last panel half empty, two images, no padding
