@@ -216,3 +216,27 @@ def test_bias_gradient_many_rows(rng):
     db = np.empty(7, np.float32)
     bias_fast.bias_backward(dz, db)
     np.testing.assert_allclose(db, dz.astype(np.float64).sum(0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("f, stride, pads", [(3, 1, (1, 1, 1, 1)), (5, 2, (2, 1, 2, 1)), (3, 2, (0, 2, 1, 0)),
+                                             (2, 1, (0, 0, 0, 0))])
+def test_an_inf_in_dz_gives_the_readable_filter_gradient_wherever_it_is(f, stride, pads, rng):
+    """Padding contributes nothing, not even ``0 * inf``. The fast dW runs the readable loop
+    only when a pixel whose window reaches the padding has a non-finite dz (it checks those
+    border pixels, not all of dz); an inf anywhere else meets the image only, where the fast
+    tile multiplies exactly what the readable loop does. So an inf at every pixel in turn:
+    the same cells non-finite, the same finite numbers."""
+    N, H, W, C, K = 1, 7, 6, 2, 3
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+    win = Window(f, f, stride, stride, pads[0], pads[2])
+    OH, OW = out_hw(H, W, f, f, (stride, stride), pads)
+    dz0 = rng.standard_normal((N, OH, OW, K)).astype(np.float32)
+    for h, w in np.ndindex(OH, OW):
+        dz = dz0.copy()
+        dz[0, h, w, 1] = np.inf
+        got, want = np.empty((f, f, C, K), np.float32), np.empty((f, f, C, K), np.float32)
+        conv_fast.backward_filter(x, dz, win, got)
+        conv.BACKWARD_FILTER.naive_cpu(x, dz, win, want)
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want), err_msg=f"inf at ({h}, {w})")
+        np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], rtol=1e-4, atol=1e-4)
+        assert (np.isnan(got) == np.isnan(want)).all(), f"inf at ({h}, {w}): NaN where the readable loop has none"

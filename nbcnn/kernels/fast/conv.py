@@ -62,12 +62,32 @@ def _not_finite(a):
     return not np.isfinite(a.sum())
 
 
-def _readable_for_non_finite(kernel, multiplier, win, x_shape, z_shape, *args):
+def _border_pixels(dz, win, x_hw):
+    """The parts of ``dz (N, H_out, W_out, K)`` whose output pixels' windows reach the padding:
+    the first and last few rows and columns (for a 3x3 'same' layer, one of each; a stride-2
+    7x7 stem, two). Only these dz meet the padding's zeros in dW; the rest of the pixels see
+    the image only."""
+    H_out, W_out = dz.shape[1:3]
+    (top, bottom), (left, right) = (_inside(H, f, s, p, n) for H, f, s, p, n in (
+        (x_hw[0], win.f_h, win.stride_h, win.pad_top, H_out), (x_hw[1], win.f_w, win.stride_w, win.pad_left, W_out)))
+    return dz[:, :top], dz[:, bottom:], dz[:, top:bottom, :left], dz[:, top:bottom, right:]
+
+
+def _inside(size, f, stride, pad_before, n_out):
+    """``(first, end)``: the output positions whose windows ``o * stride - pad_before ...
+    + f - 1`` lie inside ``0 .. size - 1`` (clipped to ``0 .. n_out``)."""
+    first = -(-pad_before // stride) if pad_before > 0 else 0
+    end = -(-(size + pad_before - f + 1) // stride)
+    return min(first, n_out), max(min(end, n_out), min(first, n_out))
+
+
+def _readable_for_non_finite(kernel, multipliers, win, x_shape, z_shape, *args):
     """Padding contributes nothing: the readable kernels skip it, while the fast ones multiply
     the zeros they copied, and ``0 * inf`` is NaN. When the numbers that meet the padding (the
-    filters, or dz for dW) are not all finite, run the readable loop nest (compiled) so that
-    every backend gives the same answer. Returns whether it ran."""
-    if not (reaches_padding(win, x_shape[1:3], z_shape[1:3]) and _not_finite(multiplier)):
+    filters; for dW, dz at the pixels whose windows reach it) are not all finite, run the
+    readable loop nest (compiled) so that every backend gives the same answer. Returns whether
+    it ran."""
+    if not (reaches_padding(win, x_shape[1:3], z_shape[1:3]) and any(_not_finite(m) for m in multipliers)):
         return False
     note_route("readable loop (non-finite next to padding)")
     kernel.naive_cpu(*args)
@@ -104,7 +124,7 @@ def _tiled_forward(x, W, b, win, z, what=""):
 
 def forward(x, W, b, win, z):
     """``z = conv(x, W) + b``. Same arguments and output as ``conv.conv2d_forward``."""
-    if _readable_for_non_finite(readable.FORWARD, W, win, x.shape, z.shape, x, W, b, win, z):
+    if _readable_for_non_finite(readable.FORWARD, (W,), win, x.shape, z.shape, x, W, b, win, z):
         return
     K = z.shape[3]
     Wm = W.reshape(-1, K)
@@ -128,7 +148,8 @@ def forward(x, W, b, win, z):
 def backward_filter(x, dz, win, dW):
     """dW = the sum over output pixels of window(x) outer dz. Same arguments and output as
     ``conv.conv2d_backward_filter``."""
-    if _readable_for_non_finite(readable.BACKWARD_FILTER, dz, win, x.shape, dz.shape, x, dz, win, dW):
+    border = _border_pixels(dz, win, x.shape[1:3])  # a pass over all of dz cost ResNet's stem 1.3 ms
+    if _readable_for_non_finite(readable.BACKWARD_FILTER, border, win, x.shape, dz.shape, x, dz, win, dW):
         return
     K = dz.shape[3]
     if _direct_ok(x, dz, dW) and _copies_in_proportion(x.shape, win, dz.shape):
@@ -162,7 +183,7 @@ def backward_input(dz, W, win, dx):
       padding): ``dcols = dz @ Wm.T`` (each window's gradient), then the gather col2im.
       (LeNet's C5: the flipped conv would do 190x the work of dcols; see ``_flip_limit``.)
     """
-    if _readable_for_non_finite(readable.BACKWARD_INPUT, W, win, dx.shape, dz.shape, dz, W, win, dx):
+    if _readable_for_non_finite(readable.BACKWARD_INPUT, (W,), win, dx.shape, dz.shape, dz, W, win, dx):
         return
     N, H, W_in, C = dx.shape
     _, H_out, W_out, K = dz.shape
