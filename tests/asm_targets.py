@@ -63,9 +63,13 @@ def _kernel_signatures():
     def shape(*counts):  # (taps, vectors, lanes) as tuples of those lengths
         return tuple(types.UniTuple(types.int64, n) for n in counts)
 
+    from nbcnn.kernels.fast import dot
     from nbcnn.kernels.fast.simd import LANES
+    # conv_tiles_dot(..., pixel_slots, out_slots): 3 outputs (an RGB layer's dX)
+    dot_tile = tiles + (types.UniTuple(types.int64, dot.pixels_per_tile(3)), types.UniTuple(types.int64, 3))
     # conv_tiles_narrow(..., lane_slots): the vector width as a tuple of that length
-    return {"conv_tiles": tiles, "conv_tiles_narrow": tiles + (types.UniTuple(types.int64, LANES),),
+    return {"conv_tiles": tiles, "conv_tiles_dot": dot_tile,
+            "conv_tiles_narrow": tiles + (types.UniTuple(types.int64, LANES),),
             "conv_tiles_narrow8": tiles + (types.UniTuple(types.int64, 8),),
             "filter_grad_tiles": dw + shape(*direct.filter_grad_shape(1 << 20)),
             "filter_grad_tiles_mid": dw + shape(*direct.filter_grad_shape(direct.CHANNELS)),
@@ -95,12 +99,12 @@ def _compile_in_child(out_path):
     from numba import njit, types
     from numba.core.registry import cpu_target
 
-    from nbcnn.kernels.fast import direct
+    from nbcnn.kernels.fast import direct, dot
     from nbcnn.kernels.fast.simd import fma8, load8, splat_at8, store8
 
     asm = {}
     for name, sig in _kernel_signatures().items():
-        kernel = getattr(direct, {"conv_tiles_narrow8": "conv_tiles_narrow", "filter_grad_tiles_narrow": "filter_grad_tiles",
+        kernel = dot.conv_tiles_dot if name == "conv_tiles_dot" else getattr(direct, {"conv_tiles_narrow8": "conv_tiles_narrow", "filter_grad_tiles_narrow": "filter_grad_tiles",
                                   "filter_grad_tiles_mid": "filter_grad_tiles",
                                   "filter_grad_tiles_narrow8": "filter_grad_tiles"}.get(name, name))
         options = {k: v for k, v in kernel.targetoptions.items() if k != "nopython"}
@@ -118,6 +122,7 @@ def _compile_in_child(out_path):
     _, cpu, features = cpu_target.target_context.codegen().magic_tuple()
     from nbcnn.kernels.fast import simd
     sums = {"conv_tiles": direct.PIXELS * direct.CHANNELS // simd.LANES,  # 4 x 16 (AVX2), 8 x 32 (AVX-512)
+            "conv_tiles_dot": dot.pixels_per_tile(3) * 3,  # 8 (AVX-512) or 4 (AVX2) pixels x 3 outputs
             "conv_tiles_narrow": direct.NARROW_PIXELS,  # NARROW_PIXELS x one vector
             "conv_tiles_narrow8": direct.NARROW_PIXELS,  # the same, 8 lanes (ymm) on any target
             "filter_grad_tiles": _sums(direct.filter_grad_shape(1 << 20)),  # 6 x 16 (AVX2), 6 x 64 (AVX-512)

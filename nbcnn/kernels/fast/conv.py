@@ -29,7 +29,7 @@ from ... import config
 from ...backend import note_route
 from ...checks import Window, reaches_padding, window_span
 from .. import conv as readable
-from . import blas, direct, im2col, winograd
+from . import blas, direct, dot, im2col, winograd
 from .workspace import scratch as _scratch
 
 def _direct_ok(x, W, z, win=None):
@@ -102,6 +102,20 @@ def _flip_limit(direct_ok):
     return 8 if direct_ok else 2
 
 
+DOT_FLIP_LIMIT = 4
+"""The flipped-filter dX on the dot tile (few input channels: an RGB layer's) does as many
+multiply-adds as ``dz @ Wm.T`` times ``H * W / (H_out * W_out)``, the padding it multiplies;
+up to this ratio it runs that way instead of BLAS + col2im (VGG's first layer, 224 x 224 x 3
+-> 64, ratio 1: 4.1 -> 2.5 ms; LeNet's C3, 1.96: flipped already; LeNet's C5, 25: col2im)."""
+
+
+def _dot_flip_ok(direct_ok, x_shape, z_shape):
+    """Whether the flipped dX of a stride-1 layer runs on the dot tile (see DOT_FLIP_LIMIT)."""
+    _, H, W, C = x_shape
+    _, H_out, W_out, K = z_shape
+    return direct_ok and dot.usable(K, C) and H * W <= DOT_FLIP_LIMIT * H_out * W_out
+
+
 def _is_pointwise(x_shape, win, z_shape):
     """A 1x1, stride-1, unpadded conv: ``x`` as an (N*H*W, C) matrix already is ``cols``."""
     return (win.f_h == 1 and win.f_w == 1 and win.stride_h == 1 and win.stride_w == 1
@@ -113,8 +127,14 @@ def _is_pointwise(x_shape, win, z_shape):
 
 
 def _tiled_forward(x, W, b, win, z, what=""):
-    """float32 ``z = conv(x, W) + b`` on the register tile: Winograd where it pays, else direct."""
-    if winograd.usable(x.shape, W.shape, win) and config.winograd_enabled():
+    """float32 ``z = conv(x, W) + b`` on the register tile: for a few output channels over
+    many input channels the dot tile (input channels along the lanes: an RGB layer's dX,
+    a last layer back to 3 channels), else Winograd where it pays, else direct."""
+    C, K = W.shape[2], W.shape[3]
+    if dot.usable(C, K):
+        note_route(what + dot.tile_name(K))
+        dot.forward(x, W, b, win, z, _scratch)
+    elif winograd.usable(x.shape, W.shape, win) and config.winograd_enabled():
         note_route(what + f"winograd F(2x2,{W.shape[0]}x{W.shape[1]})")
         winograd.forward(x, W, b, win, z, _scratch)
     else:
@@ -181,7 +201,8 @@ def backward_input(dz, W, win, dx):
       phases in one convolution (``direct.backward_input_space_to_depth``).
     * otherwise (float64 strided, or when the flipped convolution would mostly multiply
       padding): ``dcols = dz @ Wm.T`` (each window's gradient), then the gather col2im.
-      (LeNet's C5: the flipped conv would do 190x the work of dcols; see ``_flip_limit``.)
+      (LeNet's C5: the flipped conv would do 190x the work of dcols; see ``_flip_limit``
+      and, for few input channels, ``DOT_FLIP_LIMIT``.)
     """
     if _readable_for_non_finite(readable.BACKWARD_INPUT, (W,), win, dx.shape, dz.shape, dz, W, win, dx):
         return
@@ -194,7 +215,8 @@ def backward_input(dz, W, win, dx):
     if _is_pointwise(dx.shape, win, dz.shape) and not direct_ok:
         note_route("1x1: BLAS")
         blas.matmul(dz.reshape(-1, K), W.reshape(C, K).T, out=dx.reshape(-1, C))
-    elif win.stride_h == 1 and win.stride_w == 1 and flipped_copy <= _flip_limit(direct_ok) * dcols_size:
+    elif win.stride_h == 1 and win.stride_w == 1 and (flipped_copy <= _flip_limit(direct_ok) * dcols_size
+                                                      or _dot_flip_ok(direct_ok, dx.shape, dz.shape)):
         # Wflip[i, j, k, c] = W[f_h-1-i, f_w-1-j, c, k]
         Wflip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
         flipped = Window(f_h, f_w, 1, 1, f_h - 1 - win.pad_top, f_w - 1 - win.pad_left)

@@ -392,6 +392,90 @@ def splat_each(typingctx, arr, starts, offset, lanes):
 
 
 @intrinsic(prefer_literal=True)
+def load_each(typingctx, arr, starts, offset, lanes, valid):
+    """``arr[starts[p] + offset : ... + lanes]`` for each p, as a tuple of vectors of ``lanes``
+    lanes (a constant, or a tuple of that length), lanes ``valid`` and up 0: masked loads, which
+    neither read those numbers (no NaN from a neighbour's inf, no fault past an array's end) nor
+    cost more than plain loads on AVX-512. ``valid >= lanes`` loads whole vectors."""
+    _check_flat_float32(arr, offset)
+    if not (isinstance(starts, types.UniTuple) and isinstance(starts.dtype, types.Integer)):
+        raise TypeError(f"simd.load_each: needs a tuple of integers, got {starts}")
+    if not isinstance(valid, types.Integer):
+        raise TypeError(f"simd.load_each: the count of valid lanes must be an integer, got {valid}")
+    vt = F32xNType(_literal_count(lanes, "load_each"))
+    tup = types.UniTuple(vt, starts.count)
+    vec = _llvm_vector(vt)
+    ints = ir.VectorType(_I64, vt.lanes)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        o = context.cast(builder, args[2], sig.args[2], types.int64)
+        v = context.cast(builder, args[4], sig.args[4], types.int64)
+        splat = builder.shuffle_vector(builder.insert_element(ir.Constant(ints, ir.Undefined), v, ir.Constant(_I32, 0)),
+                                       ir.Constant(ints, ir.Undefined), ir.Constant(ir.VectorType(_I32, vt.lanes), [0] * vt.lanes))
+        mask = builder.icmp_signed("<", ir.Constant(ints, list(range(vt.lanes))), splat)
+        masked_load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vec, [vec.as_pointer(), _I32, mask.type, vec]),
+            f"llvm.masked.load.v{vt.lanes}f32.p0v{vt.lanes}f32")
+        values = []
+        for start in cgutils.unpack_tuple(builder, args[1], starts.count):
+            at = builder.add(context.cast(builder, start, starts.dtype, types.int64), o)
+            ptr = builder.bitcast(builder.gep(data, [at]), vec.as_pointer())
+            values.append(builder.call(masked_load, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(vec, None)]))
+        return context.make_tuple(builder, tup, values)
+
+    return tup(arr, starts, offset, lanes, valid), codegen
+
+
+def _lane_sums(builder, values, lanes):
+    """The lane sums of ``values`` (vectors of ``lanes`` lanes), in order, packed ``lanes`` to
+    a vector: pairs of vectors are folded half onto half (two shuffles and an add), then the
+    halves' halves, ..., so 16 vectors take 15 folds and 16 sums come out in one vector (one
+    reduction per vector costs about 8 shuffles and adds each). Missing vectors are zeros."""
+    zero = ir.Constant(values[0].type, None)
+    vs = list(values) + [zero] * (-len(values) % lanes)
+    width = lanes  # lanes per source vector in each folded vector
+    while width > 1:
+        half = width // 2
+        lo = [s * width + q for s in range(2 * lanes // width) for q in range(half)]
+        hi = [s * width + half + q for s in range(2 * lanes // width) for q in range(half)]
+        lo, hi = (ir.Constant(ir.VectorType(_I32, lanes), m) for m in (lo, hi))
+        vs = [builder.fadd(builder.shuffle_vector(a, b, lo), builder.shuffle_vector(a, b, hi))
+              for a, b in zip(vs[0::2], vs[1::2])]
+        width = half
+    return vs
+
+
+@intrinsic
+def store_lane_sums(typingctx, arr, at, sums):
+    """``arr[at + r] = sums[r][0] + sums[r][1] + ...`` for every vector r of the tuple ``sums``
+    (see ``_lane_sums``); whole vectors of sums are stored as vectors, the rest masked."""
+    _check_flat_float32(arr, at)
+    if not (isinstance(sums, types.UniTuple) and isinstance(sums.dtype, F32xNType)):
+        raise TypeError(f"simd.store_lane_sums: needs a tuple of vectors, got {sums}")
+    vt = sums.dtype
+    vec = _llvm_vector(vt)
+
+    def codegen(context, builder, sig, args):
+        a0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        folded = _lane_sums(builder, cgutils.unpack_tuple(builder, args[2], sums.count), vt.lanes)
+        for q, v in enumerate(folded):
+            ptr = _lane_pointer(context, builder, sig.args[0], args[0], builder.add(a0, ir.Constant(_I64, q * vt.lanes)), vec)
+            rest = sums.count - q * vt.lanes
+            if rest >= vt.lanes:
+                builder.store(v, ptr, align=4)
+                continue
+            mask = ir.Constant(ir.VectorType(ir.IntType(1), vt.lanes), [int(lane < rest) for lane in range(vt.lanes)])
+            masked_store = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), _I32, mask.type]),
+                f"llvm.masked.store.v{vt.lanes}f32.p0v{vt.lanes}f32")
+            builder.call(masked_store, [v, ptr, ir.Constant(_I32, 4), mask])
+        return context.get_dummy_value()
+
+    return types.none(arr, at, sums), codegen
+
+
+@intrinsic(prefer_literal=True)
 def repeat(typingctx, row, count):
     """The tuple ``row`` repeated ``count`` times (a constant): a tile's starting sums,
     e.g. ``repeat((bias_lo, bias_hi), 8)``."""

@@ -1,0 +1,138 @@
+"""Fast cpu convolution for few output channels: the input channels along the vector lanes.
+
+Same maths as the readable ``conv.conv2d_forward`` (NHWC)::
+
+    z[n, h_out, w_out, k] = b[k] + sum over i, j, c of
+                            x[n, h_out * s_h - pad_top + i, w_out * s_w - pad_left + j, c] * W[i, j, c, k]
+
+The direct tile (``direct.py``) puts the *output* channels along the lanes and broadcasts one
+input number per pixel and step. A layer with a handful of outputs leaves most lanes idle
+there: the dX of a 3-channel image layer (seed39's: 3 of 8 lanes) or of LeNet's 6-channel
+layer (6 of 8), and its broadcasts cost more than plain loads (a tile of 8 broadcasts x 2
+vectors ran at 0.7x the speed of 4 x 6 with the same data in L1, Sapphire Rapids). This
+kernel turns the tile around: each sum is a vector of partial sums over input channels,
+
+    sums[p, k] += x[window(p) + tap, c0 : c0 + LANES] * W[tap, k, c0 : c0 + LANES]
+
+for ``PX`` pixels x ``KO`` output channels (all of them: KO = K <= 8), loading ``PX`` input
+vectors and ``KO`` weight vectors per step for ``PX * KO`` FMAs, every lane useful when C is a
+multiple of the lanes. At the end each vector's lanes are added (``simd.store_lane_sums``,
+folded 16 vectors at a time) straight into ``z``, whose ``PX * K`` numbers are contiguous.
+
+* C a multiple of ``LANES`` (LeNet's 16): the ``f_w * C`` numbers under a filter row are one
+  contiguous run in x and in the packed filters, a flat loop of whole vectors.
+* C below ``LANES`` (seed39's dz, 10 channels; AVX-512 only, see ``usable``): one masked
+  load per tap and pixel (``simd.load_each``): the lanes past C are zeros, never the next
+  pixel's numbers.
+
+Used for dX through the flipped filters (``conv.backward_input``), where it replaces the
+narrow direct tile: seed39's dX 1.3 -> 0.7-0.8 ms, LeNet C3's 0.57 -> 0.4 ms (2 threads,
+Sapphire Rapids).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ...backend import aligned_zeros
+from .direct import _window_starts, padded_input
+from .simd import LANES, aligned_floats, ints_at, load_each, load_tile, repeat, store_lane_sums, tile_fma
+
+MAX_OUTPUTS = 8
+"""Output channels up to which the dot tile is used (all of them in one tile)."""
+SUMS = 24 if LANES == 16 else 12
+"""Vector sums per tile (at most; PX x K): 24 of AVX-512's 32 registers, 12 of AVX2's 16."""
+
+
+def pixels_per_tile(K):
+    """PX: as many pixels as keep ``PX * K`` within ``SUMS`` (at least 1, at most 8)."""
+    return max(1, min(8, SUMS // K))
+
+
+MASKED_TAPS = LANES == 16
+"""Whether the masked one-vector-per-tap loop is compiled (AVX-512 only: see ``usable``; a
+constant, so on AVX2 the loop is not even generated)."""
+
+
+def tile_name(K):
+    """The route's name for NBCNN_DEBUG: "dot 6x3 tile" (pixels x outputs)."""
+    return f"dot {pixels_per_tile(K)}x{K} tile"
+
+
+def usable(C, K):
+    """Few outputs (``K <= MAX_OUTPUTS``) over enough input channels to fill the lanes: C a
+    multiple of ``LANES``, or on AVX-512 ``8 <= C < 16`` (one masked vector per tap: AVX-512
+    keeps the mask in a mask register; AVX2's masked loads need a vector register for it,
+    which spilled the tile's sums, and are slower)."""
+    return K <= MAX_OUTPUTS and (C % LANES == 0 or (MASKED_TAPS and 8 <= C < 16))
+
+
+def pack_filters(W):
+    """``W (f_h, f_w, C, K)`` -> flat ``(f_h, K, f_w * Cp)``, Cp = C rounded up to ``LANES``
+    (zeros): a filter row's weights for one output are one contiguous run, like x's."""
+    f_h, f_w, C, K = W.shape
+    Cp = -(-C // LANES) * LANES
+    Wd = aligned_zeros((f_h, K, f_w, Cp))
+    Wd[..., :C] = W.transpose(0, 3, 1, 2)
+    return Wd.reshape(-1)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def conv_tiles_dot(xf, x_shape, Wd, geometry, bias_lanes, out, pixel_slots, out_slots):
+    """The loop nest: tiles of ``PX`` consecutive output pixels (NHWC order, as in
+    ``direct.conv_tiles``: a tile may run on into the next row; the last one repeats its last
+    pixel) x all ``K`` outputs; ``xf`` the padded input ``x_shape = (N, Hp, Wp, C)`` flat,
+    ``Wd`` from ``pack_filters``, ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
+    ``bias_lanes (K, LANES)``: b[k] in lane 0 of row k, zeros elsewhere (the sums start from
+    it, so the lane sums include the bias). Tasks: about one output row of tiles each."""
+    PX, KO = len(pixel_slots), len(out_slots)
+    N, Hp, Wp, C = x_shape
+    f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    Cp = (C + LANES - 1) // LANES * LANES
+    run = f_w * Cp  # a filter row's packed weights for one output
+    pixels = N * H_out * W_out
+    tiles = (pixels + PX - 1) // PX
+    per_task = (W_out + PX - 1) // PX
+    for task in prange((tiles + per_task - 1) // per_task):
+        edge = aligned_floats(PX * KO)  # the last tile's sums, before its valid pixels are copied
+        t0 = task * per_task
+        t1 = min(t0 + per_task, tiles)
+        starts = np.empty((t1 - t0) * PX, np.int64)
+        _window_starts(starts, t0 * PX, pixels, x_shape, geometry)
+        first = repeat(load_tile(bias_lanes, 0, LANES, out_slots, 1, LANES), pixel_slots)
+        for tile in range(t0, t1):
+            g0 = tile * PX
+            window = ints_at(starts, (tile - t0) * PX, PX)
+            tile_sums = first
+            for i in range(f_h):
+                row = i * Wp * C  # filter row i, from each window's start
+                w_row = i * KO * run
+                if Cp == C:  # the row's f_w * C numbers: one run of whole vectors
+                    for m in range(0, run, LANES):
+                        tile_sums = tile_fma(load_each(xf, window, row + m, LANES, LANES),
+                                             load_tile(Wd, w_row + m, run, out_slots, 1, LANES), tile_sums)
+                elif MASKED_TAPS:  # one masked vector of C numbers per tap
+                    for j in range(f_w):
+                        tile_sums = tile_fma(load_each(xf, window, row + j * C, LANES, C),
+                                             load_tile(Wd, w_row + j * Cp, run, out_slots, 1, LANES), tile_sums)
+            valid = min(PX, pixels - g0)
+            if valid == PX:
+                store_lane_sums(out, g0 * K, tile_sums)
+            else:
+                store_lane_sums(edge, 0, tile_sums)
+                for q in range(valid * K):
+                    out[g0 * K + q] = edge[q]
+
+
+def forward(x, W, b, win, z, scratch):
+    """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous), ``usable(C, K)``."""
+    N, H_out, W_out, K = z.shape
+    if not usable(W.shape[2], K):
+        raise ValueError(f"the dot tile takes {MAX_OUTPUTS} outputs or fewer over a multiple of {LANES} input "
+                         f"channels{' (or 8 to 15)' if MASKED_TAPS else ''}; got {W.shape[2]} -> {K}")
+    xp = padded_input(x, win, H_out, W_out, scratch)
+    geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
+    bias_lanes = aligned_zeros((K, LANES))
+    bias_lanes[:, 0] = b
+    PX = pixels_per_tile(K)
+    conv_tiles_dot(xp.reshape(-1), xp.shape, pack_filters(W), geometry, bias_lanes.reshape(-1), z.reshape(-1),
+                   (0,) * PX, (0,) * K)
