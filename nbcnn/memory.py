@@ -12,7 +12,9 @@ so. (Blocks below 32 MB are already reused: glibc's threshold adapts up to that 
 keep freed heap memory (up to 1 GiB above the peak's top) instead of returning it: the next
 step's arrays land on pages already mapped. The cost: the process keeps its peak memory.
 ``NBCNN_KEEP_MEMORY=0`` turns it off. Elsewhere than glibc (macOS, Windows, musl) it does
-nothing. The training loops (``Model.fit``, the detection and face trainers) call it.
+nothing. The training loops call it: ``Model.fit`` and ``train_on_batch`` (a hand-written loop
+of those: LeNet-5 at batch 64 took 607 page faults a step, 6.0 -> 4.8 ms a step with it), the
+detection and face trainers, each triplet step and each style-transfer step.
 """
 
 from __future__ import annotations

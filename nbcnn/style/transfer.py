@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import ops, optim
 from ..backend import to_host
+from ..memory import keep_freed_memory
 from .costs import content_cost, gram_matrix, gram_style_cost, total_cost, total_variation
 
 DEFAULT_CONTENT_LAYER = 8
@@ -276,6 +277,7 @@ class StyleTransfer:
     def cost_and_grad(self, pixels: np.ndarray, with_grad: bool = True):
         """``({"total", "content", "style", "tv"}, dJ/dpixels)`` for the image ``pixels`` (shaped
         like ``self.content``); the gradient is None without ``with_grad``."""
+        keep_freed_memory()  # every step allocates the same arrays: reuse their pages
         acts = self.network.forward(self._net_input(pixels), self.layers)
         grads = {}
         a_G = acts[self.content_layer]

@@ -45,6 +45,7 @@ import numpy as np
 from .. import layers as L
 from .. import ops, optim
 from ..backend import to_host
+from ..memory import keep_freed_memory
 from ..checks import int_arg, real_arg
 from .encoder import FaceEncoder
 from .mining import check_strategy, mine_triplets, pk_batches
@@ -100,6 +101,7 @@ def triplet_step(encoder: FaceEncoder, optimizer, x, labels, mining: str = "semi
                  rng=None) -> tuple[float, int, int]:
     """One optimiser step on one batch. Returns (mean triplet loss, triplets mined, triplets with a
     loss above 0). A batch where mining finds no triplet leaves the weights alone."""
+    keep_freed_memory()  # every step allocates the same arrays: reuse their pages
     E = np.asarray(to_host(encoder.forward(x, training=True)))
     d = np.asarray(to_host(ops.pairwise_squared_distances(E)))
     a, p, n = mine_triplets(d, labels, mining, alpha, rng)
