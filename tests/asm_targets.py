@@ -67,8 +67,12 @@ def _kernel_signatures():
     from nbcnn.kernels.fast.simd import LANES
     # conv_tiles_dot(..., pixel_slots, out_slots): 3 outputs (an RGB layer's dX)
     dot_tile = tiles + (types.UniTuple(types.int64, dot.pixels_per_tile(3)), types.UniTuple(types.int64, 3))
+    # filter_grad_tap_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, k_slots, vector_slots)
+    from nbcnn.kernels.fast import filter_grad_taps as taps
+    taps_tile = (flat, shape4, flat, geometry, types.int64, flat, types.int64,
+                 types.UniTuple(types.int64, taps.K_BROADCASTS), types.UniTuple(types.int64, taps.TAP_VECTORS))
     # conv_tiles_narrow(..., lane_slots): the vector width as a tuple of that length
-    return {"conv_tiles": tiles, "conv_tiles_dot": dot_tile,
+    return {"conv_tiles": tiles, "conv_tiles_dot": dot_tile, "filter_grad_tap_tiles": taps_tile,
             "conv_tiles_narrow": tiles + (types.UniTuple(types.int64, LANES),),
             "conv_tiles_narrow8": tiles + (types.UniTuple(types.int64, 8),),
             "filter_grad_tiles": dw + shape(*direct.filter_grad_shape(1 << 20)),
@@ -100,11 +104,12 @@ def _compile_in_child(out_path):
     from numba.core.registry import cpu_target
 
     from nbcnn.kernels.fast import direct, dot
+    from nbcnn.kernels.fast import filter_grad_taps as taps
     from nbcnn.kernels.fast.simd import fma8, load8, splat_at8, store8
 
     asm = {}
     for name, sig in _kernel_signatures().items():
-        kernel = dot.conv_tiles_dot if name == "conv_tiles_dot" else getattr(direct, {"conv_tiles_narrow8": "conv_tiles_narrow", "filter_grad_tiles_narrow": "filter_grad_tiles",
+        kernel = {"conv_tiles_dot": dot.conv_tiles_dot, "filter_grad_tap_tiles": taps.filter_grad_tap_tiles}.get(name) or getattr(direct, {"conv_tiles_narrow8": "conv_tiles_narrow", "filter_grad_tiles_narrow": "filter_grad_tiles",
                                   "filter_grad_tiles_mid": "filter_grad_tiles",
                                   "filter_grad_tiles_narrow8": "filter_grad_tiles"}.get(name, name))
         options = {k: v for k, v in kernel.targetoptions.items() if k != "nopython"}
@@ -123,6 +128,7 @@ def _compile_in_child(out_path):
     from nbcnn.kernels.fast import simd
     sums = {"conv_tiles": direct.PIXELS * direct.CHANNELS // simd.LANES,  # 4 x 16 (AVX2), 8 x 32 (AVX-512)
             "conv_tiles_dot": dot.pixels_per_tile(3) * 3,  # 8 (AVX-512) or 4 (AVX2) pixels x 3 outputs
+            "filter_grad_tap_tiles": taps.K_BROADCASTS * taps.TAP_VECTORS,  # 8 channels x 3 vectors of taps
             "conv_tiles_narrow": direct.NARROW_PIXELS,  # NARROW_PIXELS x one vector
             "conv_tiles_narrow8": direct.NARROW_PIXELS,  # the same, 8 lanes (ymm) on any target
             "filter_grad_tiles": _sums(direct.filter_grad_shape(1 << 20)),  # 6 x 16 (AVX2), 6 x 64 (AVX-512)

@@ -131,14 +131,23 @@ def all_named_shapes() -> dict[str, tuple]:
 
 
 def conv_inputs(s: ConvShape, seed: int = 0, dtype=np.float32):
-    """x (N, H, W, C_in), W (f, f, C_in, C_out), b (C_out,) and an upstream gradient dz."""
+    """x (N, H, W, C_in), W (f, f, C_in, C_out), b (C_out,) and an upstream gradient dz, each
+    starting on a cache line (``backend.aligned_empty``), as the arrays a network's layers
+    hand each other do in nbcnn, and as the peers' own tensors do (torch aligns to 64 bytes);
+    numpy's ``astype`` copy starts 16 bytes past one."""
+    from ..backend import aligned_empty
+
+    def aligned(a):
+        out = aligned_empty(a.shape, dtype)
+        out[...] = a
+        return out
+
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((s.N, s.H, s.W, s.C_in)).astype(dtype)
-    W = (rng.standard_normal((s.f, s.f, s.C_in, s.C_out)) / np.sqrt(s.f * s.f * s.C_in)).astype(dtype)
-    b = rng.standard_normal(s.C_out).astype(dtype)
-    dz = rng.standard_normal((s.N, out_size(s.H, s.f, s.stride, s.pad), out_size(s.W, s.f, s.stride, s.pad),
-                              s.C_out)).astype(dtype)
-    return x, W, b, dz
+    x = rng.standard_normal((s.N, s.H, s.W, s.C_in))
+    W = rng.standard_normal((s.f, s.f, s.C_in, s.C_out)) / np.sqrt(s.f * s.f * s.C_in)
+    b = rng.standard_normal(s.C_out)
+    dz = rng.standard_normal((s.N, out_size(s.H, s.f, s.stride, s.pad), out_size(s.W, s.f, s.stride, s.pad), s.C_out))
+    return tuple(aligned(a) for a in (x, W, b, dz))
 
 
 def pool_inputs(s: PoolShape, seed: int = 0, dtype=np.float32):

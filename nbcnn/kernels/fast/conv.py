@@ -29,7 +29,7 @@ from ... import config
 from ...backend import note_route
 from ...checks import Window, reaches_padding, window_span
 from .. import conv as readable
-from . import blas, direct, dot, im2col, winograd
+from . import blas, direct, dot, filter_grad_taps, im2col, winograd
 from .workspace import scratch as _scratch
 
 def _direct_ok(x, W, z, win=None):
@@ -173,6 +173,10 @@ def backward_filter(x, dz, win, dW):
         return
     K = dz.shape[3]
     if _direct_ok(x, dz, dW) and _copies_in_proportion(x.shape, win, dz.shape):
+        if filter_grad_taps.takes(x, dz, win):
+            note_route(filter_grad_taps.tile_name(win.f_w * x.shape[3]))
+            filter_grad_taps.backward_filter(x, dz, win, dW, _scratch)
+            return
         if winograd.filter_grad_usable(x.shape, dz.shape, dW.shape, win) and config.winograd_enabled():
             note_route("winograd dW F(2x2,3x3)")
             winograd.filter_grad(x, dz, win, dW, _scratch)
