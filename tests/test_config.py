@@ -107,7 +107,12 @@ def test_a_padded_float32_layer_keeps_the_register_tiles_in_backward(monkeypatch
         lines = _launch_lines(capfd, lambda: nbcnn.conv2d_backward(np.ones((2, 8, 8, 32), np.float32), x, W, pad=2))
     routes = {line.split()[2]: line for line in lines}
     assert "flipped direct" in routes["conv2d_backward_input"], lines
-    assert direct.filter_grad_tile_name(32) in routes["conv2d_backward_filter"], lines  # "dW 6x16 tile" on AVX2
+    # AVX-512: the tile of taps (8 channels x 48 taps); AVX2: the direct "dW 6x16 tile"
+    from nbcnn.checks import Window
+    from nbcnn.kernels.fast import filter_grad_taps
+    taps = filter_grad_taps.takes(x, np.ones((2, 8, 8, 32), np.float32), Window(5, 5, 1, 1, 2, 2))
+    want = filter_grad_taps.tile_name(5 * 24) if taps else direct.filter_grad_tile_name(32)
+    assert want in routes["conv2d_backward_filter"], lines
 
 
 def test_debug_names_winograd_and_the_python_loop(monkeypatch, capfd):
