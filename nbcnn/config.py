@@ -37,6 +37,9 @@ SWITCHES = (
     Switch("NBCNN_DIRECT", "1",
            "0: float32 convolutions on cpu take im2col + BLAS instead of the direct register tiles "
            "(the middle rung of `nbcnn bench --ladder`)"),
+    Switch("NBCNN_FUSE", "1",
+           "0: a Conv2D followed by ReLU runs as two kernels (to step through each, or to compare); "
+           "1: one kernel that applies the ReLU as it stores the conv's output"),
     Switch("NBCNN_WINOGRAD", "1",
            "0: 3x3 stride-1 float32 convolutions on cpu skip Winograd F(2x2, 3x3) for the direct tile"),
     Switch("NBCNN_LANES", "",

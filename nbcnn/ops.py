@@ -60,7 +60,7 @@ def _no_bias_is_zero(b, n, dtype):
     return np.zeros(n, dtype) if b is None else b
 
 
-def conv2d(x, W, b=None, stride=1, pad=0):
+def conv2d(x, W, b=None, stride=1, pad=0, activation=None):
     """2-D convolution of an NHWC batch with ``C_out`` filters, plus bias.
 
     x (N, H, W, C_in), W (f_h, f_w, C_in, C_out), b (C_out,) -> z (N, H_out, W_out, C_out)
@@ -69,12 +69,17 @@ def conv2d(x, W, b=None, stride=1, pad=0):
 
     ``stride``: int or (h, w). ``pad``: int, (h, w), ((top, bottom), (left, right)),
     "valid" or "same" (Keras/TensorFlow rule: output size ceil(H / stride)).
+    ``activation="relu"``: ``relu(conv2d(...))`` in one kernel (the same numbers as the two
+    ops; the cpu tiles apply it before storing, so z is written once and never read back).
     """
+    if activation not in (None, "relu"):
+        raise ValueError(f"conv2d: activation must be None or 'relu', got {activation!r}")
     x, W, b = checks.conv_inputs(x, W, b)
     b = _no_bias_is_zero(b, W.shape[3], x.dtype)
     win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "conv2d")
     device = backend.get_backend()
-    z = _run(conv.FORWARD, (x, W, b), (win,), (x.shape[0], H_out, W_out, W.shape[3]), x.dtype, device)
+    kernel = conv.FORWARD_RELU if activation == "relu" else conv.FORWARD
+    z = _run(kernel, (x, W, b), (win,), (x.shape[0], H_out, W_out, W.shape[3]), x.dtype, device)
     return backend.like_inputs(z, x, W, b)
 
 

@@ -53,7 +53,7 @@ def _kernel_signatures():
 
     flat = types.Array(types.float32, 1, "C")
     shape4, geometry = types.UniTuple(types.int64, 4), types.UniTuple(types.int64, 7)
-    tiles = (flat, shape4, flat, geometry, flat, flat)
+    tiles = (flat, shape4, flat, geometry, flat, flat, types.boolean)  # ..., out, relu
     # filter_grad_tiles(xf, x_shape, dzf, geometry, row_range, chunk_rows, parts, workers, tap_slots,
     # vector_slots, lane_slots):
     # the tile shape (taps, vectors) is given as two tuples of those lengths

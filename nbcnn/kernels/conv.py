@@ -82,6 +82,18 @@ def conv2d_forward(x, W, b, win, z):
                     z[n, h_out, w_out, k] = conv2d_forward_cell(x, W, b, n, h_out, w_out, k, win)
 
 
+def conv2d_forward_relu(x, W, b, win, z):
+    """``conv2d_forward`` with a ReLU on each number as it is stored (``relu_cell``'s rule: 0 if
+    below 0, so a NaN stays NaN): a Conv2D followed by ReLU in one pass over z, not two."""
+    N, H_out, W_out, C_out = z.shape
+    for n in prange(N):
+        for h_out in range(H_out):
+            for w_out in range(W_out):
+                for k in range(C_out):
+                    v = conv2d_forward_cell(x, W, b, n, h_out, w_out, k, win)
+                    z[n, h_out, w_out, k] = z.dtype.type(0) if v < 0 else v
+
+
 # --------------------------------------------------------------------------- backward
 
 
@@ -156,6 +168,14 @@ def _cuda_kernels():
             z[n, h_out, w_out, k] = conv2d_forward_cell(x, W, b, n, h_out, w_out, k, win)
 
     @cuda.jit
+    def forward_relu(x, W, b, win, z):
+        t = cuda.grid(1)
+        if t < z.size:
+            n, h_out, w_out, k = unravel_4d(t, z.shape)
+            v = conv2d_forward_cell(x, W, b, n, h_out, w_out, k, win)
+            z[n, h_out, w_out, k] = z.dtype.type(0) if v < 0 else v
+
+    @cuda.jit
     def backward_input(dz, W, win, dx):
         t = cuda.grid(1)
         if t < dx.size:
@@ -169,9 +189,11 @@ def _cuda_kernels():
             i, j, c, k = unravel_4d(t, dW.shape)
             dW[i, j, c, k] = conv2d_backward_filter_cell(x, dz, i, j, c, k, win)
 
-    return {"forward": forward, "backward_input": backward_input, "backward_filter": backward_filter}
+    return {"forward": forward, "forward_relu": forward_relu, "backward_input": backward_input,
+            "backward_filter": backward_filter}
 
 
 FORWARD = Kernel("conv2d_forward", conv2d_forward, cuda=lambda: _cuda_kernels()["forward"])
+FORWARD_RELU = Kernel("conv2d_forward_relu", conv2d_forward_relu, cuda=lambda: _cuda_kernels()["forward_relu"])
 BACKWARD_INPUT = Kernel("conv2d_backward_input", conv2d_backward_input, cuda=lambda: _cuda_kernels()["backward_input"])
 BACKWARD_FILTER = Kernel("conv2d_backward_filter", conv2d_backward_filter, cuda=lambda: _cuda_kernels()["backward_filter"])

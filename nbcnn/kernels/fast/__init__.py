@@ -8,12 +8,14 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
 ``test_conv_direct.py``, ``test_conv_winograd.py``, ``test_cuda_tiled.py``, ``test_boxes.py``):
 
     readable kernel                      cpu (this package)                       cuda
-    conv.FORWARD                         conv.forward: direct tile | winograd |    cuda_conv: implicit GEMM,
-                                           im2col+BLAS (the router)                 64x64 tiles, 8x8 per thread
+    conv.FORWARD                         conv.forward: direct tile | dot tile |    cuda_conv: implicit GEMM,
+                                           winograd | im2col+BLAS (the router)      64x64 tiles, 8x8 per thread
+    conv.FORWARD_RELU                    conv.forward_relu: the same, ReLU on the  cuda_conv's, then ReLU
+                                           tiles' sums before storing
     conv.BACKWARD_INPUT                  conv.backward_input: flipped direct tile  cuda_conv (dz gathered by
                                            | strided phases | im2col+BLAS           flipped taps)
-    conv.BACKWARD_FILTER                 conv.backward_filter: dW tile |           cuda_conv (split-k + ordered sum)
-                                           im2col+BLAS
+    conv.BACKWARD_FILTER                 conv.backward_filter: dW tile | taps      cuda_conv (split-k + ordered sum)
+                                           tile | winograd | im2col+BLAS
     bias.BACKWARD                        bias.bias_backward (16 row slices)        readable
     pool.MAX_FORWARD / MAX_ARGMAX        max_pool.max_pool2d_forward(_argmax)      readable
     pool.MAX_BACKWARD(_ARGMAX)           max_pool.max_pool2d_backward(_argmax)     readable
@@ -54,6 +56,7 @@ from . import depthwise
 # however small the call; pooling has its own threshold; BLAS its own rule), so the
 # dispatcher does not switch Numba to one thread for small calls.
 _conv.FORWARD.register_fast(cpu=conv.forward, cuda=cuda_conv.forward_launcher, own_threads=True)
+_conv.FORWARD_RELU.register_fast(cpu=conv.forward_relu, cuda=cuda_conv.forward_relu_launcher, own_threads=True)
 _conv.BACKWARD_INPUT.register_fast(cpu=conv.backward_input, cuda=cuda_conv.backward_input_launcher,
                                    own_threads=True)
 _conv.BACKWARD_FILTER.register_fast(cpu=conv.backward_filter, cuda=cuda_conv.backward_filter_launcher,

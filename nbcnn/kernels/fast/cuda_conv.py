@@ -450,6 +450,22 @@ def forward_launcher():
     return _launch_forward
 
 
+def forward_relu_launcher():
+    """``launch(x, W, b, win, z)``: the tiled forward, then the readable ReLU in place
+    (``conv.FORWARD_RELU``'s fast cuda form: on a GPU the extra pass is cheap next to the
+    tiled conv, which the readable fused kernel would give up)."""
+    return _launch_forward_relu
+
+
+def _launch_forward_relu(x, W, b, win, z):
+    from ...backend import launch_naive_cuda
+    from .. import activations
+
+    _launch_forward(x, W, b, win, z)
+    flat = z.reshape(z.size)
+    launch_naive_cuda(activations.RELU, flat, flat)
+
+
 def backward_input_launcher():
     """``launch(dz, W, win, dx)``: the tiled dX (``conv.BACKWARD_INPUT``'s fast cuda form)."""
     return _launch_backward_input

@@ -62,7 +62,7 @@ from ...backend import ALIGNMENT, aligned_empty, aligned_zeros
 from ...checks import Window
 from .caches import l2_bytes
 from .simd import (LANES, aligned_floats, ints_at, ints_from, load8, load_lanes, load_tile, loadv, repeat, splat_each, store8,
-                   store_tile_rows, tile_fma)
+                   store_tile_rows, tile_fma, tile_relu)
 
 PIXELS = 4 if LANES == 8 else 8
 """Output pixels per register tile of ``conv_tiles``: 4 on AVX2 (8 ymm sums of its 16
@@ -119,7 +119,7 @@ def _window_starts(starts, g0, pixels, x_shape, geometry):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
+def conv_tiles(xf, x_shape, Wf, geometry, bias, out, relu):
     """The tiled loop nest (``PIXELS`` pixels x ``CHANNELS`` channels). All arrays are flat float32:
 
     * ``xf``: the padded input, shape ``x_shape = (N, Hp, Wp, C)`` (see ``padded_input``), so
@@ -129,7 +129,9 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
       (The step is the constant CHANNELS on purpose: a step read from an argument, to walk a dense
       layer's ``W`` in place, cost 5-10% on every conv.)
     * ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
-    * ``bias``: ``ceil(K / CHANNELS) * CHANNELS`` numbers; ``out``: ``(N, H_out, W_out, K)``.
+    * ``bias``: ``ceil(K / CHANNELS) * CHANNELS`` numbers; ``out``: ``(N, H_out, W_out, K)``;
+    * ``relu``: store ``relu(z)`` instead of z (a fused conv + ReLU: ``simd.tile_relu`` on
+      the finished sums, no second pass over ``out``).
 
     A tile is ``PIXELS`` *consecutive* output pixels in NHWC order, so it may run on into the
     next row (or image): each pixel keeps its own window start (the tuple ``window``, held in
@@ -203,6 +205,8 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out):
             if block < blocks - 1:
                 store_tile_rows(partial, kept, CHANNELS, tile_sums, 2, 0, PIXELS)
                 continue
+            if relu:
+                tile_sums = tile_relu(tile_sums)
             k0 = kb * CHANNELS
             base = g0 * K + k0
             valid = min(PIXELS, pixels - g0)
@@ -232,7 +236,7 @@ NARROW_PIXELS = 8
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out, lane_slots):
+def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out, relu, lane_slots):
     """``conv_tiles`` for at most ``LANES`` output channels (LeNet's 6 and 16, the dX of a
     6-channel layer): a ``2 * LANES``-channel tile would leave most of its lanes idle, so
     this tile is ``NARROW_PIXELS`` pixels x one vector of channels (8 vector sums, one weight
@@ -263,6 +267,8 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out, lane_slots):
                 for jc in range(run):
                     tile_sums = tile_fma(splat_each(xf, window, row + jc, lane_slots),
                                          (load_lanes(Wf, w_row + jc * lanes, lane_slots),), tile_sums)
+            if relu:
+                tile_sums = tile_relu(tile_sums)
             base = g0 * K
             valid = min(NARROW_PIXELS, pixels - g0)
             # lanes / 2 <= K < lanes and all pixels real: pixel p's vector overlaps the first
@@ -478,8 +484,9 @@ def filter_grad_tile_name(K, run=None):
     return f"dW {taps}x{vectors * lanes} tile"
 
 
-def forward(x, W, b, win, z, scratch):
-    """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous); ``win`` a ``checks.Window``."""
+def forward(x, W, b, win, z, scratch, relu=False):
+    """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous); ``win`` a ``checks.Window``;
+    ``relu``: ``z = relu(conv(x, W) + b)`` in the same pass."""
     N, H_out, W_out, K = z.shape
     width = narrow_lanes(K) if K <= LANES else CHANNELS  # the narrow tile for LANES channels or fewer
     xp = padded_input(x, win, H_out, W_out, scratch)
@@ -487,10 +494,10 @@ def forward(x, W, b, win, z, scratch):
     bias[:K] = b
     geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
     if K <= LANES:
-        conv_tiles_narrow(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1),
+        conv_tiles_narrow(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1), relu,
                           (0,) * width)
     else:
-        conv_tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1))
+        conv_tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1), relu)
 
 
 def dense_forward(x, W, b, y):

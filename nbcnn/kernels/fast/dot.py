@@ -77,13 +77,14 @@ def pack_filters(W):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def conv_tiles_dot(xf, x_shape, Wd, geometry, bias_lanes, out, pixel_slots, out_slots):
+def conv_tiles_dot(xf, x_shape, Wd, geometry, bias_lanes, out, relu, pixel_slots, out_slots):
     """The loop nest: tiles of ``PX`` consecutive output pixels (NHWC order, as in
     ``direct.conv_tiles``: a tile may run on into the next row; the last one repeats its last
     pixel) x all ``K`` outputs; ``xf`` the padded input ``x_shape = (N, Hp, Wp, C)`` flat,
     ``Wd`` from ``pack_filters``, ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
     ``bias_lanes (K, LANES)``: b[k] in lane 0 of row k, zeros elsewhere (the sums start from
-    it, so the lane sums include the bias). Tasks: about one output row of tiles each."""
+    it, so the lane sums include the bias); ``relu``: the tile's outputs go through ReLU (a
+    fused conv + ReLU) while they are in L1. Tasks: about one output row of tiles each."""
     PX, KO = len(pixel_slots), len(out_slots)
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
@@ -121,10 +122,15 @@ def conv_tiles_dot(xf, x_shape, Wd, geometry, bias_lanes, out, pixel_slots, out_
                 store_lane_sums(edge, 0, tile_sums)
                 for q in range(valid * K):
                     out[g0 * K + q] = edge[q]
+            if relu:  # as the readable relu_cell: 0 if v < 0 else v (a NaN stays NaN)
+                for q in range(g0 * K, (g0 + valid) * K):
+                    if out[q] < 0:
+                        out[q] = 0
 
 
-def forward(x, W, b, win, z, scratch):
-    """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous), ``usable(C, K)``."""
+def forward(x, W, b, win, z, scratch, relu=False):
+    """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous), ``usable(C, K)``;
+    ``relu``: ``z = relu(conv(x, W) + b)`` in the same pass."""
     N, H_out, W_out, K = z.shape
     if not usable(W.shape[2], K):
         raise ValueError(f"the dot tile takes {MAX_OUTPUTS} outputs or fewer over a multiple of {LANES} input "
@@ -134,5 +140,5 @@ def forward(x, W, b, win, z, scratch):
     bias_lanes = aligned_zeros((K, LANES))
     bias_lanes[:, 0] = b
     PX = pixels_per_tile(K)
-    conv_tiles_dot(xp.reshape(-1), xp.shape, pack_filters(W), geometry, bias_lanes.reshape(-1), z.reshape(-1),
+    conv_tiles_dot(xp.reshape(-1), xp.shape, pack_filters(W), geometry, bias_lanes.reshape(-1), z.reshape(-1), relu,
                    (0,) * PX, (0,) * K)

@@ -514,6 +514,24 @@ def tile_fma(typingctx, xs, ws, sums):
     return sums(xs, ws, sums), codegen
 
 
+@intrinsic
+def tile_relu(typingctx, sums):
+    """ReLU of every vector of the tuple ``sums``, lane by lane, as the readable ``relu_cell``:
+    ``0 if v < 0 else v`` (a NaN is not below 0 and stays NaN). A fused conv + ReLU applies it
+    to the tile's sums before storing them (no second pass over the output)."""
+    if not (isinstance(sums, types.UniTuple) and isinstance(sums.dtype, F32xNType)):
+        raise TypeError(f"simd.tile_relu: needs a tuple of vectors, got {sums}")
+    vec = _llvm_vector(sums.dtype)
+
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(vec, None)
+        out = [builder.select(builder.fcmp_ordered("<", v, zero), zero, v)
+               for v in cgutils.unpack_tuple(builder, args[0], sums.count)]
+        return context.make_tuple(builder, sums, out)
+
+    return sums(sums), codegen
+
+
 @intrinsic(prefer_literal=True)
 def load_tile(typingctx, arr, at, pitch, rows, per_row, lanes):
     """A tile of ``rows`` x ``per_row`` vectors of ``lanes`` lanes (all three constants, or
