@@ -577,8 +577,11 @@ class Chain(Layer):
 
 
 def _conv_then_relu(first, second) -> bool:
-    """Exactly a ``Conv2D`` then an ``Activation("relu")`` (not subclasses, whose forward may differ)."""
-    return type(first) is Conv2D and type(second) is Activation and second.kind == "relu"
+    """Exactly a ``Conv2D`` then an ``Activation("relu")`` (not subclasses, whose forward may
+    differ), neither with its ``forward`` replaced on the instance (a hook, such as
+    ``plot.layer_output``'s capture of one layer's output, sees its layer run on its own)."""
+    return (type(first) is Conv2D and type(second) is Activation and second.kind == "relu"
+            and "forward" not in vars(first) and "forward" not in vars(second))
 
 
 class Residual(Layer):

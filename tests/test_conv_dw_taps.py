@@ -65,7 +65,8 @@ def test_what_it_refuses(rng):
     assert not taps.usable(64, 12, 3)
     assert not taps.usable(6, 16, 5)       # LeNet's second layer: 30 numbers a row
     assert not taps.usable(100, 16, 1)     # 100 numbers: 2 x 64 or 3 x 48 pads by 1.28x or more
-    raw = np.zeros(8 * 8 * 8 * 64 + 16, np.float32)
+    raw = aligned_empty(8 * 8 * 8 * 64 + 16)
+    raw[:] = 0
     x = raw[4:4 + 8 * 8 * 8 * 64].reshape(8, 8, 8, 64)  # 16 bytes past a line
     dz = np.zeros((8, 8, 8, 16), np.float32)
     unpadded = Window(1, 1, 1, 1, 0, 0)
