@@ -39,7 +39,8 @@ SWITCHES = (
            "(the middle rung of `nbcnn bench --ladder`)"),
     Switch("NBCNN_FUSE", "1",
            "0: a Conv2D followed by ReLU runs as two kernels (to step through each, or to compare); "
-           "1: one kernel that applies the ReLU as it stores the conv's output"),
+           "1: one kernel that applies the ReLU as it stores the conv's output, and a ReLU followed by "
+           "max pooling is differentiated through the pooled output's mask"),
     Switch("NBCNN_WINOGRAD", "1",
            "0: 3x3 stride-1 float32 convolutions on cpu skip Winograd F(2x2, 3x3) for the direct tile"),
     Switch("NBCNN_LANES", "",

@@ -325,10 +325,11 @@ class MaxPooling2D(_Pool2D):
     def forward(self, x, training=False):
         """In training, keeps where each max came from (the forward's argmax, as PyTorch keeps its
         indices), so ``backward`` routes the gradient without searching x again."""
-        self._x, self._argmax = x, None
+        self._x, self._argmax, self._y = x, None, None
         if not training:
             return ops.max_pool2d(x, self.pool_size, self.strides, self.padding)
         p, self._argmax = ops.max_pool2d(x, self.pool_size, self.strides, self.padding, return_argmax=True)
+        self._y = p  # for Chain's fused ReLU + max-pool backward
         return p
 
     def backward(self, dy):
@@ -571,9 +572,29 @@ class Chain(Layer):
         return x
 
     def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+        """Each layer's backward in reverse; an ``Activation("relu")`` followed by
+        ``MaxPooling2D`` is differentiated as one: each window's max is the ReLU's output at its
+        argmax, so the ReLU's mask there is ``pooled > 0``, and masking dy (the pooled size)
+        before the pool's backward gives the same numbers as masking its full-size result
+        after (LeNet-5's first layer: a 1.2 MB pass less a step; ``NBCNN_FUSE=0``: one by one)."""
+        layers, j = self.layers, len(self.layers) - 1
+        fuse = config.enabled("NBCNN_FUSE")
+        while j >= 0:
+            if fuse and j >= 1 and _relu_then_max_pool(layers[j - 1], layers[j]):
+                dy = layers[j].backward(ops.relu_backward(dy, layers[j]._y))
+                j -= 2
+                continue
+            dy = layers[j].backward(dy)
+            j -= 1
         return dy
+
+
+def _relu_then_max_pool(first, second) -> bool:
+    """Exactly an ``Activation("relu")`` then a ``MaxPooling2D`` whose training forward kept its
+    output, neither with its ``backward`` replaced on the instance."""
+    return (type(first) is Activation and first.kind == "relu" and type(second) is MaxPooling2D
+            and getattr(second, "_y", None) is not None and "backward" not in vars(first)
+            and "backward" not in vars(second))
 
 
 def _conv_then_relu(first, second) -> bool:

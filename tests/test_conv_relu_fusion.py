@@ -93,3 +93,33 @@ def test_a_model_trains_the_same_fused_or_not(monkeypatch, capfd, rng):
     kernels = {fuse: [line.split()[2] for line in result[3]] for fuse, result in results.items()}
     assert kernels["0"].count("relu") == 2 and "conv2d_forward_relu" not in kernels["0"]
     assert "relu" not in kernels["1"] and kernels["1"].count("conv2d_forward_relu") == 2, kernels["1"]
+
+
+@pytest.mark.parametrize("pool", [dict(pool_size=2), dict(pool_size=3, strides=2), dict(pool_size=3, strides=2, padding="same")])
+def test_relu_then_max_pool_backward_masks_the_pooled_gradient(pool, monkeypatch, capfd, rng):
+    """ReLU then max pooling, differentiated as one: the mask taken on the pooled output (each
+    window's max is the ReLU's output at its argmax), so relu_backward runs on the pooled
+    size. Overlapping windows (3, stride 2) and padding give the same bits as one by one."""
+    def build():
+        return Model([L.Conv2D(5, 3, padding="same"), L.Activation("relu"), L.MaxPooling2D(**pool), L.Flatten(),
+                      L.Dense(2)], input_shape=(9, 9, 2), seed=3)
+    x = rng.standard_normal((3, 9, 9, 2)).astype(np.float32)
+    out = {}
+    for fuse in ("1", "0"):
+        monkeypatch.setenv("NBCNN_FUSE", fuse)
+        model = build()
+        with nbcnn.use_backend("cpu"):
+            y = model.network.forward(x, training=True)
+            monkeypatch.setenv("NBCNN_DEBUG", "1")
+            capfd.readouterr()
+            dx = model.network.backward(np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape))
+            lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("[nbcnn]")]
+            monkeypatch.setenv("NBCNN_DEBUG", "0")
+        relu_sizes = [line.split("out=")[1].split()[0] for line in lines if line.split()[2] == "relu_backward"]
+        out[fuse] = (dx, [g.copy() for layer in model.network.layers for g in layer.grads.values()], relu_sizes)
+    np.testing.assert_array_equal(out["1"][0], out["0"][0])
+    for a, b in zip(out["1"][1], out["0"][1]):
+        np.testing.assert_array_equal(a, b)
+    pooled = model.network.layers[2].output_shape
+    assert out["1"][2] == [f"({3 * int(np.prod(pooled))},)"], out["1"][2]  # the pooled size
+    assert out["0"][2] == [f"({3 * 9 * 9 * 5},)"], out["0"][2]  # the conv output's size
