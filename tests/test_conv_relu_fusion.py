@@ -2,6 +2,8 @@
 fusion): the same numbers as the two ops, on every backend and route, and the same model
 outputs and gradients with ``NBCNN_FUSE`` on and off."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -64,14 +66,14 @@ def test_activation_must_be_relu_or_none():
         nbcnn.conv2d(x, W, activation="tanh")
 
 
-def test_a_model_trains_the_same_fused_or_not(monkeypatch, capfd, rng):
-    """The Chain fuses each Conv2D + Activation("relu") pair: the forward launches no
-    separate relu, and the outputs and gradients match NBCNN_FUSE=0's bit for bit."""
-    def build():
-        return Model([L.Conv2D(6, 3, padding="same"), L.Activation("relu"), L.MaxPooling2D(2),
-                      L.Conv2D(8, 3), L.Activation("relu"), L.Flatten(), L.Dense(3)],
-                     input_shape=(8, 8, 2), seed=1)
-    x = rng.standard_normal((4, 8, 8, 2)).astype(np.float32)
+def _fused_and_not(monkeypatch, capfd, build, x, dy_of):
+    """With NBCNN_FUSE on and off: a fresh ``build()``'s training forward and backward on cpu.
+    Returns ``{fuse: (y, dx, gradients, forward launches, backward launches)}``, a launch as
+    (kernel name, output shape) from NBCNN_DEBUG's lines."""
+    def launches():
+        lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("[nbcnn]")]
+        return [(line.split()[2], re.search(r"out=(\([^)]*\))", line).group(1)) for line in lines]
+
     results = {}
     for fuse in ("1", "0"):
         monkeypatch.setenv("NBCNN_FUSE", fuse)
@@ -80,17 +82,31 @@ def test_a_model_trains_the_same_fused_or_not(monkeypatch, capfd, rng):
             monkeypatch.setenv("NBCNN_DEBUG", "1")
             capfd.readouterr()
             y = model.network.forward(x, training=True)
-            launches = [line for line in capfd.readouterr().err.splitlines() if line.startswith("[nbcnn]")]
+            forward = launches()
+            dx = model.network.backward(dy_of(y))
+            backward = launches()
             monkeypatch.setenv("NBCNN_DEBUG", "0")
-            dx = model.network.backward(np.ones_like(y))
         grads = [g.copy() for layer in model.network.layers for g in layer.grads.values()]
-        results[fuse] = (y, dx, grads, launches)
+        results[fuse] = (y, dx, grads, forward, backward)
     fused, plain = results["1"], results["0"]
     np.testing.assert_array_equal(fused[0], plain[0])
     np.testing.assert_array_equal(fused[1], plain[1])
+    assert len(fused[2]) == len(plain[2])
     for a, b in zip(fused[2], plain[2]):
         np.testing.assert_array_equal(a, b)
-    kernels = {fuse: [line.split()[2] for line in result[3]] for fuse, result in results.items()}
+    return results
+
+
+def test_a_model_trains_the_same_fused_or_not(monkeypatch, capfd, rng):
+    """The Chain fuses each Conv2D + Activation("relu") pair: the forward launches no
+    separate relu, and the outputs and gradients match NBCNN_FUSE=0's bit for bit."""
+    def build():
+        return Model([L.Conv2D(6, 3, padding="same"), L.Activation("relu"), L.MaxPooling2D(2),
+                      L.Conv2D(8, 3), L.Activation("relu"), L.Flatten(), L.Dense(3)],
+                     input_shape=(8, 8, 2), seed=1)
+    x = rng.standard_normal((4, 8, 8, 2)).astype(np.float32)
+    results = _fused_and_not(monkeypatch, capfd, build, x, np.ones_like)
+    kernels = {fuse: [name for name, _ in result[3]] for fuse, result in results.items()}
     assert kernels["0"].count("relu") == 2 and "conv2d_forward_relu" not in kernels["0"]
     assert "relu" not in kernels["1"] and kernels["1"].count("conv2d_forward_relu") == 2, kernels["1"]
 
@@ -104,22 +120,10 @@ def test_relu_then_max_pool_backward_masks_the_pooled_gradient(pool, monkeypatch
         return Model([L.Conv2D(5, 3, padding="same"), L.Activation("relu"), L.MaxPooling2D(**pool), L.Flatten(),
                       L.Dense(2)], input_shape=(9, 9, 2), seed=3)
     x = rng.standard_normal((3, 9, 9, 2)).astype(np.float32)
-    out = {}
-    for fuse in ("1", "0"):
-        monkeypatch.setenv("NBCNN_FUSE", fuse)
-        model = build()
-        with nbcnn.use_backend("cpu"):
-            y = model.network.forward(x, training=True)
-            monkeypatch.setenv("NBCNN_DEBUG", "1")
-            capfd.readouterr()
-            dx = model.network.backward(np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape))
-            lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("[nbcnn]")]
-            monkeypatch.setenv("NBCNN_DEBUG", "0")
-        relu_sizes = [line.split("out=")[1].split()[0] for line in lines if line.split()[2] == "relu_backward"]
-        out[fuse] = (dx, [g.copy() for layer in model.network.layers for g in layer.grads.values()], relu_sizes)
-    np.testing.assert_array_equal(out["1"][0], out["0"][0])
-    for a, b in zip(out["1"][1], out["0"][1]):
-        np.testing.assert_array_equal(a, b)
-    pooled = model.network.layers[2].output_shape
-    assert out["1"][2] == [f"({3 * int(np.prod(pooled))},)"], out["1"][2]  # the pooled size
-    assert out["0"][2] == [f"({3 * 9 * 9 * 5},)"], out["0"][2]  # the conv output's size
+    results = _fused_and_not(monkeypatch, capfd, build, x,
+                             lambda y: np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape))
+    relu_sizes = {fuse: [shape for name, shape in result[4] if name == "relu_backward"]
+                  for fuse, result in results.items()}
+    pooled = build().network.layers[2].output_shape
+    assert relu_sizes["1"] == [f"({3 * int(np.prod(pooled))},)"], relu_sizes["1"]  # the pooled size
+    assert relu_sizes["0"] == [f"({3 * 9 * 9 * 5},)"], relu_sizes["0"]  # the conv output's size

@@ -82,16 +82,22 @@ def conv2d_forward(x, W, b, win, z):
                     z[n, h_out, w_out, k] = conv2d_forward_cell(x, W, b, n, h_out, w_out, k, win)
 
 
+@register_jitable
+def conv2d_forward_relu_cell(x, W, b, n, h_out, w_out, k, win):
+    """``relu(conv2d_forward_cell(...))`` with ``relu_cell``'s rule: 0 if below 0, so a NaN stays NaN."""
+    v = conv2d_forward_cell(x, W, b, n, h_out, w_out, k, win)
+    return x.dtype.type(0) if v < 0 else v
+
+
 def conv2d_forward_relu(x, W, b, win, z):
-    """``conv2d_forward`` with a ReLU on each number as it is stored (``relu_cell``'s rule: 0 if
-    below 0, so a NaN stays NaN): a Conv2D followed by ReLU in one pass over z, not two."""
+    """``conv2d_forward`` with a ReLU on each number as it is stored: a Conv2D followed by ReLU
+    in one pass over z, not two."""
     N, H_out, W_out, C_out = z.shape
     for n in prange(N):
         for h_out in range(H_out):
             for w_out in range(W_out):
                 for k in range(C_out):
-                    v = conv2d_forward_cell(x, W, b, n, h_out, w_out, k, win)
-                    z[n, h_out, w_out, k] = z.dtype.type(0) if v < 0 else v
+                    z[n, h_out, w_out, k] = conv2d_forward_relu_cell(x, W, b, n, h_out, w_out, k, win)
 
 
 # --------------------------------------------------------------------------- backward
@@ -172,8 +178,7 @@ def _cuda_kernels():
         t = cuda.grid(1)
         if t < z.size:
             n, h_out, w_out, k = unravel_4d(t, z.shape)
-            v = conv2d_forward_cell(x, W, b, n, h_out, w_out, k, win)
-            z[n, h_out, w_out, k] = z.dtype.type(0) if v < 0 else v
+            z[n, h_out, w_out, k] = conv2d_forward_relu_cell(x, W, b, n, h_out, w_out, k, win)
 
     @cuda.jit
     def backward_input(dz, W, win, dx):

@@ -24,12 +24,11 @@ Routes (``NBCNN_DEBUG=1`` prints the one each launch took):
 """
 
 import numpy as np
-from numba import njit, prange
 
 from ... import config
 from ...backend import note_route
 from ...checks import Window, reaches_padding, window_span
-from .. import conv as readable
+from .. import activations, conv as readable
 from . import blas, direct, dot, filter_grad_taps, im2col, winograd
 from .workspace import scratch as _scratch
 
@@ -140,18 +139,17 @@ def _tiled_forward(x, W, b, win, z, what="", relu=False):
         note_route(what + f"winograd F(2x2,{W.shape[0]}x{W.shape[1]})" + (", then relu" if relu else ""))
         winograd.forward(x, W, b, win, z, _scratch)
         if relu:  # Winograd's output transform stores 8-lane pieces: ReLU after it, in place
-            _relu_in_place(z.reshape(-1))
+            _relu_in_place(z)
     else:
         note_route(what + direct.tile_name(z.shape[3]) + fused)
         direct.forward(x, W, b, win, z, _scratch, relu)
 
 
-@njit(parallel=True, cache=True)
 def _relu_in_place(z):
-    """``z = relu(z)`` with the readable ``relu_cell``'s rule (0 if below 0; NaN stays)."""
-    for i in prange(z.size):
-        if z[i] < 0:
-            z[i] = 0
+    """``z = relu(z)``: the readable ReLU's compiled loop nest with z as input and output (each
+    number read, then written, by the same iteration)."""
+    flat = z.reshape(-1)
+    activations.RELU.naive_cpu(flat, flat)
 
 
 def forward(x, W, b, win, z, relu=False):
@@ -179,7 +177,7 @@ def forward(x, W, b, win, z, relu=False):
         im2col.conv_gemm(x, Wm, win.f_h, win.f_w, win.stride_h, win.stride_w, win.pad_top, win.pad_left, z)
     z += b  # broadcast over the last axis
     if relu:
-        _relu_in_place(z.reshape(-1))
+        _relu_in_place(z)
 
 
 def forward_relu(x, W, b, win, z):

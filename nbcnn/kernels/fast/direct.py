@@ -404,6 +404,13 @@ def _pack_rows(rows, width, out):
                 dst[lane] = 0
 
 
+def input_is_copied(x_shape, win, H_out, W_out, slack=0):
+    """Whether ``padded_input`` copies x: padding on a side, windows reaching past x, or slack."""
+    Hp = (H_out - 1) * win.stride_h + win.f_h
+    Wp = (W_out - 1) * win.stride_w + win.f_w
+    return win.pad_top != 0 or win.pad_left != 0 or Hp > x_shape[1] or Wp > x_shape[2] or slack != 0
+
+
 def padded_input(x, win, H_out, W_out, scratch, slack=0):
     """``x`` with its zero border, as big as the windows read: ``(N, Hp, Wp, C)`` with
     ``Hp = (H_out - 1) * s_h + f_h`` and ``Wp = (W_out - 1) * s_w + f_w``. ``x`` itself when
@@ -413,7 +420,7 @@ def padded_input(x, win, H_out, W_out, scratch, slack=0):
     N, H, W, C = x.shape
     Hp = (H_out - 1) * win.stride_h + win.f_h
     Wp = (W_out - 1) * win.stride_w + win.f_w
-    if win.pad_top == 0 and win.pad_left == 0 and Hp <= H and Wp <= W and slack == 0:
+    if not input_is_copied(x.shape, win, H_out, W_out, slack):
         return x
     size = N * Hp * Wp * C
     buf = scratch("padded_x", size + slack)

@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...backend import aligned_zeros
+from ..activations import relu_cell
 from .direct import _window_starts, padded_input
 from .simd import LANES, aligned_floats, ints_at, load_each, load_tile, repeat, store_lane_sums, tile_fma
 
@@ -122,10 +123,9 @@ def conv_tiles_dot(xf, x_shape, Wd, geometry, bias_lanes, out, relu, pixel_slots
                 store_lane_sums(edge, 0, tile_sums)
                 for q in range(valid * K):
                     out[g0 * K + q] = edge[q]
-            if relu:  # as the readable relu_cell: 0 if v < 0 else v (a NaN stays NaN)
+            if relu:
                 for q in range(g0 * K, (g0 + valid) * K):
-                    if out[q] < 0:
-                        out[q] = 0
+                    out[q] = relu_cell(out, q)
 
 
 def forward(x, W, b, win, z, scratch, relu=False):
