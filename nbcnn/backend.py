@@ -185,7 +185,10 @@ def get_backend() -> str:
     chosen = _block_choice.get() or _process_choice
     if chosen is not None:
         return chosen
-    return _resolve(config.backend_name(), f"${ENV_VAR}")
+    name = config.backend_name()
+    if name == "auto":  # the default, asked at every op: no parsing
+        return auto_backend()
+    return _resolve(name, f"${ENV_VAR}")
 
 
 # --------------------------------------------------------------------------- kernels
@@ -303,6 +306,32 @@ def _run_cpu(kernel: Kernel, fn: Callable, args) -> None:
         fn(*args)
     finally:
         numba.set_num_threads(threads)
+
+
+def cpu_runners(*kernels: Kernel) -> tuple | None:
+    """What ``launch`` would end up calling for each kernel on the cpu backend now, or None
+    when it would do more than call it: another backend chosen, NBCNN_FAST=0 or NBCNN_DEBUG
+    set, or a kernel without a fast cpu form. Each is the fast kernel itself, or for one that
+    leaves its threads to the dispatcher, that kernel through ``_run_cpu``.
+
+    Why: an op's own Python runs just after the previous op's kernel has pushed the
+    interpreter's code and data out of the caches, where every layer of calls costs
+    microseconds (Sapphire Rapids: ``conv2d``'s checks, ``_run`` and ``launch`` took 40-70 us
+    around a 0.2 ms incep1x1 kernel). ``ops.conv2d`` and ``conv2d_backward`` call these
+    directly for plain numpy inputs."""
+    if get_backend() != "cpu" or config.debug_level() or not config.fast_kernels_enabled():
+        return None
+    runners = []
+    for kernel in kernels:
+        fn = kernel.fast_cpu
+        if fn is None:
+            return None
+        runners.append(fn if kernel.fast_cpu_own_threads else functools.partial(_run_cpu_args, kernel, fn))
+    return tuple(runners)
+
+
+def _run_cpu_args(kernel: Kernel, fn: Callable, *args) -> None:
+    _run_cpu(kernel, fn, args)
 
 
 def fast_kernels_enabled() -> bool:

@@ -7,6 +7,7 @@ process. So every public op checks its inputs here, in Python, first, and raises
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import NamedTuple
 
@@ -188,7 +189,25 @@ def padding(pad, size_hw, f_hw, stride_hw) -> Padding:
 
 
 def window(x_shape, f_hw, stride, pad, what: str) -> tuple[Window, tuple[int, int], Padding]:
-    """Check a window against an NHWC input; return it, the output (H_out, W_out) and the padding."""
+    """Check a window against an NHWC input; return it, the output (H_out, W_out) and the padding.
+
+    The usual arguments (an int stride, an int or "same"/"valid" pad) are looked up in a cache
+    of the windows already checked: a network asks for the same few at every step (see
+    ``_window_checked``)."""
+    if type(stride) is int and type(pad) in (int, str):
+        return _window_checked(tuple(x_shape), tuple(f_hw), stride, pad, what)
+    return _window(x_shape, f_hw, stride, pad, what)
+
+
+@functools.lru_cache(maxsize=1024)
+def _window_checked(x_shape, f_hw, stride, pad, what):
+    """``_window`` remembered (it only raises for bad arguments, and a raise is not cached). Each
+    op's checks run in Python right after the previous op's kernel has evicted the
+    interpreter's data from the caches, where even this arithmetic cost tens of microseconds."""
+    return _window(x_shape, f_hw, stride, pad, what)
+
+
+def _window(x_shape, f_hw, stride, pad, what: str) -> tuple[Window, tuple[int, int], Padding]:
     _, H, W, _ = x_shape
     sh, sw = int_pair(stride, "stride", 1)
     p = padding(pad, (H, W), f_hw, (sh, sw))
@@ -203,6 +222,26 @@ def window(x_shape, f_hw, stride, pad, what: str) -> tuple[Window, tuple[int, in
 
 
 # --------------------------------------------------------------------------- ops
+
+
+def plain_arrays(*arrays) -> bool:
+    """Whether every array is one the cpu kernels take as it is, all of one dtype: non-empty,
+    C-contiguous numpy float32 (or all float64). ``as_array`` and ``common_dtype`` would return
+    such arrays unchanged, so an op may skip them (``ops.conv2d``'s direct cpu path)."""
+    dtype = arrays[0].dtype if type(arrays[0]) is np.ndarray else None
+    if dtype not in FLOAT_DTYPES:
+        return False
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous or not a.size:
+            return False
+    return True
+
+
+def plain_conv_inputs(x, W, b) -> bool:
+    """``conv_inputs(x, W, b)`` would return these three unchanged and raise nothing: plain
+    arrays (``plain_arrays``) of 4, 4 and 1 dimensions whose channels and filters agree."""
+    return (b is not None and plain_arrays(x, W, b) and x.ndim == 4 and W.ndim == 4 and b.ndim == 1
+            and x.shape[3] == W.shape[2] and b.shape[0] == W.shape[3])
 
 
 def conv_inputs(x, W, b=None):

@@ -74,11 +74,18 @@ def conv2d(x, W, b=None, stride=1, pad=0, activation=None):
     """
     if activation not in (None, "relu"):
         raise ValueError(f"conv2d: activation must be None or 'relu', got {activation!r}")
+    kernel = conv.FORWARD_RELU if activation == "relu" else conv.FORWARD
+    if checks.plain_conv_inputs(x, W, b):
+        run = backend.cpu_runners(kernel)
+        if run is not None:  # the cpu kernel, straight away (see backend.cpu_runners)
+            win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "conv2d")
+            z = backend.aligned_empty((x.shape[0], H_out, W_out, W.shape[3]), x.dtype)
+            run[0](x, W, b, win, z)
+            return z
     x, W, b = checks.conv_inputs(x, W, b)
     b = _no_bias_is_zero(b, W.shape[3], x.dtype)
     win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "conv2d")
     device = backend.get_backend()
-    kernel = conv.FORWARD_RELU if activation == "relu" else conv.FORWARD
     z = _run(kernel, (x, W, b), (win,), (x.shape[0], H_out, W_out, W.shape[3]), x.dtype, device)
     return backend.like_inputs(z, x, W, b)
 
@@ -89,6 +96,18 @@ def conv2d_backward(dz, x, W, stride=1, pad=0, need_dx=True):
     ``need_dx=False`` skips dx (returned as None): a network's first layer needs no gradient
     for its input images while training, and dx is the most expensive of the three there.
     """
+    if checks.plain_arrays(dz, x, W) and x.ndim == 4 and W.ndim == 4 and x.shape[3] == W.shape[2]:
+        run = backend.cpu_runners(conv.BACKWARD_INPUT, conv.BACKWARD_FILTER, bias.BACKWARD)
+        win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "conv2d_backward")
+        if run is not None and dz.shape == (x.shape[0], H_out, W_out, W.shape[3]):  # see conv2d
+            dx = backend.aligned_empty(x.shape, x.dtype) if need_dx else None
+            if need_dx:
+                run[0](dz, W, win, dx)
+            dW = backend.aligned_empty(W.shape, x.dtype)
+            run[1](x, dz, win, dW)
+            db = backend.aligned_empty((W.shape[3],), x.dtype)
+            run[2](dz.reshape(-1, W.shape[3]), db)
+            return dx, dW, db
     x, W, _ = checks.conv_inputs(x, W)
     win, (H_out, W_out), _ = checks.window(x.shape, W.shape[:2], stride, pad, "conv2d_backward")
     dz = checks.as_array(dz, "dz", 4, x.dtype)

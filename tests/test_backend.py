@@ -124,3 +124,59 @@ def test_debug_prints_backend_kernel_and_time(monkeypatch, capsys):
         nbcnn.relu(np.ones(3, np.float32))
     err = capsys.readouterr().err
     assert "[nbcnn] cpu" in err and "relu" in err and "ms" in err
+
+
+def _conv_case(dtype, rng=np.random.default_rng(3)):
+    x = rng.standard_normal((2, 9, 8, 5)).astype(dtype)
+    W = rng.standard_normal((3, 3, 5, 7)).astype(dtype)
+    b = rng.standard_normal(7).astype(dtype)
+    dz = rng.standard_normal((2, 5, 4, 7)).astype(dtype)  # stride 2, pad 1
+    return x, W, b, dz
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_inputs_run_the_cpu_kernel_without_launch(monkeypatch, dtype):
+    """conv2d and conv2d_backward on plain numpy arrays call the cpu kernels straight away
+    (backend.cpu_runners) and give the same bits as the full launch path; anything else
+    (other layouts, mixed dtypes, lists) still goes through launch."""
+    from nbcnn import backend as dispatch
+
+    x, W, b, dz = _conv_case(dtype)
+    launched = []
+    real_launch = dispatch.launch
+    monkeypatch.setattr(dispatch, "launch", lambda kernel, *a, **k: (launched.append(kernel.name),
+                                                                      real_launch(kernel, *a, **k))[1])
+    with nbcnn.use_backend("cpu"):
+        z = nbcnn.conv2d(x, W, b, 2, 1)
+        grads = nbcnn.conv2d_backward(dz, x, W, 2, 1)
+        assert launched == [] and z.dtype == dtype and all(g.dtype == dtype for g in grads)
+        with monkeypatch.context() as m:  # the same ops, every kernel through launch
+            m.setattr(dispatch, "cpu_runners", lambda *kernels: None)
+            z_launched = nbcnn.conv2d(x, W, b, 2, 1)
+            grads_launched = nbcnn.conv2d_backward(dz, x, W, 2, 1)
+        assert launched == ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_filter", "bias_backward"]
+        np.testing.assert_array_equal(z, z_launched)
+        for g, g_launched in zip(grads, grads_launched):
+            np.testing.assert_array_equal(g, g_launched)
+        launched.clear()
+        x_strided = np.asfortranarray(x)  # not C-contiguous: converted, then launched
+        np.testing.assert_array_equal(nbcnn.conv2d(x_strided, W, b, 2, 1), z)
+        np.testing.assert_allclose(nbcnn.conv2d(x, W.tolist(), b, 2, 1), z, rtol=1e-4, atol=1e-4)  # mixed dtypes
+        assert launched == ["conv2d_forward"] * 2
+    with nbcnn.use_backend("python"):  # another backend: launch, always
+        launched.clear()
+        nbcnn.conv2d(x[:1, :4, :4], W, b, 2, 1)
+        assert launched == ["conv2d_forward"]
+
+
+def test_checked_windows_are_remembered_but_bad_arguments_still_raise():
+    from nbcnn import checks
+
+    checks.window((1, 8, 8, 3), (3, 3), 1, 1, "conv2d")
+    assert checks.window((1, 8, 8, 3), (3, 3), 1, 1, "conv2d") is checks.window((1, 8, 8, 3), (3, 3), 1, 1, "conv2d")
+    with pytest.raises(TypeError, match="stride must be an int"):
+        checks.window((1, 8, 8, 3), (3, 3), True, 1, "conv2d")  # True == 1, but not a stride
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        checks.window((1, 2, 2, 3), (3, 3), 1, 0, "conv2d")
+    with pytest.raises(ValueError, match="larger than the padded input"):  # raised again, not remembered
+        checks.window((1, 2, 2, 3), (3, 3), 1, 0, "conv2d")

@@ -155,3 +155,19 @@ def test_cuda_kernels_binds_numba_cuda_as_the_module_global():
 
     assert built("a") == (cuda, "a") and namespace["cuda"] is cuda
     assert built("a") is built("a")  # built once per argument
+
+
+def test_switch_reads_follow_os_environ(monkeypatch):
+    """config reads POSIX switches from os.environ's own dict (one lookup): every way of setting
+    or unsetting one through os.environ is seen at the next read."""
+    monkeypatch.setenv("NBCNN_FAST", "0")
+    assert config.get("NBCNN_FAST") == "0" and not config.fast_kernels_enabled()
+    os.environ["NBCNN_FAST"] = "1"
+    assert config.fast_kernels_enabled()
+    monkeypatch.setenv("NBCNN_CACHE", "/tmp/caf\u00e9")  # not ASCII: decoded as os.environ does
+    assert config.get("NBCNN_CACHE") == os.environ["NBCNN_CACHE"] == "/tmp/caf\u00e9"
+    monkeypatch.delenv("NBCNN_FAST")
+    assert config.get("NBCNN_FAST") == "1"
+    with config.override(NBCNN_DIRECT="0"):
+        assert not config.direct_enabled()
+    assert config.direct_enabled()
