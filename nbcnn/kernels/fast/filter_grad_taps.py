@@ -160,5 +160,14 @@ def backward_filter(x, dz, win, dW, scratch):
     geometry = (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K)
     filter_grad_tap_tiles(xf, xp.shape, np.ascontiguousarray(dz).reshape(-1), geometry, chunk_rows,
                           parts.reshape(-1), numba.get_num_threads(), (0,) * K_BROADCASTS, (0,) * V)
-    summed = sum_in_order(parts).reshape(K, f_h, run_p)[:, :, :run]  # dW transposed: (K, f_h, f_w * C)
-    dW[...] = summed.transpose(1, 2, 0).reshape(f_h, f_w, C, K)
+    _transposed_into(sum_in_order(parts).reshape(K, f_h, run_p), dW.reshape(f_h, run, K))
+
+
+@njit(cache=True)
+def _transposed_into(summed, dW):
+    """``dW[i, m, k] = summed[k, i, m]`` for the ``run`` taps of each filter row (the sums are
+    dW transposed, each row padded to whole tiles); compiled, as ``sum_in_order``."""
+    for i in range(dW.shape[0]):
+        for m in range(dW.shape[1]):
+            for k in range(dW.shape[2]):
+                dW[i, m, k] = summed[k, i, m]
