@@ -18,13 +18,15 @@ def scratch(name, n):
 
 def shapes():
     """(N, H, W, C, K, f, stride, pad) covering: C a multiple of the lanes (one run per
-    filter row) and, where the CPU has AVX-512, 8 to 15 channels (a masked vector per tap);
+    filter row) and, where the CPU has AVX-512, 8 to 15 channels (a filter row's run in whole
+    vectors, then a masked one of the rest; or none, when f_w * C fills whole vectors);
     K = 1 .. 8; strides; padding; pixel counts that leave the last tile part-empty."""
     cases = [(2, 9, 7, LANES, 3, 3, 1, 1), (3, 7, 7, 2 * LANES, 6, 5, 1, 4), (1, 6, 9, LANES, 1, 2, 2, 0),
              (2, 11, 10, 2 * LANES, 8, 3, 2, 1), (1, 5, 5, LANES, 5, 1, 1, 0), (2, 8, 8, 3 * LANES, 7, 3, 1, 0),
              (1, 13, 4, LANES, 2, 3, 1, 1), (2, 6, 6, LANES, 4, 4, 2, 1)]
     if dot.MASKED_TAPS:
-        cases += [(3, 7, 7, 10, 3, 3, 1, 2), (2, 9, 8, 12, 6, 5, 1, 4), (1, 6, 6, 8, 1, 3, 2, 1), (2, 5, 7, 15, 8, 2, 1, 0)]
+        cases += [(3, 7, 7, 10, 3, 3, 1, 2), (2, 9, 8, 12, 6, 5, 1, 4), (1, 6, 6, 8, 1, 3, 2, 1), (2, 5, 7, 15, 8, 2, 1, 0),
+                  (2, 7, 6, 8, 5, 2, 1, 1), (1, 9, 9, 9, 3, 4, 2, 2)]
     return cases
 
 

@@ -19,11 +19,12 @@ vectors and ``KO`` weight vectors per step for ``PX * KO`` FMAs, every lane usef
 multiple of the lanes. At the end each vector's lanes are added (``simd.store_lane_sums``,
 folded 16 vectors at a time) straight into ``z``, whose ``PX * K`` numbers are contiguous.
 
-* C a multiple of ``LANES`` (LeNet's 16): the ``f_w * C`` numbers under a filter row are one
-  contiguous run in x and in the packed filters, a flat loop of whole vectors.
-* C below ``LANES`` (seed39's dz, 10 channels; AVX-512 only, see ``usable``): one masked
-  load per tap and pixel (``simd.load_each``): the lanes past C are zeros, never the next
-  pixel's numbers.
+The ``f_w * C`` numbers under a filter row are one contiguous run in x (NHWC, any stride),
+and so are the row's packed weights for one output: the loop over a filter row is whole
+vectors of that run, then, when C is below ``LANES`` (seed39's dz, 10 channels; AVX-512
+only, see ``usable``), one masked vector of the rest (``simd.load_each``: the lanes past the
+row are zeros, never the next pixel's numbers). seed39's dX so loads 2 vectors a filter row
+(30 numbers) where a masked vector per tap took 3: 0.83-0.85 -> 0.71-0.74 ms (2 threads).
 
 Used for dX through the flipped filters (``conv.backward_input``), where it replaces the
 narrow direct tile: seed39's dX 1.3 -> 0.7-0.8 ms, LeNet C3's 0.57 -> 0.4 ms (2 threads,
@@ -50,8 +51,8 @@ def pixels_per_tile(K):
 
 
 MASKED_TAPS = LANES == 16
-"""Whether the masked one-vector-per-tap loop is compiled (AVX-512 only: see ``usable``; a
-constant, so on AVX2 the loop is not even generated)."""
+"""Whether the masked last vector of a filter row is compiled (AVX-512 only: see ``usable``;
+a constant, so on AVX2 that load is not even generated)."""
 
 
 def tile_name(K):
@@ -61,19 +62,23 @@ def tile_name(K):
 
 def usable(C, K):
     """Few outputs (``K <= MAX_OUTPUTS``) over enough input channels to fill the lanes: C a
-    multiple of ``LANES``, or on AVX-512 ``8 <= C < 16`` (one masked vector per tap: AVX-512
+    multiple of ``LANES``, or on AVX-512 ``8 <= C < 16`` (a masked vector per filter row: AVX-512
     keeps the mask in a mask register; AVX2's masked loads need a vector register for it,
     which spilled the tile's sums, and are slower)."""
     return K <= MAX_OUTPUTS and (C % LANES == 0 or (MASKED_TAPS and 8 <= C < 16))
 
 
+def padded_row(f_w, C):
+    """A filter row's ``f_w * C`` numbers rounded up to whole vectors."""
+    return -(-(f_w * C) // LANES) * LANES
+
+
 def pack_filters(W):
-    """``W (f_h, f_w, C, K)`` -> flat ``(f_h, K, f_w * Cp)``, Cp = C rounded up to ``LANES``
-    (zeros): a filter row's weights for one output are one contiguous run, like x's."""
+    """``W (f_h, f_w, C, K)`` -> flat ``(f_h, K, padded_row(f_w, C))``: a filter row's weights
+    for one output are one contiguous run, like the row's numbers in x, then zeros."""
     f_h, f_w, C, K = W.shape
-    Cp = -(-C // LANES) * LANES
-    Wd = aligned_zeros((f_h, K, f_w, Cp))
-    Wd[..., :C] = W.transpose(0, 3, 1, 2)
+    Wd = aligned_zeros((f_h, K, padded_row(f_w, C)))
+    Wd[:, :, :f_w * C] = W.transpose(0, 3, 1, 2).reshape(f_h, K, f_w * C)
     return Wd.reshape(-1)
 
 
@@ -89,8 +94,9 @@ def conv_tiles_dot(xf, x_shape, Wd, geometry, bias_lanes, out, relu, pixel_slots
     PX, KO = len(pixel_slots), len(out_slots)
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
-    Cp = (C + LANES - 1) // LANES * LANES
-    run = f_w * Cp  # a filter row's packed weights for one output
+    run_p = (f_w * C + LANES - 1) // LANES * LANES  # a filter row's packed weights for one output
+    rest = f_w * C % LANES  # numbers in the row's last, partial vector (0: none)
+    whole = f_w * C - rest  # numbers in its whole vectors
     pixels = N * H_out * W_out
     tiles = (pixels + PX - 1) // PX
     per_task = (W_out + PX - 1) // PX
@@ -107,15 +113,15 @@ def conv_tiles_dot(xf, x_shape, Wd, geometry, bias_lanes, out, relu, pixel_slots
             tile_sums = first
             for i in range(f_h):
                 row = i * Wp * C  # filter row i, from each window's start
-                w_row = i * KO * run
-                if Cp == C:  # the row's f_w * C numbers: one run of whole vectors
-                    for m in range(0, run, LANES):
-                        tile_sums = tile_fma(load_each(xf, window, row + m, LANES, LANES),
-                                             load_tile(Wd, w_row + m, run, out_slots, 1, LANES), tile_sums)
-                elif MASKED_TAPS:  # one masked vector of C numbers per tap
-                    for j in range(f_w):
-                        tile_sums = tile_fma(load_each(xf, window, row + j * C, LANES, C),
-                                             load_tile(Wd, w_row + j * Cp, run, out_slots, 1, LANES), tile_sums)
+                w_row = i * KO * run_p
+                # the row's f_w * C numbers are contiguous in x: whole vectors, then one
+                # masked vector of the rest (seed39's dX, 3 x 10 numbers: 2 loads, not 3)
+                for m in range(0, whole, LANES):
+                    tile_sums = tile_fma(load_each(xf, window, row + m, LANES, LANES),
+                                         load_tile(Wd, w_row + m, run_p, out_slots, 1, LANES), tile_sums)
+                if MASKED_TAPS and rest:
+                    tile_sums = tile_fma(load_each(xf, window, row + whole, LANES, rest),
+                                         load_tile(Wd, w_row + whole, run_p, out_slots, 1, LANES), tile_sums)
             valid = min(PX, pixels - g0)
             if valid == PX:
                 store_lane_sums(out, g0 * K, tile_sums)
