@@ -76,7 +76,9 @@ def test_what_it_refuses(rng):
 
 
 @avx512
-def test_same_bits_on_any_thread_count(rng):
+@pytest.mark.parametrize("l2", ["", "65536"])  # the machine's L2, or one x is past (rows split in parts)
+def test_same_bits_on_any_thread_count(rng, monkeypatch, l2):
+    monkeypatch.setenv("NBCNN_L2_BYTES", l2)
     x = aligned(rng.standard_normal((8, 28, 28, 48)).astype(np.float32))
     dz = rng.standard_normal((8, 28, 28, 32)).astype(np.float32)
     win = Window(3, 3, 1, 1, 1, 1)
@@ -87,6 +89,8 @@ def test_same_bits_on_any_thread_count(rng):
             taps.backward_filter(x, dz, win, dW, scratch)
             results.append(dW)
     np.testing.assert_array_equal(results[0], results[1])
+    _, want, _ = oracles.conv_backward(dz, x, np.zeros((3, 3, 48, 32), np.float32), (1, 1), (1,) * 4)
+    np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-3)
 
 
 class numba_threads:
