@@ -206,6 +206,38 @@ def test_filter_gradient_with_channels_short_of_a_tile(n, hw, c, f, k, rng):
     np.testing.assert_allclose(dW, want_dW, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("n, hw, c, f, k", [
+    (16, 12, 3, 3, 10),    # seed39's 3 -> 10: tasks of many tiles, 10 of 16 lanes
+    (9, 11, 5, 2, 12),     # 12 of 16 lanes, pixels that leave the last tile part-empty
+    (40, 7, 6, 3, 6),      # 6 of 8 lanes (the narrow tile's 8-lane vectors), 1000 pixels
+    (12, 9, 4, 3, 16),     # a whole vector: no spill
+])
+def test_narrow_tiles_spill_only_into_pixels_their_task_stores_next(n, hw, c, f, k, rng):
+    """The narrow forward stores whole vectors of K < lanes channels: each pixel's lanes past K
+    run into the next pixel, which is stored after it by the same task, except after a task's
+    last tile (a scalar copy there). Enough pixels for tasks of several tiles, on 1 thread and
+    2: every output cell written (NaN otherwise), none clobbered (the oracle), same bits."""
+    import numba
+
+    x = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
+    W = rng.standard_normal((f, f, c, k)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    H_out = hw - f + 1
+    assert n * H_out * H_out // conv_direct.NARROW_PIXELS // 16 > -(-H_out // conv_direct.NARROW_PIXELS)  # tasks > a row
+    results = []
+    for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+        saved = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            z = np.full((n, H_out, H_out, k), np.nan, np.float32)
+            conv_direct.forward(x, W, b, Window(f, f, 1, 1, 0, 0), z, lambda name, size: np.empty(size, np.float32))
+        finally:
+            numba.set_num_threads(saved)
+        results.append(z)
+    np.testing.assert_allclose(results[0], oracles.conv_forward(x, W, b, (1, 1), (0,) * 4), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(results[0], results[-1])
+
+
 @pytest.mark.parametrize("n, hw, c, k, pad", [
     (1, 5, 64, 96, 1),     # three panels, the input far smaller than the filters: split by panels
     (2, 3, 48, 70, 0),     # a last panel half empty, two images, no padding
