@@ -55,22 +55,23 @@ def _kernel_signatures():
     shape4, geometry = types.UniTuple(types.int64, 4), types.UniTuple(types.int64, 7)
     tiles = (flat, shape4, flat, geometry, flat, flat, types.boolean)  # ..., out, relu
     # filter_grad_tiles(xf, x_shape, dzf, geometry, row_range, chunk_rows, parts, workers, tap_slots,
-    # vector_slots, lane_slots):
+    # vector_slots, lane_slots, bias_parts):
     # the tile shape (taps, vectors) is given as two tuples of those lengths
     from nbcnn.kernels.fast import direct
     dw = (flat, shape4, flat, geometry, types.UniTuple(types.int64, 2), types.int64, flat, types.int64)
 
-    def shape(*counts):  # (taps, vectors, lanes) as tuples of those lengths
-        return tuple(types.UniTuple(types.int64, n) for n in counts)
+    def shape(*counts):  # (taps, vectors, lanes) as tuples of those lengths, then bias_parts
+        return tuple(types.UniTuple(types.int64, n) for n in counts) + (flat,)
 
     from nbcnn.kernels.fast import dot
     from nbcnn.kernels.fast.simd import LANES
     # conv_tiles_dot(..., pixel_slots, out_slots): 3 outputs (an RGB layer's dX)
     dot_tile = tiles + (types.UniTuple(types.int64, dot.pixels_per_tile(3)), types.UniTuple(types.int64, 3))
-    # filter_grad_tap_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, k_slots, vector_slots)
+    # filter_grad_tap_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, k_slots, vector_slots,
+    # bias_parts)
     from nbcnn.kernels.fast import filter_grad_taps as taps
     taps_tile = (flat, shape4, flat, geometry, types.int64, flat, types.int64,
-                 types.UniTuple(types.int64, taps.K_BROADCASTS), types.UniTuple(types.int64, taps.TAP_VECTORS))
+                 types.UniTuple(types.int64, taps.K_BROADCASTS), types.UniTuple(types.int64, taps.TAP_VECTORS), flat)
     # conv_tiles_narrow(..., lane_slots): the vector width as a tuple of that length
     return {"conv_tiles": tiles, "conv_tiles_dot": dot_tile, "filter_grad_tap_tiles": taps_tile,
             "conv_tiles_narrow": tiles + (types.UniTuple(types.int64, LANES),),

@@ -201,9 +201,42 @@ def test_filter_gradient_with_channels_short_of_a_tile(n, hw, c, f, k, rng):
     H_out = hw - f + 1
     dz = rng.standard_normal((n, H_out, H_out, k)).astype(np.float32)
     dW = np.empty((f, f, c, k), np.float32)
-    conv_direct.backward_filter(x, dz, Window(f, f, 1, 1, 0, 0), dW, lambda name, size: np.empty(size, np.float32))
-    _, want_dW, _ = oracles.conv_backward(dz, x, np.zeros((f, f, c, k), np.float32), (1, 1), (0, 0, 0, 0))
+    db = np.full(k, np.nan, np.float32)
+    conv_direct.backward_filter(x, dz, Window(f, f, 1, 1, 0, 0), dW, lambda name, size: np.empty(size, np.float32), db)
+    _, want_dW, want_db = oracles.conv_backward(dz, x, np.zeros((f, f, c, k), np.float32), (1, 1), (0, 0, 0, 0))
     np.testing.assert_allclose(dW, want_dW, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db, want_db, rtol=1e-4, atol=1e-4)  # summed in the same pass
+
+
+@pytest.mark.parametrize("n, hw, c, f, k, l2", [
+    (8, 30, 16, 3, 64, ""),      # chunked rows, a 6 x 64 tile on AVX-512
+    (8, 30, 16, 3, 40, "65536"),  # chunks split in parts (dz past a small L2), a last panel of 8
+    (64, 12, 3, 3, 10, ""),      # seed39's channels: one chunk, rows split, the last row apart
+])
+def test_bias_gradient_in_the_filter_gradients_pass(n, hw, c, f, k, l2, rng, monkeypatch):
+    """db from the dW tiles (each panel's first tile adds up its rows of dz), however the rows
+    are chunked and split: the float64 oracle's sums, and the same bits on 1 and 2 threads."""
+    import numba
+
+    monkeypatch.setenv("NBCNN_L2_BYTES", l2)
+    x = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
+    H_out = hw - f + 1
+    dz = rng.standard_normal((n, H_out, H_out, k)).astype(np.float32)
+    results = []
+    for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+        saved = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            dW, db = np.empty((f, f, c, k), np.float32), np.full(k, np.nan, np.float32)
+            conv_direct.backward_filter(x, dz, Window(f, f, 1, 1, 0, 0), dW, lambda name, size: np.empty(size, np.float32), db)
+        finally:
+            numba.set_num_threads(saved)
+        results.append((dW, db))
+    _, want_dW, want_db = oracles.conv_backward(dz, x, np.zeros((f, f, c, k), np.float32), (1, 1), (0, 0, 0, 0))
+    np.testing.assert_allclose(results[0][0], want_dW, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(results[0][1], want_db, rtol=1e-4, atol=1e-3)
+    for a, b in zip(results[0], results[-1]):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("n, hw, c, f, k", [

@@ -40,9 +40,11 @@ def test_matches_the_oracle(N, H, C, K, f, stride, pad, rng):
     H_out = (H + 2 * pad - f) // stride + 1
     dz = rng.standard_normal((N, H_out, H_out, K)).astype(np.float32)
     dW = np.full((f, f, C, K), np.nan, np.float32)
-    taps.backward_filter(x, dz, Window(f, f, stride, stride, pad, pad), dW, scratch)
-    _, want, _ = oracles.conv_backward(dz, x, np.zeros((f, f, C, K), np.float32), (stride, stride), (pad,) * 4)
+    db = np.full(K, np.nan, np.float32)
+    taps.backward_filter(x, dz, Window(f, f, stride, stride, pad, pad), dW, scratch, db)
+    _, want, want_db = oracles.conv_backward(dz, x, np.zeros((f, f, C, K), np.float32), (stride, stride), (pad,) * 4)
     np.testing.assert_allclose(dW, want, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(db, want_db, rtol=1e-4, atol=1e-3)  # summed in the same pass
 
 
 @avx512

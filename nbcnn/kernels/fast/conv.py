@@ -189,30 +189,36 @@ def forward_relu(x, W, b, win, z):
     forward(x, W, b, win, z, relu=True)
 
 
-def backward_filter(x, dz, win, dW):
+def backward_filter(x, dz, win, dW, db=None):
     """dW = the sum over output pixels of window(x) outer dz. Same arguments and output as
-    ``conv.conv2d_backward_filter``."""
+    ``conv.conv2d_backward_filter``. ``db`` (the bias gradient's output, shape (K,)): the
+    register-tiled routes also sum dz over its pixels into it, from the rows of dz they have
+    just read (a separate pass read all of dz again: seed39's, 3.5 MB, 90 us); returns
+    whether db was filled (otherwise the caller runs the bias kernel)."""
     border = _border_pixels(dz, win, x.shape[1:3])  # a pass over all of dz cost ResNet's stem 1.3 ms
     if _readable_for_non_finite(readable.BACKWARD_FILTER, border, win, x.shape, dz.shape, x, dz, win, dW):
-        return
+        return False
     K = dz.shape[3]
     if _direct_ok(x, dz, dW) and _copies_in_proportion(x.shape, win, dz.shape):
+        with_bias = db is not None and db.dtype == np.float32 and db.flags.c_contiguous
         if filter_grad_taps.takes(x, dz, win):
             note_route(filter_grad_taps.tile_name(win.f_w * x.shape[3]))
-            filter_grad_taps.backward_filter(x, dz, win, dW, _scratch)
-            return
+            filter_grad_taps.backward_filter(x, dz, win, dW, _scratch, db if with_bias else None)
+            return with_bias
         if winograd.filter_grad_usable(x.shape, dz.shape, dW.shape, win) and config.winograd_enabled():
             note_route("winograd dW F(2x2,3x3)")
             winograd.filter_grad(x, dz, win, dW, _scratch)
-            return
+            return False
         note_route(direct.filter_grad_tile_name(K, win.f_w * x.shape[3]))
-        direct.backward_filter(x, dz, win, dW, _scratch)
+        direct.backward_filter(x, dz, win, dW, _scratch, db if with_bias else None)
+        return with_bias
     elif _is_pointwise(x.shape, win, dz.shape):
         note_route("1x1: BLAS")
         blas.matmul(x.reshape(-1, x.shape[3]).T, dz.reshape(-1, K), out=dW.reshape(-1, K))
     else:
         note_route("im2col+BLAS")
         im2col.filter_grad(x, dz, win, dW)
+    return False
 
 
 def backward_input(dz, W, win, dx):

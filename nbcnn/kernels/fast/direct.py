@@ -62,7 +62,7 @@ from ...backend import ALIGNMENT, aligned_empty, aligned_zeros
 from ...checks import Window
 from .caches import l2_bytes
 from .simd import (LANES, aligned_floats, ints_at, ints_from, load8, load_lanes, load_tile, loadv, repeat, splat_each, store8,
-                   store_tile_rows, tile_fma, tile_relu)
+                   store_tile_rows, tile_add, tile_fma, tile_relu)
 
 PIXELS = 4 if LANES == 8 else 8
 """Output pixels per register tile of ``conv_tiles``: 4 on AVX2 (8 ymm sums of its 16
@@ -302,7 +302,7 @@ def conv_tiles_narrow(xf, x_shape, Wf, geometry, bias, out, relu, lane_slots):
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def filter_grad_tiles(xf, x_shape, dzf, geometry, row_range, chunk_rows, parts, workers, tap_slots, vector_slots,
-                      lane_slots):
+                      lane_slots, bias_parts):
     """dW as the same kind of register tile, the reduction now running over output pixels::
 
         dW[r, k] = sum over (n, h_out, w_out) of x_window[(n, h_out, w_out), r] * dz[n, h_out, w_out, k]
@@ -334,6 +334,10 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, row_range, chunk_rows, parts, 
     streaming all of ``dz`` from memory (VGG's 56x56x256 layer has 6,144 tasks: 2.2 s
     unblocked), and no parallel region is launched per chunk (a launch per chunk held two
     threads to 1.3-1.6x one). Which thread owns a task does not change its sums.
+
+    ``bias_parts`` ``(splits, Kp)``, zeroed, or empty: the bias gradient ``db[k] = sum of
+    dz[..., k]`` in the same pass (``sum_bias_rows``): the task of each panel's first tile
+    also adds up its rows of dz, just read, instead of a separate pass over all of dz.
     """
     # the tile's shape: taps x vectors of `lanes` lanes, given as tuples of those lengths (one
     # compiled version per shape, with the shape a constant inside: see filter_grad_shape)
@@ -379,6 +383,24 @@ def filter_grad_tiles(xf, x_shape, dzf, geometry, row_range, chunk_rows, parts, 
                         tile_sums = tile_fma(under, load_tile(dzf, q, 0, 1, vector_slots, lane_slots), tile_sums)
                         q += K
                 store_tile_rows(parts, at, Kp, tile_sums, vector_slots, first, valid)
+                if bias_parts.size and i == 0 and task % per_row == 0:  # each panel's first tile
+                    sum_bias_rows(dzf, bias_parts, split * Kp + k0, k0, K, W_out,
+                                  (chunk0 + split * chunk // splits - row0, chunk0 + (split + 1) * chunk // splits - row0),
+                                  vector_slots, lane_slots)
+
+
+@register_jitable
+def sum_bias_rows(dzf, bias_parts, at, k0, K, W_out, rows, vector_slots, lane_slots):
+    """``bias_parts[at : at + width] += sum of dz[..., k0 : k0 + width] over the output rows
+    [rows[0], rows[1])`` (``dzf`` flat, K numbers a pixel, W_out pixels a row; width = the
+    vectors' lanes), in
+    vector registers: the bias gradient of one tile's channels, added while the dW kernels
+    have those rows of dz in cache. (As in the dW tile, a pixel's vectors may run on into the
+    next pixel's numbers: only the columns past K, never read, receive them.)"""
+    sums = load_tile(bias_parts, at, 0, 1, vector_slots, lane_slots)
+    for q in range(rows[0] * W_out * K + k0, rows[1] * W_out * K + k0, K):
+        sums = tile_add(sums, load_tile(dzf, q, 0, 1, vector_slots, lane_slots))
+    store_tile_rows(bias_parts, at, 0, sums, vector_slots, 0, 1)
 
 
 def pack_filters(W, width=CHANNELS):
@@ -544,8 +566,12 @@ unchunked, 68 chunked, one thread; its 1x1 layer, 400 KB of dz under 4.8 MB of i
 -> 82.)"""
 
 
-def backward_filter(x, dz, win, dW, scratch):
-    """``dW = sum over pixels of window(x) outer dz`` for float32 (see ``filter_grad_tiles``)."""
+_NO_BIAS = np.zeros(0, np.float32)
+
+
+def backward_filter(x, dz, win, dW, scratch, db=None):
+    """``dW = sum over pixels of window(x) outer dz`` for float32 (see ``filter_grad_tiles``);
+    with ``db`` given, also ``db = the sum of dz over its pixels`` in the same pass."""
     N, H_out, W_out, K = dz.shape
     f_h, f_w, C, _ = dW.shape
     run = f_w * C
@@ -575,7 +601,8 @@ def backward_filter(x, dz, win, dW, scratch):
     xf = scratch("padded_x", xp.size + slack) if slack else xp.reshape(-1)
     rows = N * H_out
     last = rows - 1 if Kp != K else rows
-    sums = (parts.reshape(-1), numba.get_num_threads(), (0,) * taps, (0,) * vectors, (0,) * lanes)
+    bias_parts = _NO_BIAS if db is None else aligned_zeros((splits, Kp))
+    sums = (parts.reshape(-1), numba.get_num_threads(), (0,) * taps, (0,) * vectors, (0,) * lanes, bias_parts.reshape(-1))
     if last > 0:
         filter_grad_tiles(xf, xp.shape, dzf, geometry, (0, last), chunk_rows, *sums)
     if last < rows:
@@ -586,6 +613,8 @@ def backward_filter(x, dz, win, dW, scratch):
         room[:W_out * K] = dzf[last * W_out * K:]
         filter_grad_tiles(xf, xp.shape, room, geometry, (last, rows), chunk_rows, *sums)
     dW.reshape(F, K)[...] = sum_in_order(parts)[:F, :K]
+    if db is not None:
+        db[...] = sum_in_order(bias_parts)[:K]
 
 
 def sum_in_order(parts):

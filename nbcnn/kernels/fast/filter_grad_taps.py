@@ -32,7 +32,8 @@ from numba import njit, prange
 
 from ...backend import ALIGNMENT, aligned_zeros
 from .caches import l2_bytes
-from .direct import CHUNK_BYTES, CHUNK_PIXELS, CHUNK_SPLITS, TASKS_WANTED, input_is_copied, padded_input, sum_in_order
+from .direct import (_NO_BIAS, CHUNK_BYTES, CHUNK_PIXELS, CHUNK_SPLITS, TASKS_WANTED, input_is_copied, padded_input,
+                     sum_bias_rows, sum_in_order)
 from .simd import LANES, ints_from, load_tile, splat_each, store_tile_rows, tile_fma
 
 K_BROADCASTS = 8
@@ -92,7 +93,7 @@ def tile_name(run):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def filter_grad_tap_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, k_slots, vector_slots):
+def filter_grad_tap_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers, k_slots, vector_slots, bias_parts):
     """The loop nest. ``xf``: the padded input ``x_shape = (N, Hp, Wp, C)`` flat, with a
     tile's worth of readable numbers after its end (the last row's last tile may run past its
     filter row; those taps land in the padding of ``parts``, never read); ``dzf``: dz flat;
@@ -100,7 +101,9 @@ def filter_grad_tap_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers
     rows. Task = (split, filter row, tile of taps, group of channels); the ``workers`` threads
     each own a fixed share of the tasks and run them chunk by chunk (``chunk_rows`` output
     rows), so a chunk's dz and x are read from cache by all of a thread's tasks, as in
-    ``direct.filter_grad_tiles``. Which thread owns a task does not change its sums."""
+    ``direct.filter_grad_tiles``. Which thread owns a task does not change its sums.
+    ``bias_parts`` ``(splits, K)`` zeroed, or empty: db in the same pass, the task of each
+    group's first tile adding up its rows of dz (``direct.sum_bias_rows``)."""
     KB, V = len(k_slots), len(vector_slots)
     block = V * LANES  # taps per tile
     N, Hp, Wp, C = x_shape
@@ -135,10 +138,15 @@ def filter_grad_tap_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers
                                              tile_sums)
                         q += K
                 store_tile_rows(parts, at, F_p, tile_sums, vector_slots, 0, KB)
+                if bias_parts.size and i == 0 and m0 == 0:  # each group's first tile: its db too
+                    sum_bias_rows(dzf, bias_parts, split * K + k0, k0, K, W_out,
+                                  (chunk0 + split * chunk // splits, chunk0 + (split + 1) * chunk // splits),
+                                  (0,), k_slots)
 
 
-def backward_filter(x, dz, win, dW, scratch):
-    """``dW = sum over pixels of window(x) outer dz`` for float32, ``usable(C, K, f_w)``.
+def backward_filter(x, dz, win, dW, scratch, db=None):
+    """``dW = sum over pixels of window(x) outer dz`` for float32, ``usable(C, K, f_w)``;
+    with ``db`` given, also ``db = the sum of dz over its pixels`` in the same pass.
     ``scratch(name, n)`` must give the same memory for the same name (``workspace.scratch``):
     the input's padded copy is read back with its slack."""
     N, H_out, W_out, K = dz.shape
@@ -165,8 +173,12 @@ def backward_filter(x, dz, win, dW, scratch):
         splits, chunk_rows = max(1, min(N * H_out, TASKS_WANTED // tasks)), N * H_out
     parts = aligned_zeros((splits, K, f_h * run_p))
     geometry = (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K)
+    bias_parts = _NO_BIAS if db is None else aligned_zeros((splits, K))
     filter_grad_tap_tiles(xf, xp.shape, np.ascontiguousarray(dz).reshape(-1), geometry, chunk_rows,
-                          parts.reshape(-1), numba.get_num_threads(), (0,) * K_BROADCASTS, (0,) * V)
+                          parts.reshape(-1), numba.get_num_threads(), (0,) * K_BROADCASTS, (0,) * V,
+                          bias_parts.reshape(-1))
+    if db is not None:
+        db[...] = sum_in_order(bias_parts)
     _transposed_into(sum_in_order(parts).reshape(K, f_h, run_p), dW.reshape(f_h, run, K))
 
 

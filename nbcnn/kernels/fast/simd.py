@@ -515,6 +515,23 @@ def tile_fma(typingctx, xs, ws, sums):
 
 
 @intrinsic
+def tile_add(typingctx, sums, vs):
+    """``sums[v] + vs[v]`` for every vector of two tuples of one shape (``vaddps``): running
+    sums of loaded vectors, such as the bias gradient's sum of dz."""
+    for t in (sums, vs):
+        if not (isinstance(t, types.UniTuple) and isinstance(t.dtype, F32xNType)):
+            raise TypeError(f"simd.tile_add: needs tuples of vectors, got {t}")
+    if sums != vs:
+        raise TypeError(f"simd.tile_add: {sums} and {vs} differ")
+
+    def codegen(context, builder, sig, args):
+        a, b = (cgutils.unpack_tuple(builder, t, sums.count) for t in args)
+        return context.make_tuple(builder, sums, [builder.fadd(p, q) for p, q in zip(a, b)])
+
+    return sums(sums, vs), codegen
+
+
+@intrinsic
 def tile_relu(typingctx, sums):
     """ReLU of every vector of the tuple ``sums``, lane by lane, as the readable ``relu_cell``:
     ``0 if v < 0 else v`` (a NaN is not below 0 and stays NaN). A fused conv + ReLU applies it
