@@ -39,10 +39,17 @@ from ..activations import relu_cell
 from .direct import _window_starts, padded_input
 from .simd import LANES, aligned_floats, ints_at, load_each, load_tile, repeat, store_lane_sums, tile_fma
 
-MAX_OUTPUTS = 8
-"""Output channels up to which the dot tile is used (all of them in one tile)."""
 SUMS = 24 if LANES == 16 else 12
 """Vector sums per tile (at most; PX x K): 24 of AVX-512's 32 registers, 12 of AVX2's 16."""
+MIN_PIXELS = 3
+"""Pixels a tile needs at least: with fewer, each step loads K weight vectors for only one
+or two pixels' FMAs, and the narrow direct tile is faster (AVX2 code, both on Sapphire
+Rapids with ``NUMBA_CPU_NAME=znver3``: the dX of a 6 -> 16 layer, 2 pixels a tile, 218 us
+against 176 on the narrow tile, of an 8 -> 32 layer, 1 pixel, 265 against 233; with 3 and 4
+pixels the dot tile took 0.5-0.8x the narrow tile's time; AVX-512, 3 pixels: 212 against 219)."""
+MAX_OUTPUTS = min(8, SUMS // MIN_PIXELS)
+"""Output channels up to which the dot tile is used (all of them in one tile): 8 on AVX-512,
+4 on AVX2."""
 
 
 def pixels_per_tile(K):
