@@ -329,6 +329,12 @@ def avg_pool2d_backward(dp, x, f=2, stride=None, pad=0):
 
 def dense(x, W, b=None):
     """Fully connected layer ``y = x @ W + b``: x (N, D), W (D, M), b (M,) -> y (N, M)."""
+    if _plain_dense(x, W) and b is not None and checks.plain_arrays(x, b) and b.ndim == 1 and b.shape[0] == W.shape[1]:
+        run = backend.cpu_runners(dense_kernels.FORWARD)
+        if run is not None:  # the cpu kernel, straight away (see conv2d)
+            y = backend.aligned_empty((x.shape[0], W.shape[1]), x.dtype)
+            run[0](x, W, b, y)
+            return y
     x, W, b = checks.dense_inputs(x, W, b)
     b = _no_bias_is_zero(b, W.shape[1], x.dtype)
     device = backend.get_backend()
@@ -338,6 +344,15 @@ def dense(x, W, b=None):
 
 def dense_backward(dy, x, W):
     """Gradients of ``dense``: ``(dx, dW, db) = (dy @ W.T, x.T @ dy, dy.sum(0))``."""
+    if _plain_dense(x, W) and checks.plain_arrays(x, dy) and dy.shape == (x.shape[0], W.shape[1]):
+        run = backend.cpu_runners(dense_kernels.BACKWARD_INPUT, dense_kernels.BACKWARD_WEIGHT, bias.BACKWARD)
+        if run is not None:  # see conv2d
+            dx, dW = backend.aligned_empty(x.shape, x.dtype), backend.aligned_empty(W.shape, x.dtype)
+            db = backend.aligned_empty((W.shape[1],), x.dtype)
+            run[0](dy, W, dx)
+            run[1](x, dy, dW)
+            run[2](dy, db)
+            return dx, dW, db
     x, W, _ = checks.dense_inputs(x, W)
     dy = checks.as_array(dy, "dy", 2, x.dtype)
     checks.grad_shape(dy, "dy", (x.shape[0], W.shape[1]))
@@ -347,6 +362,12 @@ def dense_backward(dy, x, W):
     dW = _run(dense_kernels.BACKWARD_WEIGHT, (x_, dy_), (), W.shape, x.dtype, device)
     db = _run(bias.BACKWARD, (dy_,), (), (W.shape[1],), x.dtype, device)
     return tuple(backend.like_inputs(g, dy, x, W) for g in (dx, dW, db))
+
+
+def _plain_dense(x, W) -> bool:
+    """``dense_inputs(x, W)`` would return both unchanged: plain (``checks.plain_arrays``) 2-D
+    arrays whose features agree."""
+    return checks.plain_arrays(x, W) and x.ndim == 2 and W.ndim == 2 and x.shape[1] == W.shape[0]
 
 
 # --------------------------------------------------------------------------- activations

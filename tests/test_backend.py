@@ -182,3 +182,31 @@ def test_checked_windows_are_remembered_but_bad_arguments_still_raise():
         checks.window((1, 2, 2, 3), (3, 3), 1, 0, "conv2d")
     with pytest.raises(ValueError, match="larger than the padded input"):  # raised again, not remembered
         checks.window((1, 2, 2, 3), (3, 3), 1, 0, "conv2d")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_dense_inputs_run_the_cpu_kernel_without_launch(monkeypatch, dtype):
+    """dense and dense_backward take the same direct cpu path as conv2d: nothing launched, the
+    launch path's bits; a transposed (not C-contiguous) x is converted and launched."""
+    from nbcnn import backend as dispatch
+
+    rng = np.random.default_rng(5)
+    x, W, b = (rng.standard_normal(s).astype(dtype) for s in ((9, 20), (20, 7), (7,)))
+    dy = rng.standard_normal((9, 7)).astype(dtype)
+    launched = []
+    real_launch = dispatch.launch
+    monkeypatch.setattr(dispatch, "launch", lambda kernel, *a, **k: (launched.append(kernel.name),
+                                                                      real_launch(kernel, *a, **k))[1])
+    with nbcnn.use_backend("cpu"):
+        y, grads = nbcnn.dense(x, W, b), nbcnn.dense_backward(dy, x, W)
+        assert launched == []
+        with monkeypatch.context() as m:
+            m.setattr(dispatch, "cpu_runners", lambda *kernels: None)
+            y_launched, grads_launched = nbcnn.dense(x, W, b), nbcnn.dense_backward(dy, x, W)
+        assert len(launched) == 4
+        for got, want in zip((y, *grads), (y_launched, *grads_launched)):
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, want)
+        launched.clear()
+        np.testing.assert_array_equal(nbcnn.dense(np.asfortranarray(x), W, b), y)
+        assert launched == ["dense_forward"]
