@@ -319,8 +319,9 @@ def cpu_runners(*kernels: Kernel) -> tuple | None:
     Why: an op's own Python runs just after the previous op's kernel has pushed the
     interpreter's code and data out of the caches, where every layer of calls costs
     microseconds (Sapphire Rapids: ``conv2d``'s checks, ``_run`` and ``launch`` took 40-70 us
-    around a 0.2 ms incep1x1 kernel). ``ops.conv2d`` and ``conv2d_backward`` call these
-    directly for plain numpy inputs."""
+    around a 0.2 ms incep1x1 kernel). ``ops._run`` calls these for numpy inputs, and
+    ``ops.conv2d``, ``conv2d_backward``, ``dense`` and ``dense_backward`` also skip their
+    checks' conversions for plain ones."""
     if get_backend() != "cpu" or config.debug_level() or not config.fast_kernels_enabled():
         return None
     runners = []
