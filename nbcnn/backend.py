@@ -30,7 +30,6 @@ import time
 from typing import Callable, NamedTuple
 
 import numba
-import numba.extending
 import numpy as np
 
 from . import config
@@ -310,7 +309,7 @@ def _run_cpu(kernel: Kernel, fn: Callable, args) -> None:
         numba.set_num_threads(threads)
 
 
-def cpu_runners(*kernels: Kernel) -> tuple | None:
+def cpu_runners(*kernels: Kernel, backend: str | None = None) -> tuple | None:
     """What ``launch`` would end up calling for each kernel on the cpu backend now, or None
     when it would do more than call it: another backend chosen, NBCNN_FAST=0 or NBCNN_DEBUG
     set, or a kernel without a fast cpu form. Each is the fast kernel itself, or for one that
@@ -321,8 +320,9 @@ def cpu_runners(*kernels: Kernel) -> tuple | None:
     microseconds (Sapphire Rapids: ``conv2d``'s checks, ``_run`` and ``launch`` took 40-70 us
     around a 0.2 ms incep1x1 kernel). ``ops._run`` calls these for numpy inputs, and
     ``ops.conv2d``, ``conv2d_backward``, ``dense`` and ``dense_backward`` also skip their
-    checks' conversions for plain ones."""
-    if get_backend() != "cpu" or config.debug_level() or not config.fast_kernels_enabled():
+    checks' conversions for plain ones. ``backend``: the one already chosen, if the caller
+    has it (else ``get_backend()``)."""
+    if (backend or get_backend()) != "cpu" or config.debug_level() or not config.fast_kernels_enabled():
         return None
     runners = []
     for kernel in kernels:
@@ -435,12 +435,12 @@ def aligned_zeros(shape, dtype=np.float32):
 
 def _aligned(shape, dtype, zero: bool):
     shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    compiled = _COMPILED.get((dtype, zero)) if isinstance(dtype, (type, np.dtype)) else None
-    if compiled is not None:
+    like = _COMPILED_KINDS.get(dtype) if isinstance(dtype, (type, np.dtype)) else None
+    if like is not None:
         # float arrays, the kernels' (all but a few): one compiled call. An op allocates its
         # output right after the previous kernel has evicted the interpreter's data, where
         # numpy's way below took 34 us and this 14 (Sapphire Rapids)
-        return compiled(shape)
+        return _aligned_compiled(shape, like, zero)
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize  # math.prod: np.prod took ~5 us of a small layer's call
     raw = np.empty(nbytes + ALIGNMENT, np.uint8)
@@ -451,47 +451,25 @@ def _aligned(shape, dtype, zero: bool):
     return out
 
 
-@numba.extending.register_jitable
-def _count(shape):
+_COMPILED_KINDS = {kind: np.empty(0, kind) for kind in (np.float32, np.float64)}
+"""The dtypes ``_aligned_compiled`` serves, each with an empty array of it (the compiled
+function takes its dtype from that array: a dtype object as an argument was slower to
+dispatch than the allocation itself); looked up by type or by ``np.dtype``."""
+_COMPILED_KINDS.update({np.dtype(kind): like for kind, like in list(_COMPILED_KINDS.items())})
+
+
+@numba.njit(cache=True)
+def _aligned_compiled(shape, like, zero):
+    """``_aligned`` for ``like``'s dtype in compiled code: ``ALIGNMENT / itemsize`` more
+    items than asked, and the view of them that starts where the address is a multiple of
+    ALIGNMENT (malloc's blocks start on 16 bytes, a multiple of the item size), shaped."""
     n = 1
     for d in shape:
         n *= d
-    return n
-
-
-@numba.extending.register_jitable
-def _aligned_view(raw, shape):
-    """The ``prod(shape)`` items of ``raw`` (``ALIGNMENT / itemsize`` more than that) that start
-    on an ALIGNMENT boundary (malloc's blocks start on 16 bytes, a multiple of the item size),
-    shaped."""
-    per_line = ALIGNMENT // raw.itemsize
+    per_line = ALIGNMENT // like.itemsize
+    raw = np.zeros(n + per_line, like.dtype) if zero else np.empty(n + per_line, like.dtype)
     start = (-(raw.ctypes.data // raw.itemsize)) % per_line
-    return raw[start:start + _count(shape)].reshape(shape)
-
-
-@numba.njit(cache=True)
-def _empty32(shape):
-    return _aligned_view(np.empty(_count(shape) + ALIGNMENT // 4, np.float32), shape)
-
-
-@numba.njit(cache=True)
-def _zeros32(shape):
-    return _aligned_view(np.zeros(_count(shape) + ALIGNMENT // 4, np.float32), shape)
-
-
-@numba.njit(cache=True)
-def _empty64(shape):
-    return _aligned_view(np.empty(_count(shape) + ALIGNMENT // 8, np.float64), shape)
-
-
-@numba.njit(cache=True)
-def _zeros64(shape):
-    return _aligned_view(np.zeros(_count(shape) + ALIGNMENT // 8, np.float64), shape)
-
-
-_COMPILED = {(np.float32, False): _empty32, (np.float32, True): _zeros32,
-             (np.float64, False): _empty64, (np.float64, True): _zeros64}
-_COMPILED.update({(np.dtype(kind), zero): fn for (kind, zero), fn in list(_COMPILED.items())})
+    return raw[start:start + n].reshape(shape)
 
 
 def empty(shape, dtype, backend: str):

@@ -49,7 +49,7 @@ def _run(kernel, inputs, params, out_shape, dtype, device):
     On cpu, numpy inputs go straight to the kernel launch would run (``backend.cpu_runners``:
     the op's Python runs with cold caches after the previous kernel, where each layer costs)."""
     if device == "cpu" and all(type(a) is np.ndarray for a in inputs):
-        run = backend.cpu_runners(kernel)
+        run = backend.cpu_runners(kernel, backend=device)
         if run is not None:
             out = backend.aligned_empty(out_shape, dtype)
             run[0](*inputs, *params, out)
@@ -261,7 +261,7 @@ def max_pool2d(x, f=2, stride=None, pad=0, return_argmax=False):
     device = backend.get_backend()
     out_shape = (x.shape[0], H_out, W_out, x.shape[3])
     p, argmax = backend.empty(out_shape, x.dtype, device), backend.empty(out_shape, np.int32, device)
-    run = backend.cpu_runners(pool.MAX_ARGMAX) if type(x) is np.ndarray else None
+    run = backend.cpu_runners(pool.MAX_ARGMAX, backend=device) if type(x) is np.ndarray else None
     if run is not None:  # see _run
         run[0](x, win, p, argmax)
         return p, argmax

@@ -367,7 +367,7 @@ def test_every_function_runs_on_the_dispatcher_kernels(monkeypatch):
     monkeypatch.setattr(nbcnn_backend, "launch", recording_launch)
     # plain numpy inputs on cpu skip launch for the kernel itself (backend.cpu_runners): off
     # here, so that every kernel passes the spy
-    monkeypatch.setattr(nbcnn_backend, "cpu_runners", lambda *kernels: None)
+    monkeypatch.setattr(nbcnn_backend, "cpu_runners", lambda *kernels, **chosen: None)
 
     def kernels_of(call):
         launched.clear()
@@ -621,7 +621,7 @@ def test_week3_runs_on_the_box_kernels(monkeypatch):
         return real_launch(kernel, *args, backend=backend)
 
     monkeypatch.setattr(nbcnn_backend, "launch", recording_launch)
-    monkeypatch.setattr(nbcnn_backend, "cpu_runners", lambda *kernels: None)  # every kernel through launch
+    monkeypatch.setattr(nbcnn_backend, "cpu_runners", lambda *kernels, **chosen: None)  # every kernel through launch
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11]], np.float64)
     with nbcnn.use_backend("cpu"):
         course.iou((0, 0, 1, 1), (0, 0, 2, 2))
@@ -792,7 +792,7 @@ def test_triplet_loss_runs_on_the_kernel(monkeypatch):
         return real(kernel, *args, **kwargs)
 
     monkeypatch.setattr(nbcnn_backend, "launch", spy)
-    monkeypatch.setattr(nbcnn_backend, "cpu_runners", lambda *kernels: None)  # every kernel through launch
+    monkeypatch.setattr(nbcnn_backend, "cpu_runners", lambda *kernels, **chosen: None)  # every kernel through launch
     course.triplet_loss(None, ([1., 1.], [1., 1.], [0., 0.]), 3)
     assert calls == ["triplet_loss"]
 

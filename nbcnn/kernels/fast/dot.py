@@ -33,6 +33,7 @@ Sapphire Rapids).
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from ...backend import aligned_zeros
 from ..activations import relu_cell
@@ -75,8 +76,10 @@ def usable(C, K):
     return K <= MAX_OUTPUTS and (C % LANES == 0 or (MASKED_TAPS and 8 <= C < 16))
 
 
+@register_jitable
 def padded_row(f_w, C):
-    """A filter row's ``f_w * C`` numbers rounded up to whole vectors."""
+    """A filter row's ``f_w * C`` numbers rounded up to whole vectors (the packed weights of
+    one output's filter row)."""
     return -(-(f_w * C) // LANES) * LANES
 
 
@@ -101,7 +104,7 @@ def conv_tiles_dot(xf, x_shape, Wd, geometry, bias_lanes, out, relu, pixel_slots
     PX, KO = len(pixel_slots), len(out_slots)
     N, Hp, Wp, C = x_shape
     f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
-    run_p = (f_w * C + LANES - 1) // LANES * LANES  # a filter row's packed weights for one output
+    run_p = padded_row(f_w, C)  # a filter row's packed weights for one output
     rest = f_w * C % LANES  # numbers in the row's last, partial vector (0: none)
     whole = f_w * C - rest  # numbers in its whole vectors
     pixels = N * H_out * W_out
