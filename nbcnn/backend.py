@@ -180,13 +180,13 @@ def use_backend(name: str):
         _block_choice.reset(token)
 
 
-def get_backend() -> str:
+def get_backend(env_value: str | None = None) -> str:
     """The backend ops run on now: the enclosing ``use_backend`` block's, else ``set_backend``'s,
-    else $NBCNN_BACKEND, else auto."""
+    else $NBCNN_BACKEND (``env_value``: its value, already read), else auto."""
     chosen = _block_choice.get() or _process_choice
     if chosen is not None:
         return chosen
-    name = config.backend_name()
+    name = config.backend_name() if env_value is None else env_value
     if name == "auto":  # the default, asked at every op: no parsing
         return auto_backend()
     return _resolve(name, f"${ENV_VAR}")
@@ -279,10 +279,34 @@ def cuda_kernels(build: Callable) -> Callable:
 _route = threading.local()
 
 
+_routes_wanted = 0
+"""Launches under NBCNN_DEBUG now running (in any thread): only then are routes noted."""
+
+
 def note_route(name: str) -> None:
     """A fast kernel names the route it took ("direct 4x16 tile", "winograd", "im2col+BLAS"),
-    so that NBCNN_DEBUG=1 can print what actually ran. Costs one attribute store."""
-    _route.name = name
+    so that NBCNN_DEBUG=1 can print what actually ran. Costs one global read when no launch
+    is printing (the thread-local store took 4-5 us in the cold Python after a kernel)."""
+    if _routes_wanted:
+        _route.name = name
+
+
+@contextlib.contextmanager
+def noting_routes():
+    """In this block fast kernels note their routes even when called directly rather than
+    through ``launch`` (tests of a router: ``last_route()`` then names the route taken)."""
+    global _routes_wanted
+    _route.name = None
+    _routes_wanted += 1
+    try:
+        yield
+    finally:
+        _routes_wanted -= 1
+
+
+def last_route() -> str | None:
+    """The route the last fast kernel of this thread noted (see ``noting_routes``)."""
+    return getattr(_route, "name", None)
 
 
 def _run_cpu(kernel: Kernel, fn: Callable, args) -> None:
@@ -309,6 +333,24 @@ def _run_cpu(kernel: Kernel, fn: Callable, args) -> None:
         numba.set_num_threads(threads)
 
 
+def thread_count() -> int:
+    """``numba.get_num_threads()`` without its two locks: the kernels that split their work by
+    it (dW, Winograd, pooling) ask at every call, in the cold Python after the previous
+    kernel, where the Python function took 10-12 us and the threading layer's own counter,
+    which it reads after the locks, 3.5 (Sapphire Rapids). (Compiled code cannot ask for it
+    and still be cached: Numba reaches the counter through a ctypes pointer.)"""
+    global _read_thread_count
+    if _read_thread_count is None:
+        numba.get_num_threads()  # starts the threading layer, which sets the counter's reader
+        from numba.np.ufunc import parallel
+
+        _read_thread_count = getattr(parallel, "_get_num_threads", None) or numba.get_num_threads
+    return _read_thread_count()
+
+
+_read_thread_count = None
+
+
 def cpu_runners(*kernels: Kernel, backend: str | None = None) -> tuple | None:
     """What ``launch`` would end up calling for each kernel on the cpu backend now, or None
     when it would do more than call it: another backend chosen, NBCNN_FAST=0 or NBCNN_DEBUG
@@ -322,7 +364,8 @@ def cpu_runners(*kernels: Kernel, backend: str | None = None) -> tuple | None:
     ``ops.conv2d``, ``conv2d_backward``, ``dense`` and ``dense_backward`` also skip their
     checks' conversions for plain ones. ``backend``: the one already chosen, if the caller
     has it (else ``get_backend()``)."""
-    if (backend or get_backend()) != "cpu" or config.debug_level() or not config.fast_kernels_enabled():
+    backend_env, debug, fast = _runner_switches(config.raw_values(_RUNNER_SWITCHES))
+    if debug or not fast or (backend or get_backend(backend_env)) != "cpu":
         return None
     runners = []
     for kernel in kernels:
@@ -331,6 +374,16 @@ def cpu_runners(*kernels: Kernel, backend: str | None = None) -> tuple | None:
             return None
         runners.append(fn if kernel.fast_cpu_own_threads else functools.partial(_run_cpu_args, kernel, fn))
     return tuple(runners)
+
+
+_RUNNER_SWITCHES = ("NBCNN_BACKEND", "NBCNN_DEBUG", "NBCNN_FAST")
+
+
+@functools.lru_cache(maxsize=64)
+def _runner_switches(raw):
+    """``(NBCNN_BACKEND, debug level, NBCNN_FAST on)`` from their raw values (parsed once)."""
+    backend_env, debug, fast = config.parsed_values(_RUNNER_SWITCHES, raw)
+    return backend_env, config.debug_level_of(debug), config.is_on(fast)
 
 
 def _run_cpu_args(kernel: Kernel, fn: Callable, *args) -> None:
@@ -360,8 +413,15 @@ def launch(kernel: Kernel, *args, backend: str | None = None) -> None:
     """
     name = backend or get_backend()
     debug = config.debug_level()
+    if debug:
+        with noting_routes():
+            _launch(kernel, args, name, debug)
+    else:
+        _launch(kernel, args, name, debug)
+
+
+def _launch(kernel: Kernel, args, name: str, debug: int) -> None:
     start = time.perf_counter()
-    _route.name = None
     route = "readable loop"
     if name == "python":
         kernel.source(*args)
@@ -385,7 +445,7 @@ def launch(kernel: Kernel, *args, backend: str | None = None) -> None:
         raise ValueError(f"unknown backend {name!r}")
     if debug:
         ms = (time.perf_counter() - start) * 1e3
-        route = getattr(_route, "name", None) or route
+        route = last_route() or route
         shape = getattr(args[-1], "shape", ())
         print(f"[nbcnn] {name:6s} {kernel.name:28s} {route:24s} out={tuple(shape)} {ms:9.3f} ms",
               file=sys.stderr)
@@ -420,6 +480,18 @@ ALIGNMENT = 64
 AVX-512 vector. numpy's own ``np.empty`` starts 16 bytes past one (glibc's malloc header),
 so every 64-byte vector load or store of a fast kernel straddled two cache lines: aligned,
 the conv kernels ran 7-12% faster on Sapphire Rapids (torch aligns its tensors to 64 too)."""
+
+
+def address(a: np.ndarray) -> int:
+    """Where ``a``'s data starts in memory (``a.ctypes.data``, read in compiled code: numpy's
+    ``ctypes`` and ``__array_interface__`` build Python objects, 20-30 us after a kernel has
+    left the caches cold)."""
+    return _compiled_address(a)
+
+
+@numba.njit(cache=True)
+def _compiled_address(a):
+    return a.ctypes.data
 
 
 def aligned_empty(shape, dtype=np.float32):

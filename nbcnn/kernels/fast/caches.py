@@ -21,10 +21,11 @@ def _size_in_bytes(text):
     return int(text.rstrip("KMG")) * scale
 
 
-def l2_bytes():
+def l2_bytes(forced=None):
     """The L2 cache of one core, in bytes: ``NBCNN_L2_BYTES`` when set (to try another CPU's
-    rule), else Linux's sysfs description of cpu0's level-2 cache, else ``DEFAULT_L2_BYTES``."""
-    forced = config.get("NBCNN_L2_BYTES").strip()
+    rule; ``forced``: its value, already read), else Linux's sysfs description of cpu0's
+    level-2 cache, else ``DEFAULT_L2_BYTES``."""
+    forced = (config.get("NBCNN_L2_BYTES") if forced is None else forced).strip()
     if not forced:
         return _described_l2_bytes()
     if not forced.isdigit() or int(forced) == 0:

@@ -23,26 +23,51 @@ Routes (``NBCNN_DEBUG=1`` prints the one each launch took):
                          no copy: x viewed as a matrix already is ``cols``
 """
 
+import functools
+
 import numpy as np
 
 from ... import config
-from ...backend import note_route
+from ...backend import note_route, thread_count
 from ...checks import Window, reaches_padding, window_span
 from .. import activations, conv as readable
 from . import blas, direct, dot, filter_grad_taps, im2col, winograd
+from .caches import l2_bytes
 from .workspace import scratch as _scratch
 
-def _direct_ok(x, W, z, win=None):
+_SWITCHES = ("NBCNN_DIRECT", "NBCNN_WINOGRAD", "NBCNN_L2_BYTES")
+
+
+def _switches():
+    """``(NBCNN_DIRECT on, NBCNN_WINOGRAD on, L2 bytes)``, read together: the router's choices
+    depend on them (``config.raw_values``, parsed once per combination of values)."""
+    return _parsed_switches(config.raw_values(_SWITCHES))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_switches(raw):
+    direct_on, winograd_on, l2 = config.parsed_values(_SWITCHES, raw)
+    return config.is_on(direct_on), config.is_on(winograd_on), l2_bytes(l2)
+
+
+def _direct_ok(x, W, z, win=None, direct_on=True):
     """The direct kernel takes contiguous float32 (float64 stays on im2col + BLAS), for layers
     whose copies stay in proportion to the data (``_copies_in_proportion``; ``win`` given: x is
     the input and z the output of the convolution).
-    ``NBCNN_DIRECT=0`` turns it off: float32 then runs im2col + BLAS too (the middle rung of
-    ``nbcnn bench --ladder``)."""
-    return (config.direct_enabled()
-            and all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, W, z))
+    ``NBCNN_DIRECT=0`` (``direct_on`` False, see ``_switches``) turns it off: float32 then runs
+    im2col + BLAS too (the middle rung of ``nbcnn bench --ladder``)."""
+    return (direct_on and _float32_c(x) and _float32_c(W) and _float32_c(z)
             and (win is None or _copies_in_proportion(x.shape, win, z.shape)))
 
 
+_FLOAT32 = np.dtype(np.float32)
+
+
+def _float32_c(a):
+    return a.dtype == _FLOAT32 and a.flags.c_contiguous
+
+
+@functools.lru_cache(maxsize=1024)
 def _copies_in_proportion(x_shape, win, z_shape):
     """The direct kernels copy the input with its zero border, ``(N, Hp, Wp, C)`` with
     ``Hp = (H_out - 1) * stride_h + f_h``, and a strided dX splits it into ``stride_h * stride_w``
@@ -87,11 +112,17 @@ def _readable_for_non_finite(kernel, multipliers, win, x_shape, z_shape, *args):
     filters; for dW, dz at the pixels whose windows reach it) are not all finite, run the
     readable loop nest (compiled) so that every backend gives the same answer. Returns whether
     it ran."""
-    if not (reaches_padding(win, x_shape[1:3], z_shape[1:3]) and any(_not_finite(m) for m in multipliers)):
+    if not (_reaches_padding(win, x_shape, z_shape) and any(_not_finite(m) for m in multipliers)):
         return False
     note_route("readable loop (non-finite next to padding)")
     kernel.naive_cpu(*args)
     return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _reaches_padding(win, x_shape, z_shape):
+    """``checks.reaches_padding`` for an input and an output of these shapes (once per shape)."""
+    return reaches_padding(win, x_shape[1:3], z_shape[1:3])
 
 
 def _flip_limit(direct_ok):
@@ -126,23 +157,38 @@ def _is_pointwise(x_shape, win, z_shape):
 # --------------------------------------------------------------------------- the three kernels
 
 
-def _tiled_forward(x, W, b, win, z, what="", relu=False):
+def _tiled_forward(x, W, b, win, z, switches, what="", relu=False):
     """float32 ``z = conv(x, W) + b`` on the register tile: for a few output channels over
     many input channels the dot tile (input channels along the lanes: an RGB layer's dX,
     a last layer back to 3 channels), else Winograd where it pays, else direct."""
-    C, K = W.shape[2], W.shape[3]
-    fused = " + relu" if relu else ""
-    if dot.usable(C, K):
-        note_route(what + dot.tile_name(K) + fused)
+    _, winograd_on, l2 = switches
+    tile, name = _tile_route(x.shape, W.shape, win, relu, thread_count() if winograd_on else 0, l2)
+    note_route(what + name)
+    if tile == "dot":
         dot.forward(x, W, b, win, z, _scratch, relu)
-    elif winograd.usable(x.shape, W.shape, win) and config.winograd_enabled():
-        note_route(what + f"winograd F(2x2,{W.shape[0]}x{W.shape[1]})" + (", then relu" if relu else ""))
+    elif tile == "winograd":
         winograd.forward(x, W, b, win, z, _scratch)
         if relu:  # Winograd's output transform stores 8-lane pieces: ReLU after it, in place
             _relu_in_place(z)
     else:
-        note_route(what + direct.tile_name(z.shape[3]) + fused)
         direct.forward(x, W, b, win, z, _scratch, relu)
+
+
+@functools.lru_cache(maxsize=1024)
+def _tile_route(x_shape, W_shape, win, relu, winograd_threads, l2):
+    """``_tiled_forward``'s choice for these shapes, and its name for NBCNN_DEBUG, found once
+    per shape: ``("dot" | "winograd" | "direct", name)``. ``winograd_threads``: Numba's thread
+    count (Winograd's choice depends on it and on ``l2``, the L2 cache's bytes), 0 when
+    NBCNN_WINOGRAD=0. (Made at every call, the
+    choice and its name cost 6-10 us of a small layer's 250 in cold Python: see
+    ``backend.cpu_runners``.)"""
+    C, K = W_shape[2], W_shape[3]
+    fused = " + relu" if relu else ""
+    if dot.usable(C, K):
+        return "dot", dot.tile_name(K) + fused
+    if winograd_threads and winograd.usable(x_shape, W_shape, win, winograd_threads, l2):
+        return "winograd", f"winograd F(2x2,{W_shape[0]}x{W_shape[1]})" + (", then relu" if relu else "")
+    return "direct", direct.tile_name(K) + fused
 
 
 def _relu_in_place(z):
@@ -156,18 +202,19 @@ def forward(x, W, b, win, z, relu=False):
     """``z = conv(x, W) + b``. Same arguments and output as ``conv.conv2d_forward``;
     ``relu``: ``z = relu(conv(x, W) + b)``, as ``conv.conv2d_forward_relu`` (see
     ``forward_relu``)."""
-    if _readable_for_non_finite(readable.FORWARD_RELU if relu else readable.FORWARD, (W,), win, x.shape, z.shape,
-                                x, W, b, win, z):
+    if _reaches_padding(win, x.shape, z.shape) and _readable_for_non_finite(
+            readable.FORWARD_RELU if relu else readable.FORWARD, (W,), win, x.shape, z.shape, x, W, b, win, z):
         return
-    K = z.shape[3]
-    Wm = W.reshape(-1, K)
-    if _direct_ok(x, W, z, win):
+    switches = _switches()
+    if _direct_ok(x, W, z, win, switches[0]):
         # float32: the register-blocked direct kernel (direct.py), bias included. Its
         # tiles run across rows, so even LeNet's C5 (one pixel per row) fills them: 130 us
         # against 270 for im2col + BLAS. 3x3 stride-1 layers with moderate channel counts
         # take Winograd's F(2x2, 3x3) on the same register tile (winograd.py).
-        _tiled_forward(x, W, b, win, z, relu=relu)
+        _tiled_forward(x, W, b, win, z, switches, relu=relu)
         return
+    K = z.shape[3]
+    Wm = W.reshape(-1, K)
     if _is_pointwise(x.shape, win, z.shape):
         # 1x1 conv: no copy, one matrix product (x viewed as (pixels, C)).
         note_route("1x1: BLAS")
@@ -195,22 +242,24 @@ def backward_filter(x, dz, win, dW, db=None):
     register-tiled routes also sum dz over its pixels into it, from the rows of dz they have
     just read (a separate pass read all of dz again: seed39's, 3.5 MB, 90 us); returns
     whether db was filled (otherwise the caller runs the bias kernel)."""
-    border = _border_pixels(dz, win, x.shape[1:3])  # a pass over all of dz cost ResNet's stem 1.3 ms
-    if _readable_for_non_finite(readable.BACKWARD_FILTER, border, win, x.shape, dz.shape, x, dz, win, dW):
+    # only the pixels whose windows reach the padding (a pass over all of dz cost ResNet's stem 1.3 ms)
+    if _reaches_padding(win, x.shape, dz.shape) and _readable_for_non_finite(
+            readable.BACKWARD_FILTER, _border_pixels(dz, win, x.shape[1:3]), win, x.shape, dz.shape, x, dz, win, dW):
         return False
     K = dz.shape[3]
-    if _direct_ok(x, dz, dW) and _copies_in_proportion(x.shape, win, dz.shape):
-        with_bias = db is not None and db.dtype == np.float32 and db.flags.c_contiguous
+    direct_on, winograd_on, l2 = _switches()
+    if _direct_ok(x, dz, dW, None, direct_on) and _copies_in_proportion(x.shape, win, dz.shape):
+        with_bias = db is not None and _float32_c(db)
         if filter_grad_taps.takes(x, dz, win):
             note_route(filter_grad_taps.tile_name(win.f_w * x.shape[3]))
-            filter_grad_taps.backward_filter(x, dz, win, dW, _scratch, db if with_bias else None)
+            filter_grad_taps.backward_filter(x, dz, win, dW, _scratch, db if with_bias else None, l2)
             return with_bias
-        if winograd.filter_grad_usable(x.shape, dz.shape, dW.shape, win) and config.winograd_enabled():
+        if winograd_on and winograd.filter_grad_usable(x.shape, dz.shape, dW.shape, win):
             note_route("winograd dW F(2x2,3x3)")
             winograd.filter_grad(x, dz, win, dW, _scratch)
             return False
         note_route(direct.filter_grad_tile_name(K, win.f_w * x.shape[3]))
-        direct.backward_filter(x, dz, win, dW, _scratch, db if with_bias else None)
+        direct.backward_filter(x, dz, win, dW, _scratch, db if with_bias else None, l2)
         return with_bias
     elif _is_pointwise(x.shape, win, dz.shape):
         note_route("1x1: BLAS")
@@ -219,6 +268,39 @@ def backward_filter(x, dz, win, dW, db=None):
         note_route("im2col+BLAS")
         im2col.filter_grad(x, dz, win, dW)
     return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _input_grad_route(dx_shape, dz_shape, W_shape, win, direct_ok):
+    """``backward_input``'s route for these shapes (found once per shape): "pointwise",
+    "flipped", "space-to-depth", "phases" or "col2im" (see there)."""
+    N, H, W_in, C = dx_shape
+    _, H_out, W_out, K = dz_shape
+    f_h, f_w = W_shape[0], W_shape[1]
+    flipped_copy = N * H * W_in * f_h * f_w * K  # im2col of the padded dz
+    dcols_size = N * H_out * W_out * f_h * f_w * C
+    if _is_pointwise(dx_shape, win, dz_shape) and not direct_ok:
+        return "pointwise"
+    if win.stride_h == 1 and win.stride_w == 1 and (flipped_copy <= _flip_limit(direct_ok) * dcols_size
+                                                    or _dot_flip_ok(direct_ok, dx_shape, dz_shape)):
+        return "flipped"
+    if direct_ok and (win.stride_h > 1 or win.stride_w > 1):
+        return "space-to-depth" if C <= direct.LANES else "phases"  # few channels: all phases in one convolution
+    return "col2im"
+
+
+@functools.lru_cache(maxsize=1024)
+def _flipped_window(win):
+    """The stride-1 dX's window: the forward's filter, padded by ``f - 1 - pad``."""
+    return Window(win.f_h, win.f_w, 1, 1, win.f_h - 1 - win.pad_top, win.f_w - 1 - win.pad_left)
+
+
+@functools.lru_cache(maxsize=64)
+def _zero_bias(C):
+    """A read-only zero bias of C channels (the flipped forward's)."""
+    zeros = np.zeros(C, np.float32)
+    zeros.flags.writeable = False
+    return zeros
 
 
 def backward_input(dz, W, win, dx):
@@ -238,34 +320,32 @@ def backward_input(dz, W, win, dx):
       (LeNet's C5: the flipped conv would do 190x the work of dcols; see ``_flip_limit``
       and, for few input channels, ``DOT_FLIP_LIMIT``.)
     """
-    if _readable_for_non_finite(readable.BACKWARD_INPUT, (W,), win, dx.shape, dz.shape, dz, W, win, dx):
+    if _reaches_padding(win, dx.shape, dz.shape) and _readable_for_non_finite(
+            readable.BACKWARD_INPUT, (W,), win, dx.shape, dz.shape, dz, W, win, dx):
         return
-    N, H, W_in, C = dx.shape
-    _, H_out, W_out, K = dz.shape
-    f_h, f_w = W.shape[0], W.shape[1]
-    direct_ok = _direct_ok(dz, W, dx) and _copies_in_proportion(dx.shape, win, dz.shape)
-    flipped_copy = N * H * W_in * f_h * f_w * K  # im2col of the padded dz
-    dcols_size = N * H_out * W_out * f_h * f_w * C
-    if _is_pointwise(dx.shape, win, dz.shape) and not direct_ok:
+    switches = _switches()
+    direct_ok = _direct_ok(dz, W, dx, None, switches[0]) and _copies_in_proportion(dx.shape, win, dz.shape)
+    route = _input_grad_route(dx.shape, dz.shape, W.shape, win, direct_ok)
+    if route == "pointwise":
         note_route("1x1: BLAS")
+        C, K = W.shape[2], W.shape[3]
         blas.matmul(dz.reshape(-1, K), W.reshape(C, K).T, out=dx.reshape(-1, C))
-    elif win.stride_h == 1 and win.stride_w == 1 and (flipped_copy <= _flip_limit(direct_ok) * dcols_size
-                                                      or _dot_flip_ok(direct_ok, dx.shape, dz.shape)):
+    elif route == "flipped":
         # Wflip[i, j, k, c] = W[f_h-1-i, f_w-1-j, c, k]
-        Wflip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
-        flipped = Window(f_h, f_w, 1, 1, f_h - 1 - win.pad_top, f_w - 1 - win.pad_left)
+        Wflip = direct.flipped_filters(W)
+        flipped = _flipped_window(win)
         if direct_ok:
-            _tiled_forward(dz, Wflip, np.zeros(C, dz.dtype), flipped, dx, what="flipped ")
+            _tiled_forward(dz, Wflip, _zero_bias(W.shape[2]), flipped, dx, switches, what="flipped ")
         else:
             note_route("flipped im2col+BLAS")
-            im2col.conv_gemm(dz, Wflip.reshape(-1, C), f_h, f_w, 1, 1, flipped.pad_top, flipped.pad_left, dx)
-    elif direct_ok and (win.stride_h > 1 or win.stride_w > 1):
-        if C <= direct.LANES:  # few channels: all phases in one convolution
-            note_route("space-to-depth tile")
-            direct.backward_input_space_to_depth(dz, W, win, dx, _scratch)
-        else:
-            note_route("per-phase tiles")
-            direct.backward_input_strided(dz, W, win, dx, _scratch)
+            im2col.conv_gemm(dz, Wflip.reshape(-1, W.shape[2]), win.f_h, win.f_w, 1, 1, flipped.pad_top,
+                             flipped.pad_left, dx)
+    elif route == "space-to-depth":
+        note_route("space-to-depth tile")
+        direct.backward_input_space_to_depth(dz, W, win, dx, _scratch)
+    elif route == "phases":
+        note_route("per-phase tiles")
+        direct.backward_input_strided(dz, W, win, dx, _scratch)
     else:
         note_route("BLAS+col2im")
         im2col.input_grad(dz, W, win, dx)

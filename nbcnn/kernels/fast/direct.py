@@ -53,12 +53,14 @@ per phase of the input grid (``backward_input_strided``) or, for few channels, a
 one (``backward_input_space_to_depth``).
 """
 
-import numba
+import functools
+import math
+
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ...backend import ALIGNMENT, aligned_empty, aligned_zeros
+from ...backend import ALIGNMENT, address, aligned_empty, thread_count
 from ...checks import Window
 from .caches import l2_bytes
 from .simd import (LANES, aligned_floats, ints_at, ints_from, load8, load_lanes, load_tile, loadv, repeat, splat_each, store8,
@@ -435,6 +437,21 @@ def _pack_rows(rows, width, out):
                 dst[lane] = 0
 
 
+@njit(cache=True)
+def flipped_filters(W):
+    """``Wflip[i, j, k, c] = W[f_h - 1 - i, f_w - 1 - j, c, k]``, contiguous: the filters of a
+    stride-1 dX as a convolution (one compiled call; numpy's flip, transpose and copy took
+    three calls of cold Python)."""
+    f_h, f_w, C, K = W.shape
+    out = np.empty((f_h, f_w, K, C), W.dtype)
+    for i in range(f_h):
+        for j in range(f_w):
+            for k in range(K):
+                for c in range(C):
+                    out[i, j, k, c] = W[f_h - 1 - i, f_w - 1 - j, c, k]
+    return out
+
+
 def input_is_copied(x_shape, win, H_out, W_out, slack=0):
     """Whether ``padded_input`` copies x: padding on a side, windows reaching past x, or slack."""
     Hp = (H_out - 1) * win.stride_h + win.f_h
@@ -500,6 +517,7 @@ def tile_name(K):
     return f"direct {PIXELS}x{CHANNELS} tile"
 
 
+@functools.lru_cache(maxsize=256)
 def filter_grad_shape(K, run=None):
     """(taps, vectors, lanes) of the dW tile for K output channels: ``TAPS`` x two vectors of
     ``LANES``; on AVX-512 past ``CHANNELS`` channels ``WIDE_TAPS`` x four; for ``LANES``
@@ -515,6 +533,7 @@ def filter_grad_shape(K, run=None):
     return (TAPS, 2, LANES)
 
 
+@functools.lru_cache(maxsize=256)
 def filter_grad_tile_name(K, run=None):
     """The dW tile (for NBCNN_DEBUG): taps x channels, "dW 6x16 tile" / "dW 12x8 tile" on
     AVX2, "dW 6x64 tile" / "dW 8x32 tile" / "dW 12x16 tile" / "dW 12x8 tile" on AVX-512."""
@@ -524,18 +543,88 @@ def filter_grad_tile_name(K, run=None):
 
 def forward(x, W, b, win, z, scratch, relu=False):
     """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous); ``win`` a ``checks.Window``;
-    ``relu``: ``z = relu(conv(x, W) + b)`` in the same pass."""
+    ``relu``: ``z = relu(conv(x, W) + b)`` in the same pass.
+
+    Python only finds the shapes and the scratch memory; the border copy, the packing, the
+    bias and the tiles run in one compiled call (``_forward_narrow``, ``_forward_wide``; see
+    ``border_copy``)."""
     N, H_out, W_out, K = z.shape
-    width = narrow_lanes(K) if K <= LANES else CHANNELS  # the narrow tile for LANES channels or fewer
-    xp = padded_input(x, win, H_out, W_out, scratch)
-    bias = aligned_zeros(-(-K // width) * width)
-    bias[:K] = b
     geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
-    if K <= LANES:
-        conv_tiles_narrow(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1), relu,
-                          (0,) * width)
+    copy = border_copy(x.shape, win, H_out, W_out, scratch)
+    pads = (win.pad_top, win.pad_left)
+    if K <= LANES:  # the narrow tile for LANES channels or fewer
+        _forward_narrow(x, W, b, pads, copy, geometry, z, relu, (0,) * narrow_lanes(K))
     else:
-        conv_tiles(xp.reshape(-1), xp.shape, pack_filters(W, width), geometry, bias, z.reshape(-1), relu)
+        _forward_wide(x, W, b, pads, copy, geometry, z, relu)
+
+
+NO_COPY = np.zeros(0, np.float32)
+"""``border_copy``'s answer for a layer whose input needs no border: x is read in place."""
+
+
+def border_copy(x_shape, win, H_out, W_out, scratch, slack=0):
+    """The flat scratch memory ``with_border`` copies x into (``padded_input``'s copy, not
+    yet filled), or ``NO_COPY``. The compiled drivers take it and copy x there themselves:
+    each Python step between two kernels runs with cold caches (the previous kernel streamed
+    megabytes through them), a few microseconds each (a Numba call 10-16 us), and the steps
+    of a small layer's forward cost 50-70 us of its 230-400 (Sapphire Rapids)."""
+    if not input_is_copied(x_shape, win, H_out, W_out, slack):
+        return NO_COPY
+    N, _, _, C = x_shape
+    return scratch("padded_x", N * ((H_out - 1) * win.stride_h + win.f_h) * ((W_out - 1) * win.stride_w + win.f_w) * C
+                   + slack)
+
+
+@register_jitable
+def with_border(x, pads, copy, geometry):
+    """``padded_input`` in compiled code: ``(flat input, its shape)``, x itself when ``copy``
+    is ``NO_COPY``, else ``copy`` filled with x and its zero border (and zeros in any slack
+    after it)."""
+    f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    N, H, W, C = x.shape
+    if copy.size == 0:
+        return x.reshape(-1), (N, H, W, C)
+    Hp, Wp = (H_out - 1) * s_h + f_h, (W_out - 1) * s_w + f_w
+    size = N * Hp * Wp * C
+    copy[size:] = 0
+    _pad_rows(x, copy[:size].reshape(N, Hp, Wp, C), pads[0], pads[1])
+    return copy, (N, Hp, Wp, C)
+
+
+@register_jitable
+def packed_filters(W, width):
+    """``pack_filters`` in compiled code."""
+    K = W.shape[3]
+    rows = np.ascontiguousarray(W).reshape(-1, K)
+    out = aligned_floats(-(-K // width) * width * rows.shape[0])
+    _pack_rows(rows, width, out)
+    return out
+
+
+@register_jitable
+def padded_bias(b, width):
+    """``b`` followed by zeros up to a whole number of ``width``-channel panels."""
+    K = b.shape[0]
+    out = aligned_floats(-(-K // width) * width)
+    out[:] = 0
+    out[:K] = b
+    return out
+
+
+@njit(cache=True)
+def _forward_narrow(x, W, b, pads, copy, geometry, z, relu, lane_slots):
+    """``forward``'s compiled part for the narrow tile (``len(lane_slots)`` lanes)."""
+    xf, x_shape = with_border(x, pads, copy, geometry)
+    width = len(lane_slots)
+    conv_tiles_narrow(xf, x_shape, packed_filters(W, width), geometry, padded_bias(b, width), z.reshape(-1), relu,
+                      lane_slots)
+
+
+@njit(cache=True)
+def _forward_wide(x, W, b, pads, copy, geometry, z, relu):
+    """``forward``'s compiled part for the ``PIXELS`` x ``CHANNELS`` tile."""
+    xf, x_shape = with_border(x, pads, copy, geometry)
+    conv_tiles(xf, x_shape, packed_filters(W, CHANNELS), geometry, padded_bias(b, CHANNELS), z.reshape(-1), relu)
 
 
 def dense_forward(x, W, b, y):
@@ -569,52 +658,88 @@ unchunked, 68 chunked, one thread; its 1x1 layer, 400 KB of dz under 4.8 MB of i
 _NO_BIAS = np.zeros(0, np.float32)
 
 
-def backward_filter(x, dz, win, dW, scratch, db=None):
+def backward_filter(x, dz, win, dW, scratch, db=None, l2=None):
     """``dW = sum over pixels of window(x) outer dz`` for float32 (see ``filter_grad_tiles``);
-    with ``db`` given, also ``db = the sum of dz over its pixels`` in the same pass."""
+    with ``db`` given, also ``db = the sum of dz over its pixels`` in the same pass. ``l2``:
+    the L2 cache's bytes, if the caller has read them (``caches.l2_bytes``). Python finds the
+    shapes, the chunks and the scratch memory; the rest is one compiled call
+    (``_backward_filter``; see ``border_copy``)."""
     N, H_out, W_out, K = dz.shape
     f_h, f_w, C, _ = dW.shape
-    run = f_w * C
-    taps, vectors, lanes = filter_grad_shape(K, run)
-    width = vectors * lanes
-    slack = taps if run < taps else 0  # a row shorter than a tile reads past its end
-    xp = padded_input(x, win, H_out, W_out, scratch, slack=slack)
-    Kp = -(-K // width) * width
-    dzf = dz.reshape(-1)
+    taps, vectors, lanes = filter_grad_shape(K, f_w * C)
+    slack = taps if f_w * C < taps else 0  # a row shorter than a tile reads past its end
+    copy = border_copy(x.shape, win, H_out, W_out, scratch, slack)
+    splits, chunk_rows = filter_grad_chunks(x.shape, dz.shape, dW.shape, win, l2 or l2_bytes())
     # a copy when dz does not start on a cache line: its vectors are read again by every tile
     # of taps, each load then split across two lines (1.07x aligned, one pass to copy)
-    if K % 16 == 0 and dz.ctypes.data % ALIGNMENT:
-        dzf = scratch("dz_aligned", dz.size)
-        dzf[:] = dz.reshape(-1)
-    F = f_h * run
-    tiles = f_h * -(-run // taps)
-    tasks = tiles * (Kp // width)
-    if tasks >= TASKS_WANTED and dz.nbytes + xp.nbytes > CHUNK_BYTES:
+    dz_copy = scratch("dz_aligned", dz.size) if K % 16 == 0 and address(dz) % ALIGNMENT else NO_COPY
+    _backward_filter(x, dz, (win.pad_top, win.pad_left), copy, dz_copy,
+                     (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K), splits, chunk_rows,
+                     dW, _NO_BIAS if db is None else db, thread_count(), (0,) * taps, (0,) * vectors, (0,) * lanes)
+
+
+@functools.lru_cache(maxsize=1024)
+def filter_grad_chunks(x_shape, dz_shape, dW_shape, win, l2):
+    """``(splits, chunk_rows)`` of ``filter_grad_tiles`` for these shapes (see there), found
+    once per shape."""
+    N, H_out, W_out, K = dz_shape
+    f_h, f_w, C, _ = dW_shape
+    run = f_w * C
+    taps, vectors, lanes = filter_grad_shape(K, run)
+    Hp, Wp = (H_out - 1) * win.stride_h + f_h, (W_out - 1) * win.stride_w + f_w
+    copied = input_is_copied(x_shape, win, H_out, W_out, taps if run < taps else 0)
+    x_bytes = 4 * (N * Hp * Wp * C if copied else math.prod(x_shape))
+    dz_bytes = 4 * math.prod(dz_shape)
+    tasks = f_h * -(-run // taps) * -(-K // (vectors * lanes))
+    if tasks >= TASKS_WANTED and dz_bytes + x_bytes > CHUNK_BYTES:
         # big: cache-sized chunks of rows; past the L2 cache, each chunk's rows in CHUNK_SPLITS parts
-        splits = CHUNK_SPLITS if dz.nbytes > l2_bytes() else 1
-        chunk_rows = -(-max(1, CHUNK_PIXELS // W_out) // splits) * splits
-    else:  # few tasks (small filters): split the rows, one chunk
-        splits, chunk_rows = max(1, min(N * H_out, TASKS_WANTED // tasks)), N * H_out
-    parts = aligned_zeros((splits, F + taps, Kp))
-    geometry = (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K)
-    # the copy's flat buffer with its slack: the same scratch memory padded_input filled
-    xf = scratch("padded_x", xp.size + slack) if slack else xp.reshape(-1)
-    rows = N * H_out
+        splits = CHUNK_SPLITS if dz_bytes > l2 else 1
+        return splits, -(-max(1, CHUNK_PIXELS // W_out) // splits) * splits
+    # few tasks (small filters): split the rows, one chunk
+    return max(1, min(N * H_out, TASKS_WANTED // tasks)), N * H_out
+
+
+@njit(cache=True)
+def _backward_filter(x, dz, pads, copy, dz_copy, geometry, splits, chunk_rows, dW, db, workers, tap_slots,
+                     vector_slots, lane_slots):
+    """``backward_filter``'s compiled part: the border copy, the tiles, and the sum of their
+    parts into dW (and db, when it is not empty)."""
+    xf, x_shape = with_border(x, pads, copy, geometry)
+    f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    taps, width = len(tap_slots), len(vector_slots) * len(lane_slots)
+    Kp = -(-K // width) * width
+    F = f_h * f_w * x_shape[3]
+    dzf = dz.reshape(-1)
+    if dz_copy.size:
+        dz_copy[:] = dzf
+        dzf = dz_copy
+    parts = aligned_floats(splits * (F + taps) * Kp)
+    parts[:] = 0
+    bias_parts = aligned_floats(splits * Kp if db.size else 0)
+    bias_parts[:] = 0
+    rows = x_shape[0] * H_out
     last = rows - 1 if Kp != K else rows
-    bias_parts = _NO_BIAS if db is None else aligned_zeros((splits, Kp))
-    sums = (parts.reshape(-1), numba.get_num_threads(), (0,) * taps, (0,) * vectors, (0,) * lanes, bias_parts.reshape(-1))
     if last > 0:
-        filter_grad_tiles(xf, xp.shape, dzf, geometry, (0, last), chunk_rows, *sums)
+        filter_grad_tiles(xf, x_shape, dzf, geometry, (0, last), chunk_rows, parts, workers, tap_slots, vector_slots,
+                          lane_slots, bias_parts)
     if last < rows:
         # the last pixel's vectors would read up to `width` numbers past the end of dz, so the
         # last row is summed from a copy with room after it (a copy of all of dz instead cost
         # seed39's dW 0.4 of its 0.85 ms)
-        room = aligned_zeros(W_out * K + width)
+        room = aligned_floats(W_out * K + width)
+        room[:] = 0
         room[:W_out * K] = dzf[last * W_out * K:]
-        filter_grad_tiles(xf, xp.shape, room, geometry, (last, rows), chunk_rows, *sums)
-    dW.reshape(F, K)[...] = sum_in_order(parts)[:F, :K]
-    if db is not None:
-        db[...] = sum_in_order(bias_parts)[:K]
+        filter_grad_tiles(xf, x_shape, room, geometry, (last, rows), chunk_rows, parts, workers, tap_slots,
+                          vector_slots, lane_slots, bias_parts)
+    summed = _summed_in_order(parts.reshape(splits, -1))
+    flat = dW.reshape(-1)
+    for r in range(F):
+        for k in range(K):
+            flat[r * K + k] = summed[r * Kp + k]
+    if db.size:
+        summed = _summed_in_order(bias_parts.reshape(splits, -1))
+        for k in range(K):
+            db[k] = summed[k]
 
 
 def sum_in_order(parts):
@@ -628,9 +753,16 @@ def sum_in_order(parts):
 
 @njit(cache=True)
 def _add_parts(rows):
+    _summed_in_order(rows)
+
+
+@register_jitable
+def _summed_in_order(rows):
+    """``sum_in_order`` in compiled code, of the rows of a 2-D array; returns rows[0]."""
     for t in range(1, rows.shape[0]):
         for e in range(rows.shape[1]):
             rows[0, e] += rows[t, e]
+    return rows[0]
 
 
 def _phases(f, s, pad):

@@ -35,9 +35,8 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from ...backend import aligned_zeros
 from ..activations import relu_cell
-from .direct import _window_starts, padded_input
+from .direct import _window_starts, border_copy, with_border
 from .simd import LANES, aligned_floats, ints_at, load_each, load_tile, repeat, store_lane_sums, tile_fma
 
 SUMS = 24 if LANES == 16 else 12
@@ -83,13 +82,31 @@ def padded_row(f_w, C):
     return -(-(f_w * C) // LANES) * LANES
 
 
+@register_jitable
 def pack_filters(W):
     """``W (f_h, f_w, C, K)`` -> flat ``(f_h, K, padded_row(f_w, C))``: a filter row's weights
     for one output are one contiguous run, like the row's numbers in x, then zeros."""
     f_h, f_w, C, K = W.shape
-    Wd = aligned_zeros((f_h, K, padded_row(f_w, C)))
-    Wd[:, :, :f_w * C] = W.transpose(0, 3, 1, 2).reshape(f_h, K, f_w * C)
-    return Wd.reshape(-1)
+    run_p = padded_row(f_w, C)
+    Wd = aligned_floats(f_h * K * run_p)
+    Wd[:] = 0
+    for i in range(f_h):
+        for k in range(K):
+            for j in range(f_w):
+                for c in range(C):
+                    Wd[(i * K + k) * run_p + j * C + c] = W[i, j, c, k]
+    return Wd
+
+
+@register_jitable
+def bias_lanes(b):
+    """``(K, LANES)`` flat: b[k] in lane 0 of row k, zeros elsewhere (see ``conv_tiles_dot``)."""
+    K = b.shape[0]
+    out = aligned_floats(K * LANES)
+    out[:] = 0
+    for k in range(K):
+        out[k * LANES] = b[k]
+    return out
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -146,15 +163,19 @@ def conv_tiles_dot(xf, x_shape, Wd, geometry, bias_lanes, out, relu, pixel_slots
 
 def forward(x, W, b, win, z, scratch, relu=False):
     """``z = conv(x, W) + b`` for float32 ``x, W, b, z`` (contiguous), ``usable(C, K)``;
-    ``relu``: ``z = relu(conv(x, W) + b)`` in the same pass."""
+    ``relu``: ``z = relu(conv(x, W) + b)`` in the same pass. Border copy, packing and tiles
+    in one compiled call, as ``direct.forward``."""
     N, H_out, W_out, K = z.shape
     if not usable(W.shape[2], K):
         raise ValueError(f"the dot tile takes {MAX_OUTPUTS} outputs or fewer over a multiple of {LANES} input "
                          f"channels{' (or 8 to 15)' if MASKED_TAPS else ''}; got {W.shape[2]} -> {K}")
-    xp = padded_input(x, win, H_out, W_out, scratch)
     geometry = (win.f_h, win.f_w, win.stride_h, win.stride_w, H_out, W_out, K)
-    bias_lanes = aligned_zeros((K, LANES))
-    bias_lanes[:, 0] = b
-    PX = pixels_per_tile(K)
-    conv_tiles_dot(xp.reshape(-1), xp.shape, pack_filters(W), geometry, bias_lanes.reshape(-1), z.reshape(-1), relu,
-                   (0,) * PX, (0,) * K)
+    copy = border_copy(x.shape, win, H_out, W_out, scratch)
+    _forward(x, W, b, (win.pad_top, win.pad_left), copy, geometry, z, relu, (0,) * pixels_per_tile(K), (0,) * K)
+
+
+@njit(cache=True)
+def _forward(x, W, b, pads, copy, geometry, z, relu, pixel_slots, out_slots):
+    """``forward``'s compiled part."""
+    xf, x_shape = with_border(x, pads, copy, geometry)
+    conv_tiles_dot(xf, x_shape, pack_filters(W), geometry, bias_lanes(b), z.reshape(-1), relu, pixel_slots, out_slots)

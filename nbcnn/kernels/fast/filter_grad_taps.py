@@ -26,15 +26,18 @@ AVX-512 only: with AVX2's 16 registers the tile would be 4 x 3 of 8 lanes, not m
 such a CPU, so those keep the direct tile.
 """
 
-import numba
+import functools
+import math
+
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
-from ...backend import ALIGNMENT, aligned_zeros
+from ...backend import ALIGNMENT, address, thread_count
 from .caches import l2_bytes
-from .direct import (_NO_BIAS, CHUNK_BYTES, CHUNK_PIXELS, CHUNK_SPLITS, TASKS_WANTED, input_is_copied, padded_input,
-                     sum_bias_rows, sum_in_order)
-from .simd import LANES, ints_from, load_tile, splat_each, store_tile_rows, tile_fma
+from .direct import (_NO_BIAS, CHUNK_BYTES, CHUNK_PIXELS, CHUNK_SPLITS, TASKS_WANTED, _summed_in_order, border_copy,
+                     input_is_copied, sum_bias_rows, with_border)
+from .simd import LANES, aligned_floats, ints_from, load_tile, splat_each, store_tile_rows, tile_fma
 
 K_BROADCASTS = 8
 """Output channels per tile (broadcasts of dz per pixel)."""
@@ -47,6 +50,7 @@ MAX_PADDING = 1.25
 """A filter row's taps rounded up to whole tiles may be at most this many times the row."""
 
 
+@functools.lru_cache(maxsize=256)
 def tile_vectors(run):
     """V for a filter row of ``run`` numbers: 3 or 2 vectors, whichever pads the row less (64
     numbers: 2 tiles of 32 rather than 2 of 48), 3 on a tie (one vector a tile would be the
@@ -54,6 +58,7 @@ def tile_vectors(run):
     return min(range(TAP_VECTORS, 1, -1), key=lambda v: -(-run // (v * LANES)) * v)
 
 
+@functools.lru_cache(maxsize=256)
 def padded_run(run):
     """``run`` rounded up to whole tiles of ``tile_vectors(run) * LANES`` taps."""
     block = tile_vectors(run) * LANES
@@ -85,9 +90,10 @@ def takes(x, dz, win):
     if not usable(C, K, win.f_w):
         return False
     slack = padded_run(win.f_w * C) - win.f_w * C  # as backward_filter asks padded_input for
-    return input_is_copied(x.shape, win, dz.shape[1], dz.shape[2], slack) or x.ctypes.data % ALIGNMENT == 0
+    return input_is_copied(x.shape, win, dz.shape[1], dz.shape[2], slack) or address(x) % ALIGNMENT == 0
 
 
+@functools.lru_cache(maxsize=256)
 def tile_name(run):
     return f"dW taps {K_BROADCASTS}x{tile_vectors(run) * LANES} tile"
 
@@ -144,45 +150,69 @@ def filter_grad_tap_tiles(xf, x_shape, dzf, geometry, chunk_rows, parts, workers
                                   (0,), k_slots)
 
 
-def backward_filter(x, dz, win, dW, scratch, db=None):
+def backward_filter(x, dz, win, dW, scratch, db=None, l2=None):
     """``dW = sum over pixels of window(x) outer dz`` for float32, ``usable(C, K, f_w)``;
     with ``db`` given, also ``db = the sum of dz over its pixels`` in the same pass.
-    ``scratch(name, n)`` must give the same memory for the same name (``workspace.scratch``):
-    the input's padded copy is read back with its slack."""
+    ``scratch(name, n)`` gives the input's padded copy; ``l2``: the L2 cache's bytes, if the
+    caller has read them. The rest is one compiled call, as ``direct.backward_filter``."""
     N, H_out, W_out, K = dz.shape
     f_h, f_w, C, _ = dW.shape
     run = f_w * C
     V = tile_vectors(run)
-    run_p = padded_run(run)
     # the last tile of a filter row reads on past it: room after the input's end
-    xp = padded_input(x, win, H_out, W_out, scratch, slack=run_p - run)
-    xf = scratch("padded_x", xp.size + run_p - run) if run_p > run else xp.reshape(-1)
-    tasks = f_h * (run_p // (V * LANES)) * (K // K_BROADCASTS)
+    copy = border_copy(x.shape, win, H_out, W_out, scratch, slack=padded_run(run) - run)
+    splits, chunk_rows = _chunks(x.shape, dz.shape, dW.shape, win, l2 or l2_bytes())
+    _backward_filter(x, np.ascontiguousarray(dz), (win.pad_top, win.pad_left), copy,
+                     (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K), splits, chunk_rows, dW,
+                     _NO_BIAS if db is None else db, thread_count(), (0,) * K_BROADCASTS, (0,) * V)
+
+
+@functools.lru_cache(maxsize=1024)
+def _chunks(x_shape, dz_shape, dW_shape, win, l2):
+    """``(splits, chunk_rows)`` for these shapes, found once per shape."""
+    N, H_out, W_out, K = dz_shape
+    f_h, f_w, C, _ = dW_shape
+    run = f_w * C
+    run_p = padded_run(run)
+    Hp, Wp = (H_out - 1) * win.stride_h + f_h, (W_out - 1) * win.stride_w + f_w
+    copied = input_is_copied(x_shape, win, H_out, W_out, run_p - run)
+    x_bytes = 4 * (N * Hp * Wp * C if copied else math.prod(x_shape))
+    dz_bytes = 4 * math.prod(dz_shape)
+    tasks = f_h * (run_p // (tile_vectors(run) * LANES)) * (K // K_BROADCASTS)
     # at least CHUNK_TASKS tasks a chunk, splitting the rows where there are fewer (a fixed
     # number, not the thread count: the bits never depend on the machine)
     splits = max(1, -(-CHUNK_TASKS // tasks))
-    if dz.nbytes + xp.nbytes > CHUNK_BYTES:  # cache-sized chunks of rows (Inception's 1x1: 8 tasks, 0.40 -> 0.29 ms)
-        if xp.nbytes > l2_bytes():
+    if dz_bytes + x_bytes > CHUNK_BYTES:  # cache-sized chunks of rows (Inception's 1x1: 8 tasks, 0.40 -> 0.29 ms)
+        if x_bytes > l2:
             # x from memory: each chunk's rows in at least CHUNK_SPLITS parts, so that each
             # thread streams whole pixels of its own rows; sharing the tasks, both threads read
             # half of every pixel, the lines of both halves fetched for each (Inception's 1x1
             # dW, 4.8 MB of x, 2 threads: the kernel 276 -> 229 us, the whole dW 347-358 -> 297-301)
             splits = max(splits, CHUNK_SPLITS)
-        chunk_rows = -(-max(1, CHUNK_PIXELS // W_out) // splits) * splits
-    else:  # all in the cache: one chunk
-        splits, chunk_rows = max(1, min(N * H_out, TASKS_WANTED // tasks)), N * H_out
-    parts = aligned_zeros((splits, K, f_h * run_p))
-    geometry = (f_h, f_w, win.stride_h, win.stride_w, H_out, W_out, K)
-    bias_parts = _NO_BIAS if db is None else aligned_zeros((splits, K))
-    filter_grad_tap_tiles(xf, xp.shape, np.ascontiguousarray(dz).reshape(-1), geometry, chunk_rows,
-                          parts.reshape(-1), numba.get_num_threads(), (0,) * K_BROADCASTS, (0,) * V,
-                          bias_parts.reshape(-1))
-    if db is not None:
-        db[...] = sum_in_order(bias_parts)
-    _transposed_into(sum_in_order(parts).reshape(K, f_h, run_p), dW.reshape(f_h, run, K))
+        return splits, -(-max(1, CHUNK_PIXELS // W_out) // splits) * splits
+    return max(1, min(N * H_out, TASKS_WANTED // tasks)), N * H_out  # all in the cache: one chunk
 
 
 @njit(cache=True)
+def _backward_filter(x, dz, pads, copy, geometry, splits, chunk_rows, dW, db, workers, k_slots, vector_slots):
+    """``backward_filter``'s compiled part: the border copy, the tiles, and their parts summed
+    and transposed into dW (and db, when it is not empty)."""
+    xf, x_shape = with_border(x, pads, copy, geometry)
+    f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    run = f_w * x_shape[3]
+    run_p = -(-run // (len(vector_slots) * LANES)) * len(vector_slots) * LANES
+    parts = aligned_floats(splits * K * f_h * run_p)
+    parts[:] = 0
+    bias_parts = aligned_floats(splits * K if db.size else 0)
+    bias_parts[:] = 0
+    filter_grad_tap_tiles(xf, x_shape, dz.reshape(-1), geometry, chunk_rows, parts, workers, k_slots, vector_slots,
+                          bias_parts)
+    if db.size:
+        db[:] = _summed_in_order(bias_parts.reshape(splits, K))
+    _transposed_into(_summed_in_order(parts.reshape(splits, -1)).reshape(K, f_h, run_p), dW.reshape(f_h, run, K))
+
+
+@register_jitable
 def _transposed_into(summed, dW):
     """``dW[i, m, k] = summed[k, i, m]`` for the ``run`` taps of each filter row (the sums are
     dW transposed, each row padded to whole tiles); compiled, as ``sum_in_order``."""

@@ -54,6 +54,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ... import config
+from ...backend import thread_count
 from ...checks import window_span
 
 
@@ -195,7 +196,7 @@ def _launch(parallel, touched, *args):
     """Run a prange driver with one chunk per thread; calls touching fewer than
     ``config.POOL_SERIAL_BELOW_ELEMENTS`` numbers get one chunk on one thread (waking the other
     costs more than it saves), as the dispatcher does for kernels without ``own_threads``."""
-    threads = numba.get_num_threads()
+    threads = thread_count()
     if touched >= config.POOL_SERIAL_BELOW_ELEMENTS or threads == 1:
         parallel(*args, threads)
         return

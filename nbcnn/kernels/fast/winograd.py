@@ -42,11 +42,10 @@ oracle like the other kernels, and the same bits every run (each output is writt
 task, in a fixed order).
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-from ...backend import aligned_empty, aligned_zeros
+from ...backend import aligned_empty, aligned_zeros, thread_count
 from .caches import l2_bytes
 from .direct import CHANNELS, PIXELS, filter_grad_shape, padded_input, sum_in_order
 from .simd import (LANES, add8, aligned_floats, fma8, ints_from, load8, load_tile, loadv, repeat, splat8, splat_each,
@@ -402,7 +401,7 @@ tiles a task) 1.64x and 1.60x, with one image (25-56 tiles a task) 1.25x and 1.0
 U_BYTES_PER_L2_MANY_TILES = 8
 
 
-def usable(x_shape, W_shape, win):
+def usable(x_shape, W_shape, win, threads=None, l2=None):
     """Winograd takes 3x3 and 5x5 stride-1 convs (float32: the caller checks) with a
     multiple of 8 input channels (its input transform runs 8 channels at a time), at least
     32 of them (with fewer, the transforms cost more than the multiplies they save), and
@@ -415,8 +414,9 @@ def usable(x_shape, W_shape, win):
     if not _patch_layer(W_shape, win, (3, 5)):
         return False
     Kp = -(-K // CHANNELS) * CHANNELS
-    U_bytes, l2 = (f_h + 1) ** 2 * C * Kp * 4, l2_bytes()
-    many_tiles = tiles_per_task(tile_count(x_shape), numba.get_num_threads()) == TILES  # about the output's ("same")
+    U_bytes, l2 = (f_h + 1) ** 2 * C * Kp * 4, l2 or l2_bytes()
+    threads = thread_count() if threads is None else threads
+    many_tiles = tiles_per_task(tile_count(x_shape), threads) == TILES  # about the output's ("same")
     if f_h == 5 and not many_tiles:  # its 6x6 transforms cost about what they save then (one image: 0.96-0.99x)
         return False
     return U_bytes <= U_BYTES_PER_L2 * l2 or (U_bytes <= U_BYTES_PER_L2_MANY_TILES * l2 and many_tiles)
@@ -451,7 +451,7 @@ def forward(x, W, b, win, z, scratch):
     xp = padded_input(x, win, even_h, even_w, scratch)
     bias = aligned_zeros(-(-K // CHANNELS) * CHANNELS)
     bias[:K] = b
-    workers = numba.get_num_threads()
+    workers = thread_count()
     per_task = tiles_per_task(tile_count(z.shape), workers)
     winograd_tiles(xp.reshape(-1), xp.shape, transform_filters(W), z.shape, bias, per_task, workers, z.reshape(-1),
                    W.shape[0] + 1)
@@ -513,7 +513,7 @@ def filter_grad(x, dz, win, dW, scratch):
     _zero_pad_copy(dz, dzp)
     dU = aligned_zeros((GRAD_SPLITS, side * side, C + taps, Kp))
     winograd_filter_grad_tiles(xp.reshape(-1), xp.shape, dzp.reshape(-1), dzp.shape, GRAD_TILES,
-                               numba.get_num_threads(), dU.reshape(-1), side, (0,) * taps, (0,) * vectors, (0,) * lanes)
+                               thread_count(), dU.reshape(-1), side, (0,) * taps, (0,) * vectors, (0,) * lanes)
     _filters_from_transformed(sum_in_order(dU), _G3 if f == 3 else _G5, dW)
 
 
