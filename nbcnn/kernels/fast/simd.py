@@ -367,6 +367,73 @@ def load_lanes(typingctx, arr, idx, lanes):
     return vt(arr, idx, lanes), codegen
 
 
+@intrinsic
+def store_lanes(typingctx, arr, idx, v):
+    """``arr[idx : idx + lanes] = v`` for a vector of any width (``storev`` or ``store8``, by
+    ``v``'s type)."""
+    _check_flat_float32(arr, idx)
+    vt = _same_vectors(v)
+    vec = _llvm_vector(vt)
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _lane_pointer(context, builder, sig.args[0], args[0], args[1], vec), align=4)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v), codegen
+
+
+@intrinsic
+def load_like(typingctx, arr, idx, like):
+    """``arr[idx : idx + lanes]``, a vector as wide as ``like`` (a vector)."""
+    _check_flat_float32(arr, idx)
+    vt = _same_vectors(like)
+    vec = _llvm_vector(vt)
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_lane_pointer(context, builder, sig.args[0], args[0], args[1], vec), align=4)
+
+    return vt(arr, idx, like), codegen
+
+
+@intrinsic
+def lanes_of(typingctx, v):
+    """The number of lanes of the vector ``v`` (a constant)."""
+    vt = _same_vectors(v)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_I64, vt.lanes)
+
+    return types.int64(v), codegen
+
+
+@intrinsic(prefer_literal=True)
+def splat_lanes(typingctx, x, lanes):
+    """``x`` (a float32) in all ``lanes`` lanes (a constant, or a tuple of that length)."""
+    if x != types.float32:
+        raise TypeError(f"simd.splat_lanes: needs a float32, got {x}")
+    vt = F32xNType(_literal_count(lanes, "splat_lanes"))
+    vec = _llvm_vector(vt)
+
+    def codegen(context, builder, sig, args):
+        return _broadcast(builder, args[0], vec)
+
+    return vt(x, lanes), codegen
+
+
+@intrinsic
+def splat_like(typingctx, x, v):
+    """``x`` (a float32) in all lanes of a vector as wide as ``v``."""
+    if x != types.float32:
+        raise TypeError(f"simd.splat_like: needs a float32, got {x}")
+    vt = _same_vectors(v)
+    vec = _llvm_vector(vt)
+
+    def codegen(context, builder, sig, args):
+        return _broadcast(builder, args[0], vec)
+
+    return vt(x, v), codegen
+
+
 @intrinsic(prefer_literal=True)
 def splat_each(typingctx, arr, starts, offset, lanes):
     """``arr[starts[p] + offset]`` in all ``lanes`` lanes (a constant, or a tuple of that
