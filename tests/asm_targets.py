@@ -73,7 +73,7 @@ def _kernel_signatures():
     taps_tile = (flat, shape4, flat, geometry, types.int64, flat, types.int64,
                  types.UniTuple(types.int64, taps.K_BROADCASTS), types.UniTuple(types.int64, taps.TAP_VECTORS), flat)
     # conv_tiles_narrow(..., lane_slots): the vector width as a tuple of that length
-    return {"conv_tiles": tiles, "conv_tiles_dot": dot_tile, "filter_grad_tap_tiles": taps_tile,
+    return {"conv_tiles": tiles + (types.Array(types.float32, 2, "C"),), "conv_tiles_dot": dot_tile, "filter_grad_tap_tiles": taps_tile,
             "conv_tiles_narrow": tiles + (types.UniTuple(types.int64, LANES),),
             "conv_tiles_narrow8": tiles + (types.UniTuple(types.int64, 8),),
             "filter_grad_tiles": dw + shape(*direct.filter_grad_shape(1 << 20)),

@@ -120,8 +120,22 @@ def _window_starts(starts, g0, pixels, x_shape, geometry):
                     n += 1
 
 
+@register_jitable
+def split_by_panel(x_shape, geometry):
+    """Whether ``conv_tiles`` splits its work by panels of filters (a task: one panel, every
+    pixel) rather than by rows of pixels (see there): a padded input that stays in the L2
+    cache (up to ``PANEL_TASK_INPUT_BYTES``) under more, and larger, packed filters."""
+    N, Hp, Wp, C = x_shape
+    f_h, f_w, s_h, s_w, H_out, W_out, K = geometry
+    panels = (K + CHANNELS - 1) // CHANNELS
+    filter_bytes = panels * f_h * f_w * C * CHANNELS * 4
+    input_bytes = N * Hp * Wp * C * 4
+    return (panels > 1 and filter_bytes > TILE_MAJOR_BYTES and input_bytes <= PANEL_TASK_INPUT_BYTES
+            and filter_bytes > input_bytes)
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def conv_tiles(xf, x_shape, Wf, geometry, bias, out, relu):
+def conv_tiles(xf, x_shape, Wf, geometry, bias, out, relu, rows):
     """The tiled loop nest (``PIXELS`` pixels x ``CHANNELS`` channels). All arrays are flat float32:
 
     * ``xf``: the padded input, shape ``x_shape = (N, Hp, Wp, C)`` (see ``padded_input``), so
@@ -129,7 +143,11 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out, relu):
     * ``Wf``: the packed filters ``(ceil(K / CHANNELS), f_h, f_w, C, CHANNELS)`` (see
       ``pack_filters``): one tap's weights are contiguous, the next tap's right after them.
       (The step is the constant CHANNELS on purpose: a step read from an argument, to walk a dense
-      layer's ``W`` in place, cost 5-10% on every conv.)
+      layer's ``W`` in place, cost 5-10% on every conv.) Empty when the work is split by
+      panels (``split_by_panel``): each task then packs its own panel from ``rows``, the
+      filters ``(f_h * f_w * C, K)``, into memory of its own, where the panel stays in the
+      core's cache for the tiles that read it (YOLOv3-tiny's 13 x 13 x 512 -> 1024 layer,
+      18.9 MB of filters: packed ahead, in one pass over all of them, 2.6 ms of its 8.8);
     * ``geometry = (f_h, f_w, s_h, s_w, H_out, W_out, K)``;
     * ``bias``: ``ceil(K / CHANNELS) * CHANNELS`` numbers; ``out``: ``(N, H_out, W_out, K)``;
     * ``relu``: store ``relu(z)`` instead of z (a fused conv + ReLU: ``simd.tile_relu`` on
@@ -163,8 +181,7 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out, relu):
     # of tiles, every panel), or, for a small input under large filters, by panels (a task:
     # one panel, every tile). Split by rows, every task reads all the filters: YOLOv3-tiny's
     # 13 x 13 x 512 -> 1024 layer (18.9 MB of filters, 11 row tasks) streamed 208 MB.
-    input_bytes = N * Hp * Wp * C * 4
-    by_panel = panels > 1 and not tile_major and input_bytes <= PANEL_TASK_INPUT_BYTES and filter_bytes > input_bytes
+    by_panel = split_by_panel(x_shape, geometry)
     per_task = tiles if by_panel else (W_out + PIXELS - 1) // PIXELS  # tiles per task
     task_panels = 1 if by_panel else panels  # panels per task
     panel_tasks = panels // task_panels      # tasks along the panels, for each run of tiles
@@ -182,6 +199,11 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out, relu):
         _window_starts(starts, t0 * PIXELS, pixels, x_shape, geometry)
         # the sums of the task's tiles between two blocks of the reduction
         partial = aligned_floats((t1 - t0) * task_panels * PIXELS * CHANNELS if blocks > 1 else 0)
+        # the task's filters: the packed ones, or its own panel packed here (then at panel 0)
+        weights, first_panel = Wf, 0
+        if Wf.size == 0:
+            weights, first_panel = aligned_floats(f_h * run * CHANNELS), kb0
+            _pack_panel(rows, kb0, CHANNELS, weights, 0)
         for step in range((t1 - t0) * task_panels * blocks):
             if tile_major:
                 tile, kb, block = t0 + step // task_panels, kb0 + step % task_panels, 0
@@ -199,11 +221,11 @@ def conv_tiles(xf, x_shape, Wf, geometry, bias, out, relu):
             j1 = min(run, j0 + run_block) if blocks > 1 else run
             for i in range(f_h):
                 row = i * Wp * C  # filter row i, from each window's start
-                w_row = (kb * f_h + i) * run * CHANNELS
+                w_row = ((kb - first_panel) * f_h + i) * run * CHANNELS
                 for jc in range(j0, j1):
                     w = w_row + jc * CHANNELS
-                    tile_sums = tile_fma(splat_each(xf, window, row + jc, LANES), (loadv(Wf, w), loadv(Wf, w + LANES)),
-                                         tile_sums)
+                    tile_sums = tile_fma(splat_each(xf, window, row + jc, LANES),
+                                         (loadv(weights, w), loadv(weights, w + LANES)), tile_sums)
             if block < blocks - 1:
                 store_tile_rows(partial, kept, CHANNELS, tile_sums, 2, 0, PIXELS)
                 continue
@@ -414,27 +436,59 @@ def pack_filters(W, width=CHANNELS):
     return out
 
 
-@njit(cache=True)
+PACK_CHUNKS = 64
+"""``_pack_rows``: tasks (runs of rows of W) the packing is split into."""
+PACK_THREADS_FROM = 1 << 18
+"""Filters of this many numbers or more (1 MB) are packed on all threads."""
+
+
+@njit(parallel=True, cache=True)
 def _pack_rows(rows, width, out):
-    """``out[kb, r, lane] = rows[r, kb * width + lane]``, 0 past the last column. Whole
-    panels move as vectors (numpy's zero, copy and transpose took as long as LeNet's dense
-    product itself, ~40 us for 400 x 120)."""
+    """``out[kb, r, lane] = rows[r, kb * width + lane]``, 0 past the last column. Row by row
+    of W, each row's panels in turn (W read front to back: panel by panel, reading 128 bytes
+    of every 4 KB row, took 2.1 ms for YOLOv3-tiny's 18.9 MB of filters, this 1.0 on two
+    threads), whole panels moved as vectors (numpy's zero, copy and transpose took as long
+    as LeNet's dense product itself, ~40 us for 400 x 120)."""
+    F = rows.shape[0]
+    for chunk in prange(PACK_CHUNKS):
+        _pack_panels(rows, width, out, chunk * F // PACK_CHUNKS, (chunk + 1) * F // PACK_CHUNKS)
+
+
+@register_jitable
+def _pack_panels(rows, width, out, r0, r1):
+    """Rows ``r0 .. r1 - 1`` of every panel (see ``_pack_rows``)."""
     F, K = rows.shape
     flat = rows.reshape(-1)
     whole = K // width
-    for kb in range(whole):
-        for r in range(F):
+    rest = K - whole * width
+    for r in range(r0, r1):
+        for kb in range(whole):
             for v in range(0, width, 8):  # width: a multiple of 8 (LANES or CHANNELS)
                 store8(out, (kb * F + r) * width + v, load8(flat, r * K + kb * width + v))
-    rest = K - whole * width
-    if rest:  # the last, partial panel: its columns, then zeros
-        for r in range(F):
+        if rest:  # the last, partial panel: its columns, then zeros
             dst = out[(whole * F + r) * width:][:width]
             src = flat[r * K + whole * width:][:rest]
             for lane in range(rest):
                 dst[lane] = src[lane]
             for lane in range(rest, width):
                 dst[lane] = 0
+
+
+@register_jitable
+def _pack_panel(rows, kb, width, out, at):
+    """Panel ``kb`` alone, ``out[at + r * width + lane] = rows[r, kb * width + lane]`` (0 past
+    the last column): a task's own panel (``conv_tiles``)."""
+    F, K = rows.shape
+    flat = rows.reshape(-1)
+    k0 = kb * width
+    if k0 + width <= K:
+        for r in range(F):
+            for v in range(0, width, 8):
+                store8(out, at + r * width + v, load8(flat, r * K + k0 + v))
+    else:
+        for r in range(F):
+            for lane in range(width):
+                out[at + r * width + lane] = flat[r * K + k0 + lane] if k0 + lane < K else 0
 
 
 @njit(cache=True)
@@ -594,11 +648,19 @@ def with_border(x, pads, copy, geometry):
 @register_jitable
 def packed_filters(W, width):
     """``pack_filters`` in compiled code."""
-    K = W.shape[3]
-    rows = np.ascontiguousarray(W).reshape(-1, K)
-    out = aligned_floats(-(-K // width) * width * rows.shape[0])
-    _pack_rows(rows, width, out)
+    rows = filter_rows(W)
+    out = aligned_floats(-(-W.shape[3] // width) * width * rows.shape[0])
+    if rows.size >= PACK_THREADS_FROM:
+        _pack_rows(rows, width, out)
+    else:  # waking the threads costs more than the copy
+        _pack_panels(rows, width, out, 0, rows.shape[0])
     return out
+
+
+@register_jitable
+def filter_rows(W):
+    """``W (f_h, f_w, C, K)`` as the matrix ``(f_h * f_w * C, K)`` (contiguous)."""
+    return np.ascontiguousarray(W).reshape(-1, W.shape[3])
 
 
 @register_jitable
@@ -622,9 +684,11 @@ def _forward_narrow(x, W, b, pads, copy, geometry, z, relu, lane_slots):
 
 @njit(cache=True)
 def _forward_wide(x, W, b, pads, copy, geometry, z, relu):
-    """``forward``'s compiled part for the ``PIXELS`` x ``CHANNELS`` tile."""
+    """``forward``'s compiled part for the ``PIXELS`` x ``CHANNELS`` tile (split by panels:
+    each task packs its own, see ``conv_tiles``)."""
     xf, x_shape = with_border(x, pads, copy, geometry)
-    conv_tiles(xf, x_shape, packed_filters(W, CHANNELS), geometry, padded_bias(b, CHANNELS), z.reshape(-1), relu)
+    Wf = aligned_floats(0) if split_by_panel(x_shape, geometry) else packed_filters(W, CHANNELS)
+    conv_tiles(xf, x_shape, Wf, geometry, padded_bias(b, CHANNELS), z.reshape(-1), relu, filter_rows(W))
 
 
 def dense_forward(x, W, b, y):
