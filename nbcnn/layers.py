@@ -828,15 +828,23 @@ class DarknetBatchNorm(Layer):
 
     def forward(self, x, training=False):
         x = _host(x)
-        dtype = x.dtype
-        y, self._x_hat = ops.darknet_batch_norm(x, self.state["moving_mean"].astype(dtype),
-                                                self.state["moving_var"].astype(dtype), self.params["gamma"].astype(dtype),
-                                                self.params["beta"].astype(dtype), self.epsilon)
+        # x_hat, for the backward, is written only while training; otherwise the backward
+        # (rare: frozen layers are rarely differentiated) recomputes it from the input kept here
+        y, self._x_hat = self._normalise(x, keep_x_hat=training)
+        self._x = None if training else x
         self._axes = tuple(range(x.ndim - 1))
         return y
 
+    def _normalise(self, x, keep_x_hat):
+        dtype = x.dtype
+        return ops.darknet_batch_norm(x, self.state["moving_mean"].astype(dtype), self.state["moving_var"].astype(dtype),
+                                      self.params["gamma"].astype(dtype), self.params["beta"].astype(dtype),
+                                      self.epsilon, keep_x_hat=keep_x_hat)
+
     def backward(self, dy):
         dy = _host(dy)
+        if self._x_hat is None:
+            self._x_hat = self._normalise(self._x, keep_x_hat=True)[1]
         self.grads["beta"] = dy.sum(axis=self._axes).astype(DTYPE)
         self.grads["gamma"] = (dy * self._x_hat).sum(axis=self._axes).astype(DTYPE)
         denominator = ops.darknet_denominator(self.state["moving_var"], self.epsilon)

@@ -436,3 +436,24 @@ def test_darknet_batch_norm_kernel_is_darknets_arithmetic(backend, dtype):
     np.testing.assert_array_equal(y, x_hat * gamma + beta)
     with pytest.raises(ValueError, match="channels"):
         nbcnn.ops.darknet_batch_norm(x, mean[:4], var, gamma, beta)
+    with nbcnn.use_backend(backend):  # y alone: the same numbers, no x_hat
+        y_alone, none = nbcnn.ops.darknet_batch_norm(x, mean, var, gamma, beta, keep_x_hat=False)
+    assert none is None
+    np.testing.assert_array_equal(nbcnn.to_host(y_alone), x_hat * gamma + beta)
+
+
+def test_darknet_batch_norm_inference_forward_keeps_no_x_hat_and_backward_still_works(rng):
+    """forward(training=False) writes y only; a backward after it recomputes x_hat from the
+    input it kept: the same gradients as after a training forward."""
+    bn = DarknetBatchNorm()
+    bn.build((3, 3, 4), rng)
+    bn.state["moving_mean"] = rng.standard_normal(4).astype(np.float32)
+    bn.state["moving_var"] = rng.random(4).astype(np.float32) + np.float32(0.5)
+    x, dy = (rng.standard_normal((2, 3, 3, 4)).astype(np.float32) for _ in range(2))
+    grads = []
+    for training in (True, False):
+        y = bn.forward(x, training=training)
+        assert (bn._x_hat is None) == (not training)
+        grads.append((y, bn.backward(dy), bn.grads["gamma"].copy(), bn.grads["beta"].copy()))
+    for got, want in zip(grads[1], grads[0]):
+        np.testing.assert_array_equal(got, want)
