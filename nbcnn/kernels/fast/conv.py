@@ -297,10 +297,10 @@ def _flipped_window(win):
 
 @functools.lru_cache(maxsize=64)
 def _zero_bias(C):
-    """A read-only zero bias of C channels (the flipped forward's)."""
-    zeros = np.zeros(C, np.float32)
-    zeros.flags.writeable = False
-    return zeros
+    """A zero bias of C channels (the flipped forward's), made once per C. The kernels only
+    read it; it is not flagged read-only because Numba would compile every kernel again
+    for read-only arrays (a type of their own)."""
+    return np.zeros(C, np.float32)
 
 
 def backward_input(dz, W, win, dx):
