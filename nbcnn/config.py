@@ -96,16 +96,12 @@ def enabled(name: str) -> bool:
     return get(name).strip() != "0"
 
 
-def values(*names: str) -> tuple[str, ...]:
-    """``get`` of several switches in one call: the ones a fast cpu op reads at every call,
-    in the cold Python after the previous kernel, where each ``get`` took 4-8 us (Sapphire
-    Rapids). The same values as ``get``; parsed once per combination of raw values."""
-    return parsed_values(names, raw_values(names))
-
-
 def raw_values(names: tuple) -> tuple:
     """The environment's raw values of these switches (None when unset): one ``map`` over
-    ``os.environ``'s own dict (``_environ_value``)."""
+    ``os.environ``'s own dict (``_environ_value``). The switches a fast cpu op reads at every
+    call are read so, in the cold Python after the previous kernel, where each ``get`` took
+    4-8 us (Sapphire Rapids); ``parsed_values`` turns them into ``get``'s answers, and its
+    callers keep their parsing per combination of raw values."""
     data = getattr(os.environ, "_data", None)
     if type(data) is not dict or not _ENCODED_NAMES:
         return tuple(_environ_value(name) for name in names)
@@ -128,12 +124,12 @@ def parsed_values(names: tuple, raw: tuple) -> tuple[str, ...]:
 
 
 def is_on(value: str) -> bool:
-    """``enabled``'s rule for a value already read (``values``)."""
+    """``enabled``'s rule for a value already read (``parsed_values``)."""
     return value.strip() != "0"
 
 
 def debug_level_of(value: str) -> int:
-    """``debug_level``'s rule for a value already read (``values``)."""
+    """``debug_level``'s rule for a value already read (``parsed_values``)."""
     try:
         return int(value)
     except ValueError:

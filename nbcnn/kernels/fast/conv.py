@@ -106,13 +106,14 @@ def _inside(size, f, stride, pad_before, n_out):
     return min(first, n_out), max(min(end, n_out), min(first, n_out))
 
 
-def _readable_for_non_finite(kernel, multipliers, win, x_shape, z_shape, *args):
+def _readable_for_non_finite(kernel, multipliers, *args):
     """Padding contributes nothing: the readable kernels skip it, while the fast ones multiply
-    the zeros they copied, and ``0 * inf`` is NaN. When the numbers that meet the padding (the
-    filters; for dW, dz at the pixels whose windows reach it) are not all finite, run the
-    readable loop nest (compiled) so that every backend gives the same answer. Returns whether
-    it ran."""
-    if not (_reaches_padding(win, x_shape, z_shape) and any(_not_finite(m) for m in multipliers)):
+    the zeros they copied, and ``0 * inf`` is NaN. For a layer whose windows reach the padding
+    (the callers ask ``_reaches_padding`` first, before building ``multipliers``): when the
+    numbers that meet the padding (the filters; for dW, dz at the pixels whose windows reach
+    it) are not all finite, run the readable loop nest (compiled) so that every backend gives
+    the same answer. Returns whether it ran."""
+    if not any(_not_finite(m) for m in multipliers):
         return False
     note_route("readable loop (non-finite next to padding)")
     kernel.naive_cpu(*args)
@@ -179,9 +180,8 @@ def _tile_route(x_shape, W_shape, win, relu, winograd_threads, l2):
     """``_tiled_forward``'s choice for these shapes, and its name for NBCNN_DEBUG, found once
     per shape: ``("dot" | "winograd" | "direct", name)``. ``winograd_threads``: Numba's thread
     count (Winograd's choice depends on it and on ``l2``, the L2 cache's bytes), 0 when
-    NBCNN_WINOGRAD=0. (Made at every call, the
-    choice and its name cost 6-10 us of a small layer's 250 in cold Python: see
-    ``backend.cpu_runners``.)"""
+    NBCNN_WINOGRAD=0. (Made at every call, the choice and its name cost 6-10 us of a small
+    layer's 250 in cold Python: see ``backend.cpu_runners``.)"""
     C, K = W_shape[2], W_shape[3]
     fused = " + relu" if relu else ""
     if dot.usable(C, K):
@@ -203,7 +203,7 @@ def forward(x, W, b, win, z, relu=False):
     ``relu``: ``z = relu(conv(x, W) + b)``, as ``conv.conv2d_forward_relu`` (see
     ``forward_relu``)."""
     if _reaches_padding(win, x.shape, z.shape) and _readable_for_non_finite(
-            readable.FORWARD_RELU if relu else readable.FORWARD, (W,), win, x.shape, z.shape, x, W, b, win, z):
+            readable.FORWARD_RELU if relu else readable.FORWARD, (W,), x, W, b, win, z):
         return
     switches = _switches()
     if _direct_ok(x, W, z, win, switches[0]):
@@ -244,7 +244,7 @@ def backward_filter(x, dz, win, dW, db=None):
     whether db was filled (otherwise the caller runs the bias kernel)."""
     # only the pixels whose windows reach the padding (a pass over all of dz cost ResNet's stem 1.3 ms)
     if _reaches_padding(win, x.shape, dz.shape) and _readable_for_non_finite(
-            readable.BACKWARD_FILTER, _border_pixels(dz, win, x.shape[1:3]), win, x.shape, dz.shape, x, dz, win, dW):
+            readable.BACKWARD_FILTER, _border_pixels(dz, win, x.shape[1:3]), x, dz, win, dW):
         return False
     K = dz.shape[3]
     direct_on, winograd_on, l2 = _switches()
@@ -321,7 +321,7 @@ def backward_input(dz, W, win, dx):
       and, for few input channels, ``DOT_FLIP_LIMIT``.)
     """
     if _reaches_padding(win, dx.shape, dz.shape) and _readable_for_non_finite(
-            readable.BACKWARD_INPUT, (W,), win, dx.shape, dz.shape, dz, W, win, dx):
+            readable.BACKWARD_INPUT, (W,), dz, W, win, dx):
         return
     switches = _switches()
     direct_ok = _direct_ok(dz, W, dx, None, switches[0]) and _copies_in_proportion(dx.shape, win, dz.shape)

@@ -36,7 +36,7 @@ from numba.extending import register_jitable
 from ...backend import ALIGNMENT, address, thread_count
 from .caches import l2_bytes
 from .direct import (_NO_BIAS, CHUNK_BYTES, CHUNK_PIXELS, CHUNK_SPLITS, TASKS_WANTED, _summed_in_order, border_copy,
-                     input_is_copied, sum_bias_rows, with_border)
+                     input_bytes, input_is_copied, sum_bias_rows, with_border)
 from .simd import LANES, aligned_floats, ints_from, load_tile, splat_each, store_tile_rows, tile_fma
 
 K_BROADCASTS = 8
@@ -89,7 +89,7 @@ def takes(x, dz, win):
     C, K = x.shape[3], dz.shape[3]
     if not usable(C, K, win.f_w):
         return False
-    slack = padded_run(win.f_w * C) - win.f_w * C  # as backward_filter asks padded_input for
+    slack = padded_run(win.f_w * C) - win.f_w * C  # as backward_filter asks border_copy for
     return input_is_copied(x.shape, win, dz.shape[1], dz.shape[2], slack) or address(x) % ALIGNMENT == 0
 
 
@@ -174,9 +174,7 @@ def _chunks(x_shape, dz_shape, dW_shape, win, l2):
     f_h, f_w, C, _ = dW_shape
     run = f_w * C
     run_p = padded_run(run)
-    Hp, Wp = (H_out - 1) * win.stride_h + f_h, (W_out - 1) * win.stride_w + f_w
-    copied = input_is_copied(x_shape, win, H_out, W_out, run_p - run)
-    x_bytes = 4 * (N * Hp * Wp * C if copied else math.prod(x_shape))
+    x_bytes = input_bytes(x_shape, win, H_out, W_out, run_p - run)
     dz_bytes = 4 * math.prod(dz_shape)
     tasks = f_h * (run_p // (tile_vectors(run) * LANES)) * (K // K_BROADCASTS)
     # at least CHUNK_TASKS tasks a chunk, splitting the rows where there are fewer (a fixed

@@ -64,7 +64,7 @@ EIGHT = 8
 transform's channels after whole ``LANES`` (the products run on ``direct``'s tile of
 ``CHANNELS = 2 * LANES`` channels)."""
 _WIDE, _EIGHT = (0,) * LANES, (0,) * EIGHT
-"""The input transform's vector widths, as tuples of that length (``simd.load_lanes``)."""
+"""The transforms' vector widths, as tuples of that length (``simd.load_lanes``)."""
 
 def toom_cook(points, m, r):
     """``(A^T, G, B^T)`` of Winograd's F(m, r) (Toom-Cook) on the interpolation ``points`` and
