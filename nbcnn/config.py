@@ -43,7 +43,8 @@ SWITCHES = (
            "1: one kernel that applies the ReLU as it stores the conv's output, and a ReLU followed by "
            "max pooling is differentiated through the pooled output's mask"),
     Switch("NBCNN_WINOGRAD", "1",
-           "0: 3x3 stride-1 float32 convolutions on cpu skip Winograd F(2x2, 3x3) for the direct tile"),
+           "0: 3x3 and 5x5 stride-1 float32 convolutions on cpu skip Winograd (F(2x2, 3x3), F(4x4, 3x3), "
+           "F(2x2, 5x5)) for the direct tile"),
     Switch("NBCNN_LANES", "",
            "8 or 16: the float32 lanes of the cpu register tiles (read once, at import); unset: "
            "the CPU's own (16 with AVX-512, else 8). For tests and timing; give such a process "

@@ -1,9 +1,10 @@
-"""Winograd F(2x2, 3x3) and F(2x2, 5x5) (nbcnn/kernels/fast/winograd.py) against the float64 oracle.
+"""Winograd F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) (nbcnn/kernels/fast/winograd.py) against the
+float64 oracle.
 
 conv_fast routes float32 3x3 and 5x5 stride-1 convs with 32+ input channels (a multiple of 8)
 here, forward and stride-1 dX (a conv with the filters flipped). The transforms add up to 9
-(3x3) or 36 (5x5) numbers per value, so the tolerance is the float32 one of the other fast
-kernels.
+(3x3 in 2x2 blocks) or 36 (5x5, and 3x3 in 4x4 blocks, with factors up to 8) numbers per
+value, so the tolerance is the float32 one of the other fast kernels.
 """
 
 import numba
@@ -18,23 +19,26 @@ from nbcnn.kernels.fast import conv as conv_fast, winograd as conv_winograd
 from nbcnn.kernels.fast.workspace import scratch
 
 
-def _forward(x, Wt, b, pads):
-    """conv_winograd.forward of a 3x3 or 5x5 filter, into a NaN-filled z (an unwritten cell shows)."""
+def _forward(x, Wt, b, pads, block=2):
+    """conv_winograd.forward of a 3x3 or 5x5 filter in ``block`` x ``block`` output tiles, into a
+    NaN-filled z (an unwritten cell shows)."""
     f = Wt.shape[0]
     top, bottom, left, right = pads
     z = np.full((x.shape[0], x.shape[1] + top + bottom - f + 1, x.shape[2] + left + right - f + 1, Wt.shape[3]),
                 np.nan, np.float32)
-    conv_winograd.forward(x, Wt, b, Window(f, f, 1, 1, top, left), z, scratch)
+    conv_winograd.forward(x, Wt, b, Window(f, f, 1, 1, top, left), z, scratch, block)
     return z
 
 
 @settings(max_examples=80, deadline=None)
-@given(f=st.sampled_from([3, 5]), N=st.integers(1, 3), H=st.integers(1, 13), W=st.integers(1, 13),
-       C=st.sampled_from([32, 40, 64]), K=st.integers(1, 40), pads=st.tuples(*[st.integers(0, 3)] * 4),
-       seed=st.integers(0, 2**31 - 1))
-def test_random_shapes_against_the_oracle(f, N, H, W, C, K, pads, seed):
-    """F(2x2, 3x3) and F(2x2, 5x5): odd and even outputs (partial 2x2 tiles), K not a multiple
-    of 8 or 16, tile counts not a multiple of a task's, asymmetric padding."""
+@given(f_block=st.sampled_from([(3, 2), (5, 2), (3, 4)]), N=st.integers(1, 3), H=st.integers(1, 13),
+       W=st.integers(1, 13), C=st.sampled_from([32, 40, 64]), K=st.integers(1, 40),
+       pads=st.tuples(*[st.integers(0, 3)] * 4), seed=st.integers(0, 2**31 - 1))
+def test_random_shapes_against_the_oracle(f_block, N, H, W, C, K, pads, seed):
+    """F(2x2, 3x3), F(2x2, 5x5) and F(4x4, 3x3): outputs that end inside a block (partial
+    tiles), K not a multiple of 8 or 16, tile counts not a multiple of a task's, asymmetric
+    padding."""
+    f, block = f_block
     top, bottom, left, right = pads
     if H + top + bottom < f or W + left + right < f:
         return
@@ -42,11 +46,12 @@ def test_random_shapes_against_the_oracle(f, N, H, W, C, K, pads, seed):
     x = r.standard_normal((N, H, W, C)).astype(np.float32)
     Wt = r.standard_normal((f, f, C, K)).astype(np.float32)
     b = r.standard_normal(K).astype(np.float32)
-    np.testing.assert_allclose(_forward(x, Wt, b, pads), oracles.conv_forward(x, Wt, b, (1, 1), pads),
+    np.testing.assert_allclose(_forward(x, Wt, b, pads, block), oracles.conv_forward(x, Wt, b, (1, 1), pads),
                                rtol=1e-4, atol=2e-3)
 
 
-@pytest.mark.parametrize("points, r", [((0, 1, -1), 3), ((0, 1, -1, 2, -2), 5), ((0, 1, -1, 2, -2, 3, -3), 3)])
+@pytest.mark.parametrize("points, r", [((0, 1, -1), 3), ((0, 1, -1, 2, -2), 5), ((0, 1, -1, 2, -2), 3),
+                                       ((0, 1, -1, 2, -2, 3, -3), 3)])
 def test_toom_cook_matrices_compute_the_correlation(points, r):
     """Y = A^T [(G g G^T) * (B^T d B)] A is the 2-D correlation of d with g (m = n - r + 1
     outputs a side), in float64, for the matrices ``toom_cook`` derives."""
@@ -95,17 +100,23 @@ def test_5x5_forward_and_dx_of_an_inception_like_layer(rng):
         numba.set_num_threads(threads)
 
 
-def test_filter_transform_is_g_w_gt():
-    """U = G g G^T per (c, k), packed as (16 positions, K/CH panels, C, CH), zero-padded
+F43_G = np.array([[1, 0, 0], [1, 1, 1], [1, -1, 1], [1, 2, 4], [1, -2, 4], [0, 0, 1]])
+"""F(4x4, 3x3)'s G on the points 0, 1, -1, 2, -2 and infinity: row p is (1, p, p^2)."""
+
+
+@pytest.mark.parametrize("block, G", [
+    (2, np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])), (4, F43_G)])
+def test_filter_transform_is_g_w_gt(block, G):
+    """U = G g G^T per (c, k), packed as (n * n positions, K/CH panels, C, CH), zero-padded
     (CH = direct.CHANNELS: 16 on AVX2, 32 on AVX-512)."""
     rng = np.random.default_rng(1)
     K, ch = 40, conv_winograd.CHANNELS
     panels = -(-K // ch)
     Wt = rng.standard_normal((3, 3, 8, K)).astype(np.float32)
-    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-    want = np.einsum("ai,ijck,bj->abck", G, Wt.astype(np.float64), G).reshape(16, 8, K)
-    packed = conv_winograd.transform_filters(Wt).reshape(16, panels, 8, ch)
-    got = np.concatenate([packed[:, p] for p in range(panels)], axis=2)  # (16, C, panels * ch)
+    n2 = G.shape[0] ** 2
+    want = np.einsum("ai,ijck,bj->abck", G, Wt.astype(np.float64), G).reshape(n2, 8, K)
+    packed = conv_winograd.transform_filters(Wt, block).reshape(n2, panels, 8, ch)
+    got = np.concatenate([packed[:, p] for p in range(panels)], axis=2)  # (n2, C, panels * ch)
     np.testing.assert_allclose(got[:, :, :K], want, rtol=1e-6, atol=1e-6)
     assert not got[:, :, K:].any()
 
@@ -128,16 +139,17 @@ def test_routed_forward_and_dx_of_a_resnet_like_layer(rng):
     np.testing.assert_allclose(dx, want_dx, rtol=1e-4, atol=1e-3)
 
 
-def test_same_bits_every_run_and_thread_count(rng):
+@pytest.mark.parametrize("block", [2, 4])
+def test_same_bits_every_run_and_thread_count(rng, block):
     x = rng.standard_normal((3, 13, 11, 32)).astype(np.float32)
     Wt = rng.standard_normal((3, 3, 32, 24)).astype(np.float32)
     b = rng.standard_normal(24).astype(np.float32)
-    first = _forward(x, Wt, b, (1, 1, 1, 1))
+    first = _forward(x, Wt, b, (1, 1, 1, 1), block)
     threads = numba.get_num_threads()
     try:
         for n in {1, threads}:
             numba.set_num_threads(n)
-            np.testing.assert_array_equal(_forward(x, Wt, b, (1, 1, 1, 1)), first)
+            np.testing.assert_array_equal(_forward(x, Wt, b, (1, 1, 1, 1), block), first)
     finally:
         numba.set_num_threads(threads)
 
@@ -167,6 +179,42 @@ def test_which_layers_take_winograd(l2, threads, images, W_shape, stride, usable
         assert conv_winograd.usable((images, 28, 28, W_shape[2]), W_shape, win) == usable
     finally:
         numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("l2, x_shape, W_shape, block", [
+    (2 << 20, (8, 56, 56, 64), (3, 3, 64, 64), 4),        # ResNet: U 590 KB
+    (2 << 20, (4, 56, 56, 256), (3, 3, 256, 256), 4),     # VGG: 9.4 MB, 64 tiles a task
+    (2 << 20, (1, 26, 26, 256), (3, 3, 256, 512), 2),     # YOLOv3-tiny: 18.9 MB over 49 tiles
+    (512 << 10, (1, 56, 56, 64), (3, 3, 64, 64), 4),      # Zen 3: 590 KB within 2 L2s
+    (512 << 10, (1, 28, 28, 256), (3, 3, 256, 256), 2),   # 9.4 MB, few tiles
+    (2 << 20, (8, 28, 28, 192), (5, 5, 192, 32), 2),      # 5x5: F(2x2, 5x5) only
+])
+def test_which_block_a_layer_takes(l2, x_shape, W_shape, block, monkeypatch):
+    """F(4x4, 3x3) where its 2.25x larger transformed filters pass the cache rule, else 2x2."""
+    monkeypatch.setenv("NBCNN_L2_BYTES", str(l2))
+    assert conv_winograd.block_for(x_shape, W_shape, 2) == block
+
+
+def test_routed_layer_takes_4x4_blocks(rng):
+    """A ResNet-like layer's forward and dX run F(4x4, 3x3) through conv_fast, and match the oracle."""
+    from nbcnn.backend import last_route, noting_routes
+
+    x = rng.standard_normal((2, 12, 11, 32)).astype(np.float32)
+    Wt = rng.standard_normal((3, 3, 32, 40)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    win = Window(3, 3, 1, 1, 1, 1)
+    z = np.empty((2, 12, 11, 40), np.float32)
+    with noting_routes():
+        conv_fast.forward(x, Wt, b, win, z)
+        assert "F(4x4,3x3)" in last_route()
+    np.testing.assert_allclose(z, oracles.conv_forward(x, Wt, b, (1, 1), (1, 1, 1, 1)), rtol=1e-4, atol=1e-3)
+    dz = rng.standard_normal(z.shape).astype(np.float32)
+    dx = np.empty_like(x)
+    with noting_routes():
+        conv_fast.backward_input(dz, Wt, win, dx)
+        assert "F(4x4,3x3)" in last_route()
+    want_dx, _, _ = oracles.conv_backward(dz, x, Wt, (1, 1), (1, 1, 1, 1))
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("tiles, workers, expected", [

@@ -36,7 +36,7 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
 
 The modules: ``simd.py`` (explicit vectors as Numba intrinsics: 8 lanes, and the host's
 width, 16 lanes on AVX-512, for the register tiles), ``direct.py`` (the
-register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3) on the same tile),
+register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) on the same tile),
 ``im2col.py`` (windows copied into a matrix for BLAS), ``blas.py`` (BLAS products with the
 thread count chosen per product), ``conv.py`` (the router between them), ``pool_rows.py``
 (the pooling kernels' shared row layouts, helpers and thread launcher), ``max_pool.py`` and

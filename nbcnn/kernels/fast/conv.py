@@ -7,10 +7,11 @@ Same three kernels as the readable ``kernels/conv.py`` (same arguments, same out
 
 Routes (``NBCNN_DEBUG=1`` prints the one each launch took):
 
-    float32 forward      Winograd F(2x2, 3x3) or F(2x2, 5x5) for 3x3 and 5x5 stride-1 layers of
-                         32 channels or more whose transformed filters the tiles can share
-                         (``winograd.py``: 2.25x and 2.8x fewer multiplies on the same register
-                         tile; ``NBCNN_WINOGRAD=0`` turns it off), else the direct register tile
+    float32 forward      Winograd F(4x4, 3x3), F(2x2, 3x3) or F(2x2, 5x5) for 3x3 and 5x5
+                         stride-1 layers of 32 channels or more whose transformed filters the
+                         tiles can share (``winograd.py``: 4x, 2.25x and 2.8x fewer multiplies
+                         on the same register tile; ``NBCNN_WINOGRAD=0`` turns it off), else
+                         the direct register tile
                          (``direct.py``: 2-7x faster than im2col + BLAS)
     float32 dX           stride 1: the forward of dz with flipped filters (same routes);
                          strided: one stride-1 convolution per phase of the input grid, or all
@@ -163,12 +164,12 @@ def _tiled_forward(x, W, b, win, z, switches, what="", relu=False):
     many input channels the dot tile (input channels along the lanes: an RGB layer's dX,
     a last layer back to 3 channels), else Winograd where it pays, else direct."""
     _, winograd_on, l2 = switches
-    tile, name = _tile_route(x.shape, W.shape, win, relu, thread_count() if winograd_on else 0, l2)
+    tile, name, block = _tile_route(x.shape, W.shape, win, relu, thread_count() if winograd_on else 0, l2)
     note_route(what + name)
     if tile == "dot":
         dot.forward(x, W, b, win, z, _scratch, relu)
     elif tile == "winograd":
-        winograd.forward(x, W, b, win, z, _scratch)
+        winograd.forward(x, W, b, win, z, _scratch, block)
         if relu:  # Winograd's output transform stores 8-lane pieces: ReLU after it, in place
             _relu_in_place(z)
     else:
@@ -178,17 +179,18 @@ def _tiled_forward(x, W, b, win, z, switches, what="", relu=False):
 @functools.lru_cache(maxsize=1024)
 def _tile_route(x_shape, W_shape, win, relu, winograd_threads, l2):
     """``_tiled_forward``'s choice for these shapes, and its name for NBCNN_DEBUG, found once
-    per shape: ``("dot" | "winograd" | "direct", name)``. ``winograd_threads``: Numba's thread
+    per shape: ``("dot" | "winograd" | "direct", name, Winograd's output block)``. ``winograd_threads``: Numba's thread
     count (Winograd's choice depends on it and on ``l2``, the L2 cache's bytes), 0 when
     NBCNN_WINOGRAD=0. (Made at every call, the choice and its name cost 6-10 us of a small
     layer's 250 in cold Python: see ``backend.cpu_runners``.)"""
     C, K = W_shape[2], W_shape[3]
     fused = " + relu" if relu else ""
     if dot.usable(C, K):
-        return "dot", dot.tile_name(K) + fused
+        return "dot", dot.tile_name(K) + fused, 0
     if winograd_threads and winograd.usable(x_shape, W_shape, win, winograd_threads, l2):
-        return "winograd", f"winograd F(2x2,{W_shape[0]}x{W_shape[1]})" + (", then relu" if relu else "")
-    return "direct", direct.tile_name(K) + fused
+        m = winograd.block_for(x_shape, W_shape, winograd_threads, l2)
+        return "winograd", f"winograd F({m}x{m},{W_shape[0]}x{W_shape[1]})" + (", then relu" if relu else ""), m
+    return "direct", direct.tile_name(K) + fused, 0
 
 
 def _relu_in_place(z):
@@ -210,7 +212,7 @@ def forward(x, W, b, win, z, relu=False):
         # float32: the register-blocked direct kernel (direct.py), bias included. Its
         # tiles run across rows, so even LeNet's C5 (one pixel per row) fills them: 130 us
         # against 270 for im2col + BLAS. 3x3 stride-1 layers with moderate channel counts
-        # take Winograd's F(2x2, 3x3) on the same register tile (winograd.py).
+        # take Winograd's F(4x4, 3x3) or F(2x2, 3x3) on the same register tile (winograd.py).
         _tiled_forward(x, W, b, win, z, switches, relu=relu)
         return
     K = z.shape[3]

@@ -1,5 +1,5 @@
-"""Winograd convolution F(2x2, 3x3) and F(2x2, 5x5): stride-1 float32 convs with 2.25x and 2.8x
-fewer multiplies.
+"""Winograd convolution F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5): stride-1 float32 convs with
+2.25x, 4x and 2.8x fewer multiplies.
 
 Same maths and shapes as ``conv.conv2d_forward`` (NHWC). The direct kernel
 (``direct.py``) spends 9 multiply-adds per input channel on each output number of a 3x3
@@ -16,7 +16,12 @@ Neural Networks", 2015)::
 
 A 5x5 layer (Inception's) takes F(2x2, 5x5) the same way: a 6x6 patch, 36 products instead
 of 100, with A^T, G and B^T derived by ``toom_cook`` from the points 0, 1, -1, 2, -2 and
-infinity (the 3x3 matrices above are the same construction on 0, 1, -1, rescaled).
+infinity (the 3x3 matrices above are the same construction on 0, 1, -1, rescaled). A 3x3
+layer whose transformed filters fit the cache rule (``block_for``) takes F(4x4, 3x3), the
+same construction on the same points: a 4x4 block of outputs from the same 6x6 patch, 36
+products instead of 144, with the same B^T (so the same input transform) and its own G and
+A^T. The 6x6 patches overlap by 2 of 6 instead of 2 of 4, so each input number is
+transformed 2.25x less often per output too; only the output transform grows (4 x 6).
 
 Summed over input channels c, the elementwise product becomes, for each of the 16 positions
 (a, b) of the 4x4 transformed tile, one matrix product over channels::
@@ -25,9 +30,10 @@ Summed over input channels c, the elementwise product becomes, for each of the 1
     V = B^T d B (the input, per tile and channel),  U = G g G^T (the filters, once per call)
 
 so the work is 16 (36) small matrix products (on the same register tile as the direct
-kernel), and adds before and after: on ResNet's 56x56x64 layer about 2.25x fewer flops.
-Output tile (th, tw) covers pixels (2 th .. 2 th + 1, 2 tw .. 2 tw + 1) and reads the padded
-input's rows and columns 2 th .. 2 th + 3 (+ 5 for 5x5; padded_input, grown to whole 2x2 tiles).
+kernel), and adds before and after: on ResNet's 56x56x64 layer about 2.25x (F(4x4, 3x3): 4x)
+fewer flops. Output tile (th, tw) of block m (2 or 4) covers pixels (m th .. m th + m - 1,
+m tw .. m tw + m - 1) and reads the padded input's rows and columns m th .. m th + m + f - 2
+(padded_input, grown to whole tiles).
 
 Cache blocking: a task takes ``TILES`` consecutive output tiles (NHWC order, across rows
 and images), transforms their patches into ``V`` (16 or 36 x TILES x C floats), then for each
@@ -36,8 +42,9 @@ output: V and M stay in the core's caches (a whole-tensor V and M would be 4x th
 and output in memory traffic, more than the multiplies saved on this machine).
 
 Rounding: the transforms add and subtract up to 9 numbers per value (3x3; 5x5 weighs 36 with
-factors up to 16), so results differ from the direct kernel's in the last bits (relative ~1e-6
-here, ~8e-6 for 5x5); tested against the float64
+factors up to 16, F(4x4, 3x3) 36 with factors up to 8), so results differ from the direct
+kernel's in the last bits (relative ~1e-6 here, ~8e-6 for 5x5 and for F(4x4, 3x3): ResNet's
+layer, largest error 4.5e-5 on outputs up to 7.8, the direct kernel's 1.1e-5); tested against the float64
 oracle like the other kernels, and the same bits every run (each output is written by one
 task, in a fixed order).
 """
@@ -120,20 +127,35 @@ the 5x5 layers (Inception's). ``_input_transform6`` and ``_output_transform6`` r
 float32 copies below as constants, so LLVM drops their zeros."""
 _BT6 = _BT5.astype(np.float32)
 _AT6 = _AT5.astype(np.float32)
+_AT43, _G43, _BT43 = toom_cook((0, 1, -1, 2, -2), 4, 3)
+"""F(4x4, 3x3): a 4x4 block of outputs from the 6x6 patch under it, 36 products instead of
+144 (4x fewer multiplies; F(2x2, 3x3) 2.25x). On the same points as F(2x2, 5x5), so with the
+same B^T (``toom_cook``'s B^T depends only on the points): one input transform,
+``_input_transform6``, serves both."""
+_AT64 = _AT43.astype(np.float32)
+"""F(4x4, 3x3)'s A^T (4 x 6), read as constants by ``_output_transform6x4``."""
 _AT4 = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 """F(2x2, 3x3)'s A^T (the adds of ``_output_transform``), for ``_grad_transform``."""
 
 
-def transform_filters(W):
+def transform_filters(W, block=2):
     """``U[a, b, c, k] = (G W[:, :, c, k] G^T)[a, b]``, packed as panels ``(n * n, K / CHANNELS, C, CHANNELS)``
-    (zeros past the last filter), on a cache line; n = 4 for 3x3 filters, 6 for 5x5."""
+    (zeros past the last filter), on a cache line; n = 4 for 3x3 filters, 6 for 5x5 and for
+    3x3 filters in 4x4 blocks (``block`` 4: F(4x4, 3x3))."""
     f_h, f_w, C, K = W.shape
-    G = _G3 if f_h == 3 else _G5
+    G = _filter_transform(f_h, block)
     n = G.shape[0]
     panels = -(-K // CHANNELS)
     out = aligned_empty(n * n * panels * C * CHANNELS)
     _transform_filters(np.ascontiguousarray(W, np.float32), G, out.reshape(n * n, panels, C, CHANNELS))
     return out
+
+
+def _filter_transform(f, block):
+    """G of F(block x block, f x f)."""
+    if f == 5:
+        return _G5
+    return _G43 if block == 4 else _G3
 
 
 @njit(parallel=True, cache=True)
@@ -166,21 +188,22 @@ def _transform_filters(W, G, U):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out, side):
+def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out, side, block):
     """The blocked loop nest. ``xf``: the padded input, flat, shape ``x_shape = (N, Hp, Wp, C)``
     with ``Hp >= 2 * ceil(H_out / 2) + 2`` (and Wp likewise), C a multiple of 8; ``Uf``: from
     ``transform_filters``; ``out_shape = (N, H_out, W_out, K)``; ``bias``: ceil(K / CHANNELS) * CHANNELS numbers;
     ``per_task``: output tiles per task (a multiple of ``PIXELS``, see ``tiles_per_task``);
     ``workers``: the thread count (each thread takes an equal share of the tasks, with its own
     buffers; which thread computes a tile does not change its bits); ``side``: the input
-    patch's, 4 (F(2x2, 3x3)) or 6 (F(2x2, 5x5)).
+    patch's, 4 (F(2x2, 3x3)) or 6 (F(2x2, 5x5), F(4x4, 3x3)); ``block``: the output block's,
+    2, or 4 for F(4x4, 3x3).
     """
 
     positions = side * side
     N, Hp, Wp, C = x_shape
     _, H_out, W_out, K = out_shape
-    TH = (H_out + 1) // 2
-    TW = (W_out + 1) // 2
+    TH = (H_out + block - 1) // block
+    TW = (W_out + block - 1) // block
     tiles = N * TH * TW
     panels = (K + CHANNELS - 1) // CHANNELS
     tasks = (tiles + per_task - 1) // per_task
@@ -197,9 +220,9 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out, sid
         # a fresh mmap, whose page faults cost more than the task's work
         V = aligned_floats(positions * pos_v)
         M = aligned_floats(positions * pos_m)
-        corner = np.empty(per_task, np.int64)  # where each tile's 4x4 patch starts in xf
+        corner = np.empty(per_task, np.int64)  # where each tile's patch starts in xf
         first = np.empty(per_task, np.int64)  # where its top-left output pixel is in out
-        whole = np.empty(per_task, np.bool_)  # all 4 of its pixels exist (H_out, W_out may be odd)
+        whole = np.empty(per_task, np.bool_)  # all its pixels exist (H_out, W_out may end mid-block)
         for task in range(worker * tasks // workers, (worker + 1) * tasks // workers):
             t0 = task * per_task
             count = min(per_task, tiles - t0)
@@ -208,9 +231,9 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out, sid
                 n = t // (TH * TW)
                 th = (t // TW) % TH
                 tw = t % TW
-                corner[tt] = ((n * Hp + 2 * th) * Wp + 2 * tw) * C
-                first[tt] = ((n * H_out + 2 * th) * W_out + 2 * tw) * K
-                whole[tt] = 2 * th + 1 < H_out and 2 * tw + 1 < W_out
+                corner[tt] = ((n * Hp + block * th) * Wp + block * tw) * C
+                first[tt] = ((n * H_out + block * th) * W_out + block * tw) * K
+                whole[tt] = block * (th + 1) <= H_out and block * (tw + 1) <= W_out
             # 1. V = B^T d B for every tile and channel
             for tt in range(per_task):
                 _transform_patch(xf, corner[tt], Wp * C, C, V, tt * C, pos_v, side)
@@ -220,8 +243,8 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out, sid
                     for tt in range(0, per_task, PIXELS):
                         _product_tile(V, ab * pos_v + tt * C, C, Uf, ((ab * panels + kb) * C) * CHANNELS,
                                       M, ab * pos_m + tt * CHANNELS)
-                # 3. Y = A^T M A + bias, stored where the 2x2 block is inside the output:
-                # LANES channels at a time where all of them and the block's 4 pixels exist,
+                # 3. Y = A^T M A + bias, stored where the block is inside the output:
+                # LANES channels at a time where all of them and the block's pixels exist,
                 # else 8 at a time, each pixel and channel stored only if it exists
                 for tt in range(count):
                     part = 0
@@ -232,16 +255,20 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out, sid
                             b = load_lanes(bias, k0, _WIDE)
                             if side == 4:
                                 _output_transform(M, at, pos_m, b, out, o, True, t, TH, TW, k0, H_out, W_out, K)
-                            else:
+                            elif block == 2:
                                 _output_transform6(M, at, pos_m, b, out, o, True, t, TH, TW, k0, H_out, W_out, K)
+                            else:
+                                _output_transform6x4(M, at, pos_m, b, out, o, True, t, TH, TW, k0, H_out, W_out, K)
                             part += LANES
                         else:
                             b = load_lanes(bias, k0, _EIGHT)
                             fast = whole[tt] and k0 + EIGHT <= K
                             if side == 4:
                                 _output_transform(M, at, pos_m, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K)
-                            else:
+                            elif block == 2:
                                 _output_transform6(M, at, pos_m, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K)
+                            else:
+                                _output_transform6x4(M, at, pos_m, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K)
                             part += EIGHT
 
 
@@ -327,10 +354,10 @@ def _output_transform(M, at, pos, b, out, o, fast, t, TH, TW, k0, H_out, W_out, 
         store_lanes(out, o + W_out * K, y10)
         store_lanes(out, o + (W_out + 1) * K, y11)
     else:
-        _store_edge(out, t, TH, TW, 0, 0, k0, H_out, W_out, K, y00)
-        _store_edge(out, t, TH, TW, 0, 1, k0, H_out, W_out, K, y01)
-        _store_edge(out, t, TH, TW, 1, 0, k0, H_out, W_out, K, y10)
-        _store_edge(out, t, TH, TW, 1, 1, k0, H_out, W_out, K, y11)
+        _store_edge(out, t, TH, TW, 2, 0, 0, k0, H_out, W_out, K, y00)
+        _store_edge(out, t, TH, TW, 2, 0, 1, k0, H_out, W_out, K, y01)
+        _store_edge(out, t, TH, TW, 2, 1, 0, k0, H_out, W_out, K, y10)
+        _store_edge(out, t, TH, TW, 2, 1, 1, k0, H_out, W_out, K, y11)
 
 
 @njit(cache=True)
@@ -382,10 +409,10 @@ def _input_transform6(xf, at, row, C, V, dst, pos, lanes):
 
 
 @njit(inline="always")
-def _output_column6(M, at, pos, r, s, like):
-    """``(A^T m)[r][s]`` of F(2x2, 5x5): column s of the 6x6 positions, combined by row r of
-    ``_AT6`` (vectors as wide as ``like``)."""
-    return _combine6(_AT6, r, load_like(M, at + s * pos, like), load_like(M, at + (6 + s) * pos, like),
+def _output_column6(M, at, pos, A_T, r, s, like):
+    """``(A^T m)[r][s]`` of a 6x6 patch's transform: column s of the 6x6 positions, combined by
+    row r of ``A_T`` (``_AT6``, ``_AT64``; vectors as wide as ``like``)."""
+    return _combine6(A_T, r, load_like(M, at + s * pos, like), load_like(M, at + (6 + s) * pos, like),
                      load_like(M, at + (12 + s) * pos, like), load_like(M, at + (18 + s) * pos, like),
                      load_like(M, at + (24 + s) * pos, like), load_like(M, at + (30 + s) * pos, like),
                      splat_like(np.float32(0), like))
@@ -396,25 +423,44 @@ def _output_transform6(M, at, pos, b, out, o, fast, t, TH, TW, k0, H_out, W_out,
     """F(2x2, 5x5)'s ``Y = A^T m A + b`` for the channels of ``b`` of tile t (``m[ab] = M[at +
     ab * pos]``, 6x6 positions), stored as ``_output_transform`` stores."""
     for r in range(2):
-        u0, u1 = _output_column6(M, at, pos, r, 0, b), _output_column6(M, at, pos, r, 1, b)
-        u2, u3 = _output_column6(M, at, pos, r, 2, b), _output_column6(M, at, pos, r, 3, b)
-        u4, u5 = _output_column6(M, at, pos, r, 4, b), _output_column6(M, at, pos, r, 5, b)
+        u0, u1 = _output_column6(M, at, pos, _AT6, r, 0, b), _output_column6(M, at, pos, _AT6, r, 1, b)
+        u2, u3 = _output_column6(M, at, pos, _AT6, r, 2, b), _output_column6(M, at, pos, _AT6, r, 3, b)
+        u4, u5 = _output_column6(M, at, pos, _AT6, r, 4, b), _output_column6(M, at, pos, _AT6, r, 5, b)
         y0 = _combine6(_AT6, 0, u0, u1, u2, u3, u4, u5, b)
         y1 = _combine6(_AT6, 1, u0, u1, u2, u3, u4, u5, b)
         if fast:
             store_lanes(out, o + r * W_out * K, y0)
             store_lanes(out, o + (r * W_out + 1) * K, y1)
         else:
-            _store_edge(out, t, TH, TW, r, 0, k0, H_out, W_out, K, y0)
-            _store_edge(out, t, TH, TW, r, 1, k0, H_out, W_out, K, y1)
+            _store_edge(out, t, TH, TW, 2, r, 0, k0, H_out, W_out, K, y0)
+            _store_edge(out, t, TH, TW, 2, r, 1, k0, H_out, W_out, K, y1)
 
 
 @njit(inline="always")
-def _store_edge(out, t, TH, TW, dy, dx, k0, H_out, W_out, K, y):
-    """Pixel (dy, dx) of tile t, channels k0 .. min(k0 + lanes, K), if that pixel exists."""
+def _output_transform6x4(M, at, pos, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K):
+    """F(4x4, 3x3)'s ``Y = A^T m A + b`` (A^T: ``_AT64``, 4 x 6) for the channels of ``b`` of
+    tile t (``m[ab] = M[at + ab * pos]``, 6x6 positions): a 4x4 block of pixels, stored as
+    ``_output_transform`` stores. Row r of the block: ``u_s = (A^T m)[r][s]`` for the six
+    columns s, then ``y_q = sum over s of u_s A^T[q, s] + b``."""
+    for r in range(4):
+        u0, u1 = _output_column6(M, at, pos, _AT64, r, 0, b), _output_column6(M, at, pos, _AT64, r, 1, b)
+        u2, u3 = _output_column6(M, at, pos, _AT64, r, 2, b), _output_column6(M, at, pos, _AT64, r, 3, b)
+        u4, u5 = _output_column6(M, at, pos, _AT64, r, 4, b), _output_column6(M, at, pos, _AT64, r, 5, b)
+        for q in range(4):
+            y = _combine6(_AT64, q, u0, u1, u2, u3, u4, u5, b)
+            if fast:
+                store_lanes(out, o + (r * W_out + q) * K, y)
+            else:
+                _store_edge(out, t, TH, TW, 4, r, q, k0, H_out, W_out, K, y)
+
+
+@njit(inline="always")
+def _store_edge(out, t, TH, TW, block, dy, dx, k0, H_out, W_out, K, y):
+    """Pixel (dy, dx) of tile t (``block`` x ``block`` pixels), channels k0 .. min(k0 + lanes,
+    K), if that pixel exists."""
     n = t // (TH * TW)
-    h = 2 * ((t // TW) % TH) + dy
-    w = 2 * (t % TW) + dx
+    h = block * ((t // TW) % TH) + dy
+    w = block * (t % TW) + dx
     if h < H_out and w < W_out:
         edge = np.empty(16, np.float32)
         store_lanes(edge, 0, y)
@@ -449,11 +495,18 @@ def usable(x_shape, W_shape, win, threads=None, l2=None):
     if not _patch_layer(W_shape, win, (3, 5)):
         return False
     Kp = -(-K // CHANNELS) * CHANNELS
-    U_bytes, l2 = (f_h + 1) ** 2 * C * Kp * 4, l2 or l2_bytes()
     threads = thread_count() if threads is None else threads
-    many_tiles = tiles_per_task(tile_count(x_shape), threads) == TILES  # about the output's ("same")
-    if f_h == 5 and not many_tiles:  # its 6x6 transforms cost about what they save then (one image: 0.96-0.99x)
-        return False
+    tiles = tile_count(x_shape)  # about the output's ("same")
+    if f_h == 5 and tiles_per_task(tiles, threads) < TILES:
+        return False  # its 6x6 transforms cost about what they save then (one image: 0.96-0.99x)
+    return _u_fits((f_h + 1) ** 2 * C * Kp * 4, tiles, threads, l2)
+
+
+def _u_fits(U_bytes, tiles, threads, l2=None):
+    """``usable``'s cache rule: transformed filters of ``U_bytes`` within ``U_BYTES_PER_L2`` L2
+    caches, or ``U_BYTES_PER_L2_MANY_TILES`` when ``tiles`` give every task ``TILES`` tiles."""
+    l2 = l2 or l2_bytes()
+    many_tiles = tiles_per_task(tiles, threads) == TILES
     return U_bytes <= U_BYTES_PER_L2 * l2 or (U_bytes <= U_BYTES_PER_L2_MANY_TILES * l2 and many_tiles)
 
 
@@ -466,9 +519,10 @@ def _patch_layer(W_shape, win, sizes):
             and C % EIGHT == 0 and C >= 32)
 
 
-def tile_count(shape):
-    """The 2x2 tiles covering ``shape = (N, H, W, ...)``: ``N * ceil(H / 2) * ceil(W / 2)``."""
-    return shape[0] * -(-shape[1] // 2) * -(-shape[2] // 2)
+def tile_count(shape, block=2):
+    """The ``block`` x ``block`` tiles covering ``shape = (N, H, W, ...)``: ``N * ceil(H / block) *
+    ceil(W / block)``."""
+    return shape[0] * -(-shape[1] // block) * -(-shape[2] // block)
 
 
 NEAR_U_PER_L2 = 2
@@ -489,19 +543,45 @@ def tiles_per_task(tiles, workers):
     return max(PIXELS, min(TILES, -(-wanted // PIXELS) * PIXELS))
 
 
-def forward(x, W, b, win, z, scratch):
-    """``z = conv(x, W) + b`` (float32, contiguous; see ``usable``)."""
+V_SHARE_OF_L2 = 0.6
+"""F(4x4, 3x3): a task's transformed patches V (36 x tiles x C floats) are read once per panel of
+filters; at most this share of the L2 cache, so they stay there (VGG's 56 x 56 x 256 layer,
+2.36 MB of V with 64 tiles a task: 27.9 ms, 32 tiles 24.0, 16 tiles 26.3; 2 threads, Sapphire
+Rapids, 2 MB of L2). F(2x2, ...) keeps ``TILES``: 64 tiles of 16 positions fill half the L2."""
+
+
+def block_for(x_shape, W_shape, threads=None, l2=None):
+    """The output block of a Winograd layer (``usable``): 4, F(4x4, 3x3), for a 3x3 filter
+    whose transformed filters (36 x C x K floats, 2.25x F(2x2, 3x3)'s) pass ``usable``'s cache
+    rule; else 2. Against F(2x2, 3x3), 2 threads, Sapphire Rapids: ResNet's 8 x 56 x 56 x 64
+    layer 4.1 -> 2.8 ms, VGG's 4 x 56 x 56 x 256 29.5 -> 24.0, YOLOv3-tiny's 208 x 208 x 32 -> 64
+    8.5 -> 5.5 and 104 x 104 x 64 -> 128 3.4 -> 2.6; its 26 x 26 x 256 -> 512 (U 18.9 MB, 49
+    tiles) 4.5 -> 7.6, so that one stays on 2x2."""
+    f_h, _, C, K = W_shape
+    if f_h != 3:
+        return 2
+    threads = thread_count() if threads is None else threads
+    return 4 if _u_fits(36 * C * -(-K // CHANNELS) * CHANNELS * 4, tile_count(x_shape, 4), threads, l2) else 2
+
+
+def forward(x, W, b, win, z, scratch, block=2):
+    """``z = conv(x, W) + b`` (float32, contiguous; see ``usable``), in ``block`` x ``block``
+    output tiles: 2, or 4 for F(4x4, 3x3) (see ``block_for``)."""
     N, H_out, W_out, K = z.shape
-    even_h, even_w = 2 * -(-H_out // 2), 2 * -(-W_out // 2)  # whole 2x2 tiles
-    xp = padded_input(x, win, even_h, even_w, scratch)
+    whole_h, whole_w = block * -(-H_out // block), block * -(-W_out // block)  # whole tiles
+    xp = padded_input(x, win, whole_h, whole_w, scratch)
     bias = aligned_zeros(-(-K // CHANNELS) * CHANNELS)
     bias[:K] = b
     workers = thread_count()
-    per_task = tiles_per_task(tile_count(z.shape), workers)
-    U = transform_filters(W)
-    if 4 * U.size * NEAR_U_PER_L2 <= l2_bytes():
+    per_task = tiles_per_task(tile_count(z.shape, block), workers)
+    U = transform_filters(W, block)
+    l2 = l2_bytes()
+    if 4 * U.size * NEAR_U_PER_L2 <= l2:
         per_task = min(per_task, NEAR_U_TILES)
-    winograd_tiles(xp.reshape(-1), xp.shape, U, z.shape, bias, per_task, workers, z.reshape(-1), W.shape[0] + 1)
+    if block == 4:  # the task's V, 36 x per_task x C floats, in the L2 cache beside U's panel
+        per_task = min(per_task, max(PIXELS, int(V_SHARE_OF_L2 * l2) // (36 * x.shape[3] * 4) // PIXELS * PIXELS))
+    side = W.shape[0] + block - 1
+    winograd_tiles(xp.reshape(-1), xp.shape, U, z.shape, bias, per_task, workers, z.reshape(-1), side, block)
 
 
 # --------------------------------------------------------------------------- dW
