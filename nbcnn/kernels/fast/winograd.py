@@ -550,18 +550,34 @@ filters; at most this share of the L2 cache, so they stay there (VGG's 56 x 56 x
 Rapids, 2 MB of L2). F(2x2, ...) keeps ``TILES``: 64 tiles of 16 positions fill half the L2."""
 
 
+BLOCK4_MAX_COVER = 1.1
+"""F(4x4, 3x3) only where its 4x4 blocks cover at most this many times the map's pixels: the
+blocks past the edge compute pixels that are thrown away, and store the rest one by one. 2
+threads, Sapphire Rapids, F(2x2, 3x3) -> F(4x4, 3x3): 96 x 10 x 10 x 32 -> 64 (1.44x
+covered) 0.98 -> 1.64 ms, 8 x 14 x 14 x 128 -> 128 (1.31x) 1.12 -> 1.62, 8 x 13 x 13 (1.51x)
+1.22 -> 1.55, 16 x 26 x 26 x 64 -> 64 (1.16x) 1.73 -> 1.81; 8 x 28 x 28 x 64 -> 64 (1x) 1.00
+-> 0.82."""
+
+
 def block_for(x_shape, W_shape, threads=None, l2=None):
     """The output block of a Winograd layer (``usable``): 4, F(4x4, 3x3), for a 3x3 filter
-    whose transformed filters (36 x C x K floats, 2.25x F(2x2, 3x3)'s) pass ``usable``'s cache
-    rule; else 2. Against F(2x2, 3x3), 2 threads, Sapphire Rapids: ResNet's 8 x 56 x 56 x 64
-    layer 4.1 -> 2.8 ms, VGG's 4 x 56 x 56 x 256 29.5 -> 24.0, YOLOv3-tiny's 208 x 208 x 32 -> 64
-    8.5 -> 5.5 and 104 x 104 x 64 -> 128 3.4 -> 2.6; its 26 x 26 x 256 -> 512 (U 18.9 MB, 49
-    tiles) 4.5 -> 7.6, so that one stays on 2x2."""
+    over a map that whole 4x4 blocks cover (``BLOCK4_MAX_COVER``), with at least ``TILES / 2``
+    4x4 tiles a task, whose transformed filters (36 x C x K floats, 2.25x F(2x2, 3x3)'s) pass
+    ``usable``'s cache rule; else 2. With fewer tiles F(4x4, 3x3) lost: one 32 x 32 x 64 -> 128
+    image (8 tiles a task) 0.50 -> 0.55 ms; with 32 (one 64 x 64 x 32 -> 64 image) it won,
+    0.45 -> 0.38. Against F(2x2, 3x3), 2 threads, Sapphire Rapids: ResNet's 8 x 56 x 56 x 64
+    layer 4.1 -> 2.8 ms, VGG's 4 x 56 x 56 x 256 29.5 -> 24.0, 2 x 208 x 208 x 32 -> 64 8.5 ->
+    5.5, 1 x 104 x 104 x 64 -> 128 3.4 -> 2.6; 1 x 26 x 26 x 256 -> 512 (U 18.9 MB, 49 tiles)
+    4.5 -> 7.6."""
     f_h, _, C, K = W_shape
-    if f_h != 3:
+    H, W = x_shape[1:3]  # about the output's ("same")
+    if f_h != 3 or -(-H // 4) * -(-W // 4) * 16 > BLOCK4_MAX_COVER * H * W:
         return 2
     threads = thread_count() if threads is None else threads
-    return 4 if _u_fits(36 * C * -(-K // CHANNELS) * CHANNELS * 4, tile_count(x_shape, 4), threads, l2) else 2
+    tiles = tile_count(x_shape, 4)
+    if tiles_per_task(tiles, threads) < TILES // 2:
+        return 2  # few 4x4 tiles a task, each streaming all the (larger) transformed filters
+    return 4 if _u_fits(36 * C * -(-K // CHANNELS) * CHANNELS * 4, tiles, threads, l2) else 2
 
 
 def forward(x, W, b, win, z, scratch, block=2):
