@@ -106,6 +106,46 @@ def test_the_sums_do_not_depend_on_the_thread_count(rng):
     assert kernels.ROWS_PER_BLOCK < 4 * 40 * 40
 
 
+@pytest.mark.parametrize("M, C, dtype", [(1, 1, np.float32), (127, 3, np.float32), (128, 16, np.float32),
+                                           (1000, 33, np.float32), (4000, 64, np.float32), (300, 7, np.float64)])
+def test_fast_block_sums_are_the_readable_bits(rng, M, C, dtype):
+    """The cpu block sums (``fast/batchnorm.py``: rows outside, channels inside) add each cell's
+    rows in the readable kernels' order: the same bits, inf and NaN included; and near a float64
+    numpy sum of each block."""
+    from nbcnn.kernels.fast import batchnorm as fast
+
+    x = (rng.standard_normal((M, C)) * 3 + 2).astype(dtype)
+    dy = rng.standard_normal((M, C)).astype(dtype)
+    if M > 2 and C > 2:
+        x[1, 2], dy[2, 1] = np.inf, np.nan
+    mean = rng.standard_normal(C).astype(dtype)
+    B = -(-M // kernels.ROWS_PER_BLOCK)
+    for readable, restructured, args, shape in (
+            (kernels.CHANNEL_SUMS, fast.channel_block_sums, (x,), (B, C)),
+            (kernels.CHANNEL_CENTRED_SQUARES, fast.channel_block_centred_squares, (x, mean), (B, C)),
+            (kernels.GRADIENT_SUMS, fast.channel_block_gradient_sums, (dy, x), (B, 2, C))):
+        want, got = np.full(shape, -1, dtype), np.full(shape, -1, dtype)
+        readable.naive_cpu(*args, want)
+        restructured(*args, got)
+        np.testing.assert_array_equal(got, want)
+        assert readable.fast_cpu is restructured
+    # against float64 numpy, finite cells only
+    blocks = [slice(b * kernels.ROWS_PER_BLOCK, (b + 1) * kernels.ROWS_PER_BLOCK) for b in range(B)]
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    oracle = np.stack([(dy64[s] * x64[s]).sum(axis=0) for s in blocks])
+    got = np.empty((B, 2, C), dtype)
+    fast.channel_block_gradient_sums(dy, x, got)
+    finite = np.isfinite(oracle)
+    np.testing.assert_allclose(got[:, 1][finite], oracle[finite], rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(fast_sums(fast, x), np.stack([x64[s].sum(axis=0) for s in blocks]), rtol=1e-4, atol=1e-2)
+
+
+def fast_sums(fast, x):
+    out = np.empty((-(-x.shape[0] // kernels.ROWS_PER_BLOCK), x.shape[1]), x.dtype)
+    fast.channel_block_sums(x, out)
+    return out
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(gamma=np.ones(3)), "gamma has shape"),
     (dict(beta=np.ones((4, 1))), "beta must have 1 dimensions"),

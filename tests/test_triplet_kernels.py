@@ -141,6 +141,26 @@ def test_pairwise_squared_distances(backend, rng):
     assert self_d.dtype == np.float32 and np.all(np.diag(self_d) == 0)  # exactly 0: differences squared
 
 
+@pytest.mark.parametrize("N, M, D, dtype", [(1, 1, 1, np.float32), (96, 96, 800, np.float32), (7, 33, 5, np.float64),
+                                            (20, 3, 129, np.float32)])
+def test_fast_pairwise_distances_are_the_readable_bits(rng, N, M, D, dtype):
+    """The cpu distance matrix a row at a time (``fast/triplet.py``) adds each cell's terms in
+    the readable kernel's order: the same bits (inf and NaN included), and near float64 numpy."""
+    from nbcnn.kernels import triplet as kernels
+    from nbcnn.kernels.fast import triplet as fast
+
+    a, b = rng.standard_normal((N, D)).astype(dtype), rng.standard_normal((M, D)).astype(dtype)
+    if N > 2 and D > 2:
+        a[1, 2], b[2, 1] = np.inf, np.nan
+    want, got = np.full((N, M), -1, dtype), np.full((N, M), -1, dtype)
+    kernels.PAIRWISE_SQUARED_DISTANCES.naive_cpu(a, b, want)
+    fast.pairwise_squared_distances(a, b, got)
+    np.testing.assert_array_equal(got, want)
+    assert kernels.PAIRWISE_SQUARED_DISTANCES.fast_cpu is fast.pairwise_squared_distances
+    expected = ((a.astype(np.float64)[:, None] - b.astype(np.float64)[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
 # --------------------------------------------------------------------------- the layer
 
 

@@ -41,14 +41,17 @@ register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3), F(4x4, 3x3) an
 thread count chosen per product), ``conv.py`` (the router between them), ``pool_rows.py``
 (the pooling kernels' shared row layouts, helpers and thread launcher), ``max_pool.py`` and
 ``avg_pool.py`` (max and average pooling, forward and backward), ``dense.py``,
-``gram.py``, ``nms.py``, ``cuda_conv.py``, ``cuda_nms.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
+``gram.py``, ``nms.py``, ``batchnorm.py`` (batch norm's sums, loops turned around), ``triplet.py``
+(pairwise distances a row at a time),
+``cuda_conv.py``, ``cuda_nms.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
 
 Importing this package registers them all (``ops.py`` imports it); it imports no numba.cuda
 until a cuda launcher is first asked for.
 """
 
-from .. import bias as _bias, boxes as _boxes, conv as _conv, dense as _dense, gram as _gram, pool as _pool
-from . import avg_pool, bias, conv, cuda_conv, cuda_nms, dense, gram, max_pool, nms
+from .. import batchnorm as _batchnorm, bias as _bias, boxes as _boxes, conv as _conv, dense as _dense
+from .. import gram as _gram, pool as _pool, triplet as _triplet
+from . import avg_pool, batchnorm, bias, conv, cuda_conv, cuda_nms, dense, gram, max_pool, nms, triplet
 from .. import depthwise as _depthwise
 from . import depthwise
 
@@ -62,6 +65,11 @@ _conv.BACKWARD_INPUT.register_fast(cpu=conv.backward_input, cuda=cuda_conv.backw
 _conv.BACKWARD_FILTER.register_fast(cpu=conv.backward_filter, cuda=cuda_conv.backward_filter_launcher,
                                     own_threads=True)
 _bias.BACKWARD.register_fast(cpu=bias.bias_backward)
+
+_batchnorm.CHANNEL_SUMS.register_fast(cpu=batchnorm.channel_block_sums)
+_batchnorm.CHANNEL_CENTRED_SQUARES.register_fast(cpu=batchnorm.channel_block_centred_squares)
+_batchnorm.GRADIENT_SUMS.register_fast(cpu=batchnorm.channel_block_gradient_sums)
+_triplet.PAIRWISE_SQUARED_DISTANCES.register_fast(cpu=triplet.pairwise_squared_distances)
 
 _pool.MAX_FORWARD.register_fast(cpu=max_pool.max_pool2d_forward, own_threads=True)
 _pool.MAX_ARGMAX.register_fast(cpu=max_pool.max_pool2d_forward_argmax, own_threads=True)
