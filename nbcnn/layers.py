@@ -559,12 +559,19 @@ class Chain(Layer):
     def forward(self, x, training=False):
         """Each layer's forward in turn; a ``Conv2D`` followed by ``Activation("relu")`` runs as
         one fused kernel (the same numbers, z written once instead of written, read and written
-        again: LeNet-5 training 0.3 ms a step; ``NBCNN_FUSE=0`` runs them one by one)."""
+        again: LeNet-5 training 0.3 ms a step; ``NBCNN_FUSE=0`` runs them one by one), and so
+        does a ``DarknetBatchNorm`` followed by a ``LeakyReLU`` (darknet's conv layers)."""
         layers, i = self.layers, 0
         fuse = config.enabled("NBCNN_FUSE")
         while i < len(layers):
             if fuse and i + 1 < len(layers) and _conv_then_relu(layers[i], layers[i + 1]):
                 x = layers[i + 1].took_fused(layers[i].forward(x, training, activation="relu"))
+                i += 2
+                continue
+            if fuse and i + 1 < len(layers) and _darknet_norm_then_leaky(layers[i], layers[i + 1]):
+                # darknet's layers: batch norm and leaky ReLU in one pass (YOLOv3-tiny's
+                # activations, 20 MB, not written and read again)
+                x = layers[i + 1].took_fused(layers[i].forward(x, training, leaky_slope=layers[i + 1].negative_slope))
                 i += 2
                 continue
             x = layers[i].forward(x, training)
@@ -595,6 +602,13 @@ def _relu_then_max_pool(first, second) -> bool:
     return (type(first) is Activation and first.kind == "relu" and type(second) is MaxPooling2D
             and getattr(second, "_y", None) is not None and "backward" not in vars(first)
             and "backward" not in vars(second))
+
+
+def _darknet_norm_then_leaky(first, second) -> bool:
+    """Exactly a ``DarknetBatchNorm`` then a ``LeakyReLU`` of positive slope (its backward then
+    reads the fused output's sign), neither with its ``forward`` replaced on the instance."""
+    return (type(first) is DarknetBatchNorm and type(second) is LeakyReLU and second.negative_slope > 0
+            and "forward" not in vars(first) and "forward" not in vars(second))
 
 
 def _conv_then_relu(first, second) -> bool:
@@ -726,6 +740,13 @@ class LeakyReLU(Layer):
         self._x = x
         return ops.leaky_relu(x, self.negative_slope)
 
+    def took_fused(self, a):
+        """The layer before applied this leaky ReLU in its own pass (``Chain``): keep its output
+        for the backward, whose test ``x > 0`` is ``a > 0`` for a positive slope (a NaN is
+        neither), and pass it on."""
+        self._x = a
+        return a
+
     def backward(self, dy):
         return ops.leaky_relu_backward(dy, self._x, self.negative_slope)
 
@@ -826,20 +847,22 @@ class DarknetBatchNorm(Layer):
         self.state["moving_mean"], self.state["moving_var"] = np.zeros(c, DTYPE), np.ones(c, DTYPE)
         return out
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, leaky_slope=None):
+        """``leaky_slope``: the leaky ReLU of a following ``LeakyReLU`` in the same pass
+        (``Chain`` asks for it; see ``ops.darknet_batch_norm``)."""
         x = _host(x)
         # x_hat, for the backward, is written only while training; otherwise the backward
         # (rare: frozen layers are rarely differentiated) recomputes it from the input kept here
-        y, self._x_hat = self._normalise(x, keep_x_hat=training)
+        y, self._x_hat = self._normalise(x, keep_x_hat=training, leaky_slope=leaky_slope)
         self._x = None if training else x
         self._axes = tuple(range(x.ndim - 1))
         return y
 
-    def _normalise(self, x, keep_x_hat):
+    def _normalise(self, x, keep_x_hat, leaky_slope=None):
         dtype = x.dtype
         return ops.darknet_batch_norm(x, self.state["moving_mean"].astype(dtype), self.state["moving_var"].astype(dtype),
                                       self.params["gamma"].astype(dtype), self.params["beta"].astype(dtype),
-                                      self.epsilon, keep_x_hat=keep_x_hat)
+                                      self.epsilon, keep_x_hat=keep_x_hat, leaky_slope=leaky_slope)
 
     def backward(self, dy):
         dy = _host(dy)

@@ -70,7 +70,7 @@ cases += [  # batch norm in training: x, dy, x_hat (M, C) = m, per-channel vecto
     (batchnorm.BACKWARD, (m, m, v, v, v, m)),
 ]
 # darknet divides in double on purpose (its C code does): that kernel keeps its float64 denominator
-DOUBLE_BY_DESIGN = {"darknet_batch_norm": (m, v, np.zeros(4, np.float64), v, v, m, m)}
+DOUBLE_BY_DESIGN = {"darknet_batch_norm": (m, v, np.zeros(4, np.float64), v, v, 0.1, m, m)}
 
 
 def typed(args, dtype):

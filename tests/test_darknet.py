@@ -442,6 +442,55 @@ def test_darknet_batch_norm_kernel_is_darknets_arithmetic(backend, dtype):
     np.testing.assert_array_equal(nbcnn.to_host(y_alone), x_hat * gamma + beta)
 
 
+@pytest.mark.parametrize("backend", ["python", "cpu", "cuda"])
+def test_darknet_batch_norm_with_its_leaky_relu_in_one_pass(backend):
+    """``leaky_slope``: the leaky ReLU of darknet's formula's output, the same bits as the two
+    ops one after the other (NaN, inf, -0 and values on either side of 0 included)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    x[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+    mean, gamma, beta = (rng.standard_normal(5).astype(np.float32) for _ in range(3))
+    beta[4] = 0
+    x[1, 2, 3, 4] = mean[4]  # (x - mean) * gamma + 0: a zero
+    var = rng.random(5).astype(np.float32) + np.float32(0.1)
+    with nbcnn.use_backend(backend):
+        y, _ = nbcnn.ops.darknet_batch_norm(x, mean, var, gamma, beta)
+        want = nbcnn.to_host(nbcnn.ops.leaky_relu(y, 0.1))
+        for keep in (True, False):
+            fused, x_hat = nbcnn.ops.darknet_batch_norm(x, mean, var, gamma, beta, keep_x_hat=keep, leaky_slope=0.1)
+            np.testing.assert_array_equal(nbcnn.to_host(fused), want)
+    assert np.isnan(want[0, 0, 0, 0]) and (want < 0).any() and (want > 0).any()
+    negative = y < 0
+    np.testing.assert_allclose(want[negative], np.float32(0.1) * y[negative])
+
+
+def test_chain_fuses_darknet_batch_norm_and_leaky_relu(rng, monkeypatch):
+    """A conv layer of darknet's (Conv2D, DarknetBatchNorm, LeakyReLU) gives the same output and
+    the same gradients fused (``Chain``) as with NBCNN_FUSE=0, in training and in inference."""
+    from nbcnn.layers import Chain, Conv2D, LeakyReLU
+
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
+    runs = []
+    for fuse in ("1", "0"):
+        monkeypatch.setenv("NBCNN_FUSE", fuse)
+        chain = Chain([Conv2D(4, 3, padding="same", use_bias=False), DarknetBatchNorm(), LeakyReLU(0.1)])
+        chain.build((6, 6, 3), np.random.default_rng(0))
+        bn = chain.layers[1]
+        bn.state["moving_mean"] = np.linspace(-0.5, 0.5, 4).astype(np.float32)
+        bn.state["moving_var"] = np.linspace(0.5, 2, 4).astype(np.float32)
+        bn.params["beta"] = np.linspace(-0.2, 0.3, 4).astype(np.float32)
+        for training in (False, True):
+            out = chain.forward(x, training)
+            assert (chain.layers[2]._x is out) == (fuse == "1")  # fused: the leaky ReLU kept its output
+            dx = chain.backward(dy)
+            runs.append((out, dx, chain.layers[0].grads["W"], bn.grads["gamma"], bn.grads["beta"]))
+    for fused, alone in zip(runs[:2], runs[2:]):
+        for a, b in zip(fused, alone):
+            np.testing.assert_array_equal(a, b)
+    assert (runs[0][0] < 0).any() and (runs[0][0] > 0).any()
+
+
 def test_darknet_batch_norm_inference_forward_keeps_no_x_hat_and_backward_still_works(rng):
     """forward(training=False) writes y only; a backward after it recomputes x_hat from the
     input it kept: the same gradients as after a training forward."""

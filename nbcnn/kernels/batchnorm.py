@@ -30,11 +30,16 @@ depend on how many threads ran them.
 statistics and parameters::
 
     x_hat[r, k] = (x[r, k] - mean[k]) / denominator[k]      denominator = sqrt(var) + epsilon
-    y[r, k]     = x_hat[r, k] * gamma[k] + beta[k]
+    v           = x_hat[r, k] * gamma[k] + beta[k]
+    y[r, k]     = v if v > 0 else slope * v                  (slope 1: y = v, batch norm alone)
 
 in darknet's arithmetic: ``x - mean`` in x's dtype, the division in float64 (``denominator``
 is float64: C's ``sqrt`` returns a double), rounded back to x's dtype, then the scale and
-shift in x's dtype. ``x_hat`` is kept for the backward (``dgamma = sum(dy * x_hat)``).
+shift in x's dtype. ``x_hat`` is kept for the backward (``dgamma = sum(dy * x_hat)``). The
+``slope`` applies the leaky ReLU that follows batch norm in darknet's layers in the same pass
+(``ops.darknet_batch_norm(..., leaky_slope=)``: YOLOv3-tiny's activations are not written and
+read again); with slope 1 the last line is ``y = v`` to the bit (``1 * v`` is v, NaN and -0
+included), the batch norm alone.
 
 What runs here: these loops on every backend, except the three block sums on cpu, which run
 as ``fast/batchnorm.py`` (the same sums with the rows outside and the channels inside, so the
@@ -147,18 +152,20 @@ def batch_norm_backward(dy, x_hat, scale, mean_dy, mean_dy_x_hat, dx):
 
 
 @register_jitable
-def darknet_batch_norm_cell(x, mean, denominator, gamma, beta, r, k, x_hat, y):
-    """``x_hat[r, k]`` and ``y[r, k]`` for one number (see the module docstring)."""
+def darknet_batch_norm_cell(x, mean, denominator, gamma, beta, slope, r, k, x_hat, y):
+    """``x_hat[r, k]`` and ``y[r, k]`` for one number (see the module docstring): the leaky
+    ReLU's formula is ``activations.leaky_relu_cell``'s."""
     h = x.dtype.type((x[r, k] - mean[k]) / denominator[k])
     x_hat[r, k] = h
-    y[r, k] = h * gamma[k] + beta[k]
+    v = h * gamma[k] + beta[k]
+    y[r, k] = v if v > 0 else slope * v
 
 
-def darknet_batch_norm(x, mean, denominator, gamma, beta, x_hat, y):
+def darknet_batch_norm(x, mean, denominator, gamma, beta, slope, x_hat, y):
     """``for r, k: darknet_batch_norm_cell(...)`` (prange over rows)."""
     for r in prange(y.shape[0]):
         for k in range(y.shape[1]):
-            darknet_batch_norm_cell(x, mean, denominator, gamma, beta, r, k, x_hat, y)
+            darknet_batch_norm_cell(x, mean, denominator, gamma, beta, slope, r, k, x_hat, y)
 
 
 @cuda_kernels
@@ -207,11 +214,11 @@ def _cuda_training_kernels():
 def _cuda_kernels():
     """One GPU thread per number, calling the cell above."""
     @cuda.jit
-    def forward(x, mean, denominator, gamma, beta, x_hat, y):
+    def forward(x, mean, denominator, gamma, beta, slope, x_hat, y):
         t = cuda.grid(1)
         if t < y.size:
             r, k = unravel_2d(t, y.shape)
-            darknet_batch_norm_cell(x, mean, denominator, gamma, beta, r, k, x_hat, y)
+            darknet_batch_norm_cell(x, mean, denominator, gamma, beta, slope, r, k, x_hat, y)
 
     return forward
 
