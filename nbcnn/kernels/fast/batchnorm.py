@@ -21,7 +21,7 @@ Each cell still adds its rows in the same order, starting from the same zero, wi
 multiply then add (no fused multiply-add: these are compiled without fastmath), so the sums
 are the readable kernel's bits, not just close to them (``tests/test_batchnorm.py``); what
 changes is that the channel loop runs in vectors over contiguous memory. The triplet
-encoder's training step (96 x 20 x 20 x 32 and smaller maps): the three sums 7.4 -> 1.4 ms
+encoder's training step (96 x 20 x 20 x 32 and smaller maps): the three sums 7.4 -> 2.5 ms
 of its 43 (2 threads, Sapphire Rapids).
 """
 

@@ -19,7 +19,7 @@ summed at once, with b transposed so that ``b[:, k]`` is one contiguous run::
 Each cell still adds its k terms in order from zero, each a plain multiply then add (no
 fastmath, so no fused multiply-add), so the result is the readable kernel's bits (tested in
 ``tests/test_triplet_kernels.py``): the triplet training step of the digit encoder spends
-0.2 ms here instead of 4.
+0.7 ms here instead of 4 (96 x 96 distances of 800 numbers, 2 threads, Sapphire Rapids).
 """
 
 import numpy as np
