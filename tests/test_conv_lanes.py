@@ -5,9 +5,10 @@ lanes (zmm) on AVX-512, 8 (ymm) on AVX2. The rest of the suite tests the host's 
 file runs the other one in a child process with ``NBCNN_LANES`` set and its own
 ``NUMBA_CACHE_DIR``: on an AVX2 host the 16-lane kernels (LLVM splits each vector into two
 ymm halves), on an AVX-512 host the 8-lane ones. The child checks the forward, dX (stride
-1 and 2) and dW of the direct kernels and Winograd, through the fast router, against the
-float64 numpy oracle, on channel counts that hit every store path of both widths (one
-narrow vector, an overlapping last pixel, a partial panel, several panels).
+1 and 2) and dW of the direct kernels and Winograd, through the fast router (and Winograd's
+4x4 blocks directly), against the float64 numpy oracle, on channel counts that hit every
+store path of both widths (one narrow vector, an overlapping last pixel, a partial panel,
+several panels).
 """
 
 import os
@@ -47,6 +48,16 @@ for N, H, W, C, f, K, s, p in cases:
     for name, got, want in (("z", z, oracles.conv_forward(x, Wt, b, (s, s), pads)), ("dx", dx, want_dx),
                             ("dW", dW, want_dW)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3, err_msg=f"{{name}} of {{(N, H, W, C, f, K, s, p)}}")
+# Winograd F(4x4, 3x3) directly (the router gives these small layers 2x2 blocks): partial
+# blocks on both axes, a partial panel of filters
+from nbcnn.kernels.fast import winograd
+from nbcnn.kernels.fast.workspace import scratch
+x = r.standard_normal((2, 9, 11, 40)).astype(np.float32)
+Wt = r.standard_normal((3, 3, 40, 20)).astype(np.float32)
+b = r.standard_normal(20).astype(np.float32)
+z = np.full((2, 9, 11, 20), np.nan, np.float32)
+winograd.forward(x, Wt, b, Window(3, 3, 1, 1, 1, 1), z, scratch, 4)
+np.testing.assert_allclose(z, oracles.conv_forward(x, Wt, b, (1, 1), (1, 1, 1, 1)), rtol=1e-4, atol=2e-3)
 print("checked", len(cases), "layers at", simd.LANES, "lanes")
 """
 

@@ -559,13 +559,19 @@ covered) 0.98 -> 1.64 ms, 8 x 14 x 14 x 128 -> 128 (1.31x) 1.12 -> 1.62, 8 x 13 
 -> 0.82."""
 
 
+BLOCK4_MIN_TILES = 256
+"""F(4x4, 3x3) only for layers of at least this many 4x4 tiles: with fewer, each task streams
+all of the larger transformed filters for few tiles (one 32 x 32 x 64 -> 128 image, 64 tiles:
+0.50 -> 0.55 ms; one 64 x 64 x 32 -> 64 image, 256 tiles: 0.45 -> 0.38; 2 threads). A count
+of tiles, not of tiles per thread, so that the block, and the bits, do not change with the
+thread count."""
+
+
 def block_for(x_shape, W_shape, threads=None, l2=None):
     """The output block of a Winograd layer (``usable``): 4, F(4x4, 3x3), for a 3x3 filter
-    over a map that whole 4x4 blocks cover (``BLOCK4_MAX_COVER``), with at least ``TILES / 2``
-    4x4 tiles a task, whose transformed filters (36 x C x K floats, 2.25x F(2x2, 3x3)'s) pass
-    ``usable``'s cache rule; else 2. With fewer tiles F(4x4, 3x3) lost: one 32 x 32 x 64 -> 128
-    image (8 tiles a task) 0.50 -> 0.55 ms; with 32 (one 64 x 64 x 32 -> 64 image) it won,
-    0.45 -> 0.38. Against F(2x2, 3x3), 2 threads, Sapphire Rapids: ResNet's 8 x 56 x 56 x 64
+    over a map that whole 4x4 blocks cover (``BLOCK4_MAX_COVER``), with at least
+    ``BLOCK4_MIN_TILES`` 4x4 tiles, whose transformed filters (36 x C x K floats, 2.25x
+    F(2x2, 3x3)'s) pass ``usable``'s cache rule; else 2. Against F(2x2, 3x3), 2 threads, Sapphire Rapids: ResNet's 8 x 56 x 56 x 64
     layer 4.1 -> 2.8 ms, VGG's 4 x 56 x 56 x 256 29.5 -> 24.0, 2 x 208 x 208 x 32 -> 64 8.5 ->
     5.5, 1 x 104 x 104 x 64 -> 128 3.4 -> 2.6; 1 x 26 x 26 x 256 -> 512 (U 18.9 MB, 49 tiles)
     4.5 -> 7.6."""
@@ -573,10 +579,10 @@ def block_for(x_shape, W_shape, threads=None, l2=None):
     H, W = x_shape[1:3]  # about the output's ("same")
     if f_h != 3 or -(-H // 4) * -(-W // 4) * 16 > BLOCK4_MAX_COVER * H * W:
         return 2
-    threads = thread_count() if threads is None else threads
     tiles = tile_count(x_shape, 4)
-    if tiles_per_task(tiles, threads) < TILES // 2:
-        return 2  # few 4x4 tiles a task, each streaming all the (larger) transformed filters
+    if tiles < BLOCK4_MIN_TILES:
+        return 2  # few 4x4 tiles, each task streaming all the (larger) transformed filters
+    threads = thread_count() if threads is None else threads
     return 4 if _u_fits(36 * C * -(-K // CHANNELS) * CHANNELS * 4, tiles, threads, l2) else 2
 
 
