@@ -154,6 +154,15 @@ def test_same_bits_every_run_and_thread_count(rng, block):
         numba.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("x_shape, usable", [
+    ((96, 5, 5, 64), False), ((64, 3, 3, 64), False), ((32, 7, 7, 64), False), ((16, 9, 9, 64), False),
+    ((8, 13, 13, 64), True), ((8, 10, 10, 64), True), ((8, 28, 27, 64), True)])
+def test_small_maps_that_2x2_blocks_overhang_take_the_direct_tile(x_shape, usable):
+    """2x2 blocks covering more than 1.2x the map (5 x 5: 1.44x) compute too many thrown-away
+    pixels: those layers run on the direct tile."""
+    assert conv_winograd.usable(x_shape, (3, 3, 64, 64), Window(3, 3, 1, 1, 1, 1), 2, 2 << 20) == usable
+
+
 @pytest.mark.parametrize("l2, threads, images, W_shape, stride, usable", [
     (512 << 10, 1, 1, (3, 3, 64, 64), 1, True), (512 << 10, 1, 1, (3, 3, 128, 128), 1, True),  # U 256 KB, 1 MB
     (512 << 10, 1, 1, (3, 3, 256, 256), 1, False),                          # 4 MB, few tiles: direct (Zen 3)

@@ -487,12 +487,13 @@ def usable(x_shape, W_shape, win, threads=None, l2=None):
     multiple of 8 input channels (its input transform runs 8 channels at a time), at least
     32 of them (with fewer, the transforms cost more than the multiplies they save), and
     transformed filters small enough for the cache, or for the tiles that share them
-    (``U_BYTES_PER_L2``); 5x5 only with ``TILES`` tiles a task. F(2x2, 5x5) against the
+    (``U_BYTES_PER_L2``), on maps that 2x2 blocks cover well (``BLOCK2_MAX_COVER``); 5x5 only
+    with ``TILES`` tiles a task. F(2x2, 5x5) against the
     direct kernel, Sapphire Rapids, 1 / 2 threads: Inception's 28x28x192 -> 32 with 8 images
     1.36x / 1.36x, its dX (32 -> 192) 1.54x / 1.56x; one image (32-56 tiles a task) 0.96x /
     0.99x."""
     f_h, f_w, C, K = W_shape
-    if not _patch_layer(W_shape, win, (3, 5)):
+    if not _patch_layer(W_shape, win, (3, 5)) or not _blocks_cover(x_shape, 2, BLOCK2_MAX_COVER):
         return False
     Kp = -(-K // CHANNELS) * CHANNELS
     threads = thread_count() if threads is None else threads
@@ -500,6 +501,21 @@ def usable(x_shape, W_shape, win, threads=None, l2=None):
     if f_h == 5 and tiles_per_task(tiles, threads) < TILES:
         return False  # its 6x6 transforms cost about what they save then (one image: 0.96-0.99x)
     return _u_fits((f_h + 1) ** 2 * C * Kp * 4, tiles, threads, l2)
+
+
+BLOCK2_MAX_COVER = 1.2
+"""Winograd's 2x2 blocks only where they cover at most this many times the map's pixels (a
+5 x 5 map: 6 x 6, 1.44x): the blocks past the edge compute pixels thrown away. Against the
+direct kernel, 2 threads, Sapphire Rapids: 96 x 5 x 5 x 32 -> 64 0.98 -> 0.65 ms direct, 64 ->
+32 0.74 -> 0.65, 16 x 9 x 9 x 64 (1.23x) 0.42 -> 0.39, 64 x 3 x 3 x 64 0.56 -> 0.28, 32 x 7
+x 7 x 64 equal; 8 x 13 x 13 x 128 (1.16x) stays on Winograd (1.39 against 1.47 ms)."""
+
+
+def _blocks_cover(x_shape, block, most):
+    """Whether ``block`` x ``block`` tiles cover the map ``x_shape[1:3]`` (about the output's,
+    "same") with at most ``most`` times its pixels."""
+    H, W = x_shape[1:3]
+    return -(-H // block) * -(-W // block) * block * block <= most * H * W
 
 
 def _u_fits(U_bytes, tiles, threads, l2=None):
@@ -576,8 +592,7 @@ def block_for(x_shape, W_shape, threads=None, l2=None):
     5.5, 1 x 104 x 104 x 64 -> 128 3.4 -> 2.6; 1 x 26 x 26 x 256 -> 512 (U 18.9 MB, 49 tiles)
     4.5 -> 7.6."""
     f_h, _, C, K = W_shape
-    H, W = x_shape[1:3]  # about the output's ("same")
-    if f_h != 3 or -(-H // 4) * -(-W // 4) * 16 > BLOCK4_MAX_COVER * H * W:
+    if f_h != 3 or not _blocks_cover(x_shape, 4, BLOCK4_MAX_COVER):
         return 2
     tiles = tile_count(x_shape, 4)
     if tiles < BLOCK4_MIN_TILES:
