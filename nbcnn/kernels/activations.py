@@ -48,9 +48,14 @@ def relu_backward_cell(dy, x, i):
 
 
 @register_jitable
-def leaky_relu_cell(x, i, slope):
-    v = x[i]
+def leaky_of(v, slope):
+    """The leaky ReLU of one number (also darknet's batch norm's fused form, ``batchnorm.py``)."""
     return v if v > 0 else slope * v
+
+
+@register_jitable
+def leaky_relu_cell(x, i, slope):
+    return leaky_of(x[i], slope)
 
 
 @register_jitable

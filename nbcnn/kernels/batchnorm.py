@@ -51,6 +51,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from ..backend import Kernel, cuda_kernels
+from .activations import leaky_of
 from .indexing import unravel_2d
 
 cuda = None  # numba.cuda, bound by @cuda_kernels when the cuda backend is first used
@@ -153,12 +154,11 @@ def batch_norm_backward(dy, x_hat, scale, mean_dy, mean_dy_x_hat, dx):
 
 @register_jitable
 def darknet_batch_norm_cell(x, mean, denominator, gamma, beta, slope, r, k, x_hat, y):
-    """``x_hat[r, k]`` and ``y[r, k]`` for one number (see the module docstring): the leaky
-    ReLU's formula is ``activations.leaky_relu_cell``'s."""
+    """``x_hat[r, k]`` and ``y[r, k]`` for one number (see the module docstring), the leaky
+    ReLU by ``activations.leaky_of``."""
     h = x.dtype.type((x[r, k] - mean[k]) / denominator[k])
     x_hat[r, k] = h
-    v = h * gamma[k] + beta[k]
-    y[r, k] = v if v > 0 else slope * v
+    y[r, k] = leaky_of(h * gamma[k] + beta[k], slope)
 
 
 def darknet_batch_norm(x, mean, denominator, gamma, beta, slope, x_hat, y):

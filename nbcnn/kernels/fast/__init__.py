@@ -35,15 +35,15 @@ package instead, each tested against its readable twin (``tests/test_*_fast.py``
                                                                                      boxes per block, host scan
 
 The modules: ``simd.py`` (explicit vectors as Numba intrinsics: 8 lanes, and the host's
-width, 16 lanes on AVX-512, for the register tiles), ``direct.py`` (the
-register-tiled direct convolution), ``winograd.py`` (F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) on the same tile),
-``im2col.py`` (windows copied into a matrix for BLAS), ``blas.py`` (BLAS products with the
-thread count chosen per product), ``conv.py`` (the router between them), ``pool_rows.py``
+width, 16 lanes on AVX-512, for the register tiles), ``direct.py`` (the register-tiled
+direct convolution), ``winograd.py`` (F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) on the same
+tile), ``im2col.py`` (windows copied into a matrix for BLAS), ``blas.py`` (BLAS products with
+the thread count chosen per product), ``conv.py`` (the router between them), ``pool_rows.py``
 (the pooling kernels' shared row layouts, helpers and thread launcher), ``max_pool.py`` and
-``avg_pool.py`` (max and average pooling, forward and backward), ``dense.py``,
-``gram.py``, ``nms.py``, ``batchnorm.py`` (batch norm's sums, loops turned around), ``triplet.py``
-(pairwise distances a row at a time),
-``cuda_conv.py``, ``cuda_nms.py``. ``NBCNN_DEBUG=1`` prints which route each launch took.
+``avg_pool.py`` (max and average pooling, forward and backward), ``dense.py``, ``gram.py``,
+``nms.py``, ``batchnorm.py`` (batch norm's sums, loops turned around), ``triplet.py``
+(pairwise distances a row at a time), ``cuda_conv.py``, ``cuda_nms.py``. ``NBCNN_DEBUG=1``
+prints which route each launch took.
 
 Importing this package registers them all (``ops.py`` imports it); it imports no numba.cuda
 until a cuda launcher is first asked for.

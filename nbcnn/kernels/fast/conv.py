@@ -179,9 +179,9 @@ def _tiled_forward(x, W, b, win, z, switches, what="", relu=False):
 @functools.lru_cache(maxsize=1024)
 def _tile_route(x_shape, W_shape, win, relu, winograd_threads, l2):
     """``_tiled_forward``'s choice for these shapes, and its name for NBCNN_DEBUG, found once
-    per shape: ``("dot" | "winograd" | "direct", name, Winograd's output block)``. ``winograd_threads``: Numba's thread
-    count (Winograd's choice depends on it and on ``l2``, the L2 cache's bytes), 0 when
-    NBCNN_WINOGRAD=0. (Made at every call, the choice and its name cost 6-10 us of a small
+    per shape: ``("dot" | "winograd" | "direct", name, Winograd's output block)``.
+    ``winograd_threads``: Numba's thread count (Winograd's choice depends on it and on ``l2``,
+    the L2 cache's bytes), 0 when NBCNN_WINOGRAD=0. (Made at every call, the choice and its name cost 6-10 us of a small
     layer's 250 in cold Python: see ``backend.cpu_runners``.)"""
     C, K = W_shape[2], W_shape[3]
     fused = " + relu" if relu else ""

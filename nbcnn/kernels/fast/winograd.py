@@ -44,8 +44,8 @@ and output in memory traffic, more than the multiplies saved on this machine).
 Rounding: the transforms add and subtract up to 9 numbers per value (3x3; 5x5 weighs 36 with
 factors up to 16, F(4x4, 3x3) 36 with factors up to 8), so results differ from the direct
 kernel's in the last bits (relative ~1e-6 here, ~8e-6 for 5x5 and for F(4x4, 3x3): ResNet's
-layer, largest error 4.5e-5 on outputs up to 7.8, the direct kernel's 1.1e-5); tested against the float64
-oracle like the other kernels, and the same bits every run (each output is written by one
+layer, largest error 4.5e-5 on outputs up to 7.8, the direct kernel's 1.1e-5); tested against
+the float64 oracle like the other kernels, and the same bits every run (each output is written by one
 task, in a fixed order).
 """
 
@@ -133,7 +133,7 @@ _AT43, _G43, _BT43 = toom_cook((0, 1, -1, 2, -2), 4, 3)
 same B^T (``toom_cook``'s B^T depends only on the points): one input transform,
 ``_input_transform6``, serves both."""
 _AT64 = _AT43.astype(np.float32)
-"""F(4x4, 3x3)'s A^T (4 x 6), read as constants by ``_output_transform6x4``."""
+"""F(4x4, 3x3)'s A^T (4 x 6), read as constants by ``_output_transform6``."""
 _AT4 = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 """F(2x2, 3x3)'s A^T (the adds of ``_output_transform``), for ``_grad_transform``."""
 
@@ -255,20 +255,20 @@ def winograd_tiles(xf, x_shape, Uf, out_shape, bias, per_task, workers, out, sid
                             b = load_lanes(bias, k0, _WIDE)
                             if side == 4:
                                 _output_transform(M, at, pos_m, b, out, o, True, t, TH, TW, k0, H_out, W_out, K)
-                            elif block == 2:
-                                _output_transform6(M, at, pos_m, b, out, o, True, t, TH, TW, k0, H_out, W_out, K)
+                            elif block == 2:  # the matrices as constants at each call (see _output_transform6)
+                                _output_transform6(M, at, pos_m, _AT6, b, out, o, True, t, TH, TW, k0, H_out, W_out, K)
                             else:
-                                _output_transform6x4(M, at, pos_m, b, out, o, True, t, TH, TW, k0, H_out, W_out, K)
+                                _output_transform6(M, at, pos_m, _AT64, b, out, o, True, t, TH, TW, k0, H_out, W_out, K)
                             part += LANES
                         else:
                             b = load_lanes(bias, k0, _EIGHT)
                             fast = whole[tt] and k0 + EIGHT <= K
                             if side == 4:
                                 _output_transform(M, at, pos_m, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K)
-                            elif block == 2:
-                                _output_transform6(M, at, pos_m, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K)
+                            elif block == 2:  # the matrices as constants at each call (see _output_transform6)
+                                _output_transform6(M, at, pos_m, _AT6, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K)
                             else:
-                                _output_transform6x4(M, at, pos_m, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K)
+                                _output_transform6(M, at, pos_m, _AT64, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K)
                             part += EIGHT
 
 
@@ -419,39 +419,23 @@ def _output_column6(M, at, pos, A_T, r, s, like):
 
 
 @njit(inline="always")
-def _output_transform6(M, at, pos, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K):
-    """F(2x2, 5x5)'s ``Y = A^T m A + b`` for the channels of ``b`` of tile t (``m[ab] = M[at +
-    ab * pos]``, 6x6 positions), stored as ``_output_transform`` stores."""
-    for r in range(2):
-        u0, u1 = _output_column6(M, at, pos, _AT6, r, 0, b), _output_column6(M, at, pos, _AT6, r, 1, b)
-        u2, u3 = _output_column6(M, at, pos, _AT6, r, 2, b), _output_column6(M, at, pos, _AT6, r, 3, b)
-        u4, u5 = _output_column6(M, at, pos, _AT6, r, 4, b), _output_column6(M, at, pos, _AT6, r, 5, b)
-        y0 = _combine6(_AT6, 0, u0, u1, u2, u3, u4, u5, b)
-        y1 = _combine6(_AT6, 1, u0, u1, u2, u3, u4, u5, b)
-        if fast:
-            store_lanes(out, o + r * W_out * K, y0)
-            store_lanes(out, o + (r * W_out + 1) * K, y1)
-        else:
-            _store_edge(out, t, TH, TW, 2, r, 0, k0, H_out, W_out, K, y0)
-            _store_edge(out, t, TH, TW, 2, r, 1, k0, H_out, W_out, K, y1)
-
-
-@njit(inline="always")
-def _output_transform6x4(M, at, pos, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K):
-    """F(4x4, 3x3)'s ``Y = A^T m A + b`` (A^T: ``_AT64``, 4 x 6) for the channels of ``b`` of
-    tile t (``m[ab] = M[at + ab * pos]``, 6x6 positions): a 4x4 block of pixels, stored as
-    ``_output_transform`` stores. Row r of the block: ``u_s = (A^T m)[r][s]`` for the six
-    columns s, then ``y_q = sum over s of u_s A^T[q, s] + b``."""
-    for r in range(4):
-        u0, u1 = _output_column6(M, at, pos, _AT64, r, 0, b), _output_column6(M, at, pos, _AT64, r, 1, b)
-        u2, u3 = _output_column6(M, at, pos, _AT64, r, 2, b), _output_column6(M, at, pos, _AT64, r, 3, b)
-        u4, u5 = _output_column6(M, at, pos, _AT64, r, 4, b), _output_column6(M, at, pos, _AT64, r, 5, b)
-        for q in range(4):
-            y = _combine6(_AT64, q, u0, u1, u2, u3, u4, u5, b)
+def _output_transform6(M, at, pos, A_T, b, out, o, fast, t, TH, TW, k0, H_out, W_out, K):
+    """``Y = A^T m A + b`` of a 6x6 patch's transform for the channels of ``b`` of tile t
+    (``m[ab] = M[at + ab * pos]``): ``A_T`` is F(2x2, 5x5)'s ``_AT6`` (2 x 6, a 2x2 block) or
+    F(4x4, 3x3)'s ``_AT64`` (4 x 6, a 4x4 block), a constant at each call, so LLVM drops its
+    zeros; stored as ``_output_transform`` stores. Row r of the block: ``u_s = (A^T m)[r][s]``
+    for the six columns s, then ``y_q = sum over s of u_s A^T[q, s] + b``."""
+    block = A_T.shape[0]
+    for r in range(block):
+        u0, u1 = _output_column6(M, at, pos, A_T, r, 0, b), _output_column6(M, at, pos, A_T, r, 1, b)
+        u2, u3 = _output_column6(M, at, pos, A_T, r, 2, b), _output_column6(M, at, pos, A_T, r, 3, b)
+        u4, u5 = _output_column6(M, at, pos, A_T, r, 4, b), _output_column6(M, at, pos, A_T, r, 5, b)
+        for q in range(block):
+            y = _combine6(A_T, q, u0, u1, u2, u3, u4, u5, b)
             if fast:
                 store_lanes(out, o + (r * W_out + q) * K, y)
             else:
-                _store_edge(out, t, TH, TW, 4, r, q, k0, H_out, W_out, K, y)
+                _store_edge(out, t, TH, TW, block, r, q, k0, H_out, W_out, K, y)
 
 
 @njit(inline="always")
@@ -514,8 +498,8 @@ x 7 x 64 equal; 8 x 13 x 13 x 128 (1.16x) stays on Winograd (1.39 against 1.47 m
 def _blocks_cover(x_shape, block, most):
     """Whether ``block`` x ``block`` tiles cover the map ``x_shape[1:3]`` (about the output's,
     "same") with at most ``most`` times its pixels."""
-    H, W = x_shape[1:3]
-    return -(-H // block) * -(-W // block) * block * block <= most * H * W
+    N, H, W = x_shape[:3]
+    return tile_count(x_shape, block) * block * block <= most * N * H * W
 
 
 def _u_fits(U_bytes, tiles, threads, l2=None):
@@ -587,10 +571,10 @@ def block_for(x_shape, W_shape, threads=None, l2=None):
     """The output block of a Winograd layer (``usable``): 4, F(4x4, 3x3), for a 3x3 filter
     over a map that whole 4x4 blocks cover (``BLOCK4_MAX_COVER``), with at least
     ``BLOCK4_MIN_TILES`` 4x4 tiles, whose transformed filters (36 x C x K floats, 2.25x
-    F(2x2, 3x3)'s) pass ``usable``'s cache rule; else 2. Against F(2x2, 3x3), 2 threads, Sapphire Rapids: ResNet's 8 x 56 x 56 x 64
-    layer 4.1 -> 2.8 ms, VGG's 4 x 56 x 56 x 256 29.5 -> 24.0, 2 x 208 x 208 x 32 -> 64 8.5 ->
-    5.5, 1 x 104 x 104 x 64 -> 128 3.4 -> 2.6; 1 x 26 x 26 x 256 -> 512 (U 18.9 MB, 49 tiles)
-    4.5 -> 7.6."""
+    F(2x2, 3x3)'s) pass ``usable``'s cache rule; else 2. Against F(2x2, 3x3), 2 threads,
+    Sapphire Rapids: ResNet's 8 x 56 x 56 x 64 layer 4.1 -> 2.8 ms, VGG's 4 x 56 x 56 x 256
+    29.5 -> 24.0, 2 x 208 x 208 x 32 -> 64 8.5 -> 5.5, 1 x 104 x 104 x 64 -> 128 3.4 -> 2.6;
+    1 x 26 x 26 x 256 -> 512 (U 18.9 MB, 49 tiles) 4.5 -> 7.6."""
     f_h, _, C, K = W_shape
     if f_h != 3 or not _blocks_cover(x_shape, 4, BLOCK4_MAX_COVER):
         return 2
@@ -615,9 +599,10 @@ def forward(x, W, b, win, z, scratch, block=2):
     l2 = l2_bytes()
     if 4 * U.size * NEAR_U_PER_L2 <= l2:
         per_task = min(per_task, NEAR_U_TILES)
-    if block == 4:  # the task's V, 36 x per_task x C floats, in the L2 cache beside U's panel
-        per_task = min(per_task, max(PIXELS, int(V_SHARE_OF_L2 * l2) // (36 * x.shape[3] * 4) // PIXELS * PIXELS))
     side = W.shape[0] + block - 1
+    if block == 4:  # the task's V, side^2 x per_task x C floats, in the L2 cache beside U's panel
+        v_tile_bytes = side * side * x.shape[3] * 4
+        per_task = min(per_task, max(PIXELS, int(V_SHARE_OF_L2 * l2) // v_tile_bytes // PIXELS * PIXELS))
     winograd_tiles(xp.reshape(-1), xp.shape, U, z.shape, bias, per_task, workers, z.reshape(-1), side, block)
 
 
